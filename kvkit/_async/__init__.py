@@ -1,0 +1,1 @@
+"""The API's single source of truth, written async; ``kvkit/_sync`` is generated from it."""

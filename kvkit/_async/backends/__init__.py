@@ -1,0 +1,1 @@
+"""Backend drivers: storage primitives with the atomicity the services need."""

@@ -1,0 +1,298 @@
+"""The Redis backend (redis.asyncio), also driving fakeredis: one code path for both.
+
+Reliability policy lives here, once: redis-py's own retries are switched off and
+:meth:`AsyncRedisBackend.run` retries only operations the caller marks idempotent, on
+transient errors, with exponential backoff and jitter; every redis-py exception is
+translated to kvkit's hierarchy with the original chained.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from redis.asyncio import BlockingConnectionPool
+from redis.asyncio import Redis as AsyncRedisClient
+from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from ..._backoff import backoff_delay
+from ..._compat import acurrent_loop, asleep
+from ..._redis_errors import REDIS_ERRORS, is_retryable, translate
+from .base import AsyncBackend, AsyncCacheDriver
+
+if TYPE_CHECKING:
+    from ..._settings import Settings
+    from ..._urls import ParsedURL
+
+
+# Compare-and-delete: release a lock only while we still own it.
+_DELETE_IF_EQUAL = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def _glob_escape(text: str) -> str:
+    """Escape SCAN MATCH metacharacters so a prefix only matches itself."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+class AsyncRedisCacheDriver(AsyncCacheDriver):
+    """Cache primitives as single Redis commands (or one pipelined round trip)."""
+
+    def __init__(self, backend: AsyncRedisBackend) -> None:
+        self._b = backend
+
+    async def get(self, key: str) -> bytes | None:
+        value: bytes | None = await self._b.run(True, lambda r: r.get(key))
+        return value
+
+    async def set(self, key: str, value: bytes, ttl_ms: int | None) -> None:
+        await self._b.run(True, lambda r: r.set(key, value, px=ttl_ms))
+
+    async def add(self, key: str, value: bytes, ttl_ms: int | None) -> bool:
+        # Not retried: after a lost reply a retry would report False for our own write.
+        return bool(await self._b.run(False, lambda r: r.set(key, value, px=ttl_ms, nx=True)))
+
+    async def delete(self, key: str) -> bool:
+        return bool(await self._b.run(True, lambda r: r.delete(key)))
+
+    async def exists(self, key: str) -> bool:
+        return bool(await self._b.run(True, lambda r: r.exists(key)))
+
+    async def get_many(self, keys: list[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        return list(await self._b.run(True, lambda r: r.mget(keys)))
+
+    async def set_many(self, items: list[tuple[str, bytes]], ttl_ms: int | None) -> None:
+        if not items:
+            return
+
+        async def write(r: Any) -> Any:
+            if ttl_ms is None:
+                return await r.mset(dict(items))
+            # One round trip; MULTI so readers never see half of the batch.
+            pipe = r.pipeline(transaction=True)
+            for key, value in items:
+                pipe.set(key, value, px=ttl_ms)
+            return await pipe.execute()
+
+        await self._b.run(True, write)
+
+    async def delete_many(self, keys: list[str]) -> int:
+        if not keys:
+            return 0
+        return int(await self._b.run(True, lambda r: r.delete(*keys)))
+
+    async def incr(self, key: str, delta: int, ttl_ms: int | None) -> int:
+        async def incr(r: Any) -> Any:
+            pipe = r.pipeline(transaction=True)
+            if ttl_ms is not None:
+                # Creates the key with its TTL only when absent; INCRBY keeps the TTL.
+                pipe.set(key, b"0", px=ttl_ms, nx=True)
+            pipe.incrby(key, delta)
+            return await pipe.execute()
+
+        # Not retried: a retry after a lost reply would add delta twice.
+        results = await self._b.run(False, incr)
+        return int(results[-1])
+
+    async def pttl(self, key: str) -> int | None:
+        value = int(await self._b.run(True, lambda r: r.pttl(key)))
+        return None if value == -2 else value
+
+    async def expire(self, key: str, ttl_ms: int | None) -> bool:
+        if ttl_ms is None:
+            # PERSIST answers 0 both for "missing" and "had no TTL"; EXISTS tells them apart.
+            async def persist(r: Any) -> Any:
+                pipe = r.pipeline(transaction=True)
+                pipe.exists(key)
+                pipe.persist(key)
+                return await pipe.execute()
+
+            exists, _ = await self._b.run(True, persist)
+            return bool(exists)
+        return bool(await self._b.run(True, lambda r: r.pexpire(key, ttl_ms)))
+
+    async def clear(self, prefix: str) -> int:
+        pattern = _glob_escape(prefix) + "*"
+
+        async def sweep(r: Any) -> int:
+            deleted = 0
+            batch: list[bytes] = []
+            async for key in r.scan_iter(match=pattern, count=1000):
+                batch.append(key)
+                if len(batch) >= 500:
+                    deleted += int(await r.unlink(*batch))
+                    batch = []
+            if batch:
+                deleted += int(await r.unlink(*batch))
+            return deleted
+
+        return int(await self._b.run(True, sweep))
+
+    async def delete_if_equal(self, key: str, value: bytes) -> bool:
+        script = self._b.script(_DELETE_IF_EQUAL)
+        return bool(await self._b.run(True, lambda r: script(keys=[key], args=[value], client=r)))
+
+
+class AsyncRedisBackend(AsyncBackend):
+    """``redis://``, ``rediss://`` and ``unix://``: one bounded pool per server+db.
+
+    The redis-py client is created lazily on first use (constructors do no I/O) and, on the
+    async side, re-created when the running event loop changes, because asyncio
+    connections cannot be shared between loops (pytest-asyncio gives each test its own).
+    """
+
+    kind = "redis"
+
+    def __init__(self, url: ParsedURL, settings: Settings) -> None:
+        super().__init__(url, settings)
+        options = url.options
+        self.socket_timeout: float = options.get("socket_timeout", settings.socket_timeout)
+        self.connect_timeout: float = options.get("connect_timeout", settings.connect_timeout)
+        self.retries: int = options.get("retries", settings.retries)
+        self.max_connections: int = options.get("max_connections", settings.max_connections)
+        self._client: Any = None
+        self._loop: object = None
+        self._build_lock = threading.Lock()
+        self._scripts: dict[str, Any] = {}
+        self._cache = AsyncRedisCacheDriver(self)
+
+    # -- connection management ---------------------------------------------------------
+    def _connection_kwargs(self) -> dict[str, Any]:
+        url = self.url
+        kwargs: dict[str, Any] = {
+            "username": url.username,
+            "password": url.password,
+            "db": url.db,
+            "socket_timeout": self.socket_timeout,
+            "socket_connect_timeout": self.connect_timeout,
+            # kvkit decides what is retried (idempotent operations only), not redis-py.
+            "retry": Retry(NoBackoff(), 0),
+            "health_check_interval": url.options.get("health_check_interval", 30),
+            "client_name": url.options.get("client_name"),
+        }
+        if url.path is not None:
+            kwargs["connection_class"] = UnixDomainSocketConnection
+            kwargs["path"] = url.path
+        else:
+            kwargs["host"], kwargs["port"] = url.hosts[0]
+            kwargs["connection_class"] = Connection
+            if url.spec.tls:
+                kwargs["connection_class"] = SSLConnection
+                options = url.options
+                kwargs["ssl_cert_reqs"] = options.get("ssl_cert_reqs", "required")
+                kwargs["ssl_check_hostname"] = options.get(
+                    "ssl_check_hostname", kwargs["ssl_cert_reqs"] != "none"
+                )
+                for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
+                    if name in options:
+                        kwargs[name] = options[name]
+        return kwargs
+
+    def _build(self) -> Any:
+        # Typed as Any: the sync and async pool classes differ in how well they are typed.
+        pool_class: Any = BlockingConnectionPool
+        pool = pool_class(
+            max_connections=self.max_connections,
+            # Waiting for a free connection is bounded by the socket timeout (SPEC §10).
+            timeout=self.socket_timeout,
+            **self._connection_kwargs(),
+        )
+        return AsyncRedisClient.from_pool(pool)
+
+    @property
+    def client(self) -> Any:
+        """The redis-py client for the current event loop (created on first use)."""
+        loop = acurrent_loop()
+        client = self._client
+        if client is None or loop is not self._loop:
+            with self._build_lock:
+                if self._client is None or loop is not self._loop:
+                    self._client = self._build()
+                    self._loop = loop
+                    self._scripts.clear()
+                client = self._client
+        return client
+
+    def redis(self) -> Any:
+        return self.client
+
+    def script(self, source: str) -> Any:
+        """Return a registered script (EVALSHA with automatic EVAL fallback)."""
+        script = self._scripts.get(source)
+        if script is None:
+            script = self._scripts[source] = self.client.register_script(source)
+        return script
+
+    async def run(self, idempotent: bool, op: Callable[[Any], Awaitable[Any]]) -> Any:
+        """Run ``op(client)``, translating errors and retrying idempotent operations.
+
+        Args:
+            idempotent: Whether repeating the operation after an unknown outcome is safe.
+            op: The operation; receives the redis-py client.
+
+        Returns:
+            What ``op`` returned.
+
+        Raises:
+            BackendError: a subclass matching the failure, with the redis-py error chained.
+        """
+        attempt = 0
+        while True:
+            try:
+                return await op(self.client)
+            except REDIS_ERRORS as exc:
+                if not idempotent or attempt >= self.retries or not is_retryable(exc):
+                    raise translate(exc, self.url.redacted) from exc
+            await asleep(backoff_delay(attempt))
+            attempt += 1
+
+    # -- AsyncBackend ------------------------------------------------------------------------
+    async def ping(self) -> None:
+        await self.run(True, lambda r: r.ping())
+
+    async def server_version(self) -> str | None:
+        info = await self.run(True, lambda r: r.info("server"))
+        version = info.get("redis_version")
+        return None if version is None else str(version)
+
+    def cache_driver(self) -> AsyncCacheDriver:
+        return self._cache
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            # Closing a broken connection must not raise.
+            with contextlib.suppress(*REDIS_ERRORS):
+                await client.aclose()
+
+
+class AsyncFakeRedisBackend(AsyncRedisBackend):
+    """``fakeredis://[NAME]``: the Redis driver over a fakeredis server (private or shared)."""
+
+    kind = "fakeredis"
+
+    def __init__(self, url: ParsedURL, settings: Settings) -> None:
+        from ..._fakeredis import fake_server
+
+        super().__init__(url, settings)
+        self._server = fake_server(url.name)
+
+    def _build(self) -> Any:
+        from fakeredis import FakeAsyncRedis
+
+        return FakeAsyncRedis(server=self._server)
+
+    async def server_version(self) -> str | None:
+        # fakeredis has no INFO command; report the library instead.
+        await self.ping()
+        from fakeredis import __version__
+
+        return f"fakeredis {__version__}"

@@ -1,0 +1,196 @@
+"""``kvkit.AsyncClient``: roles, backends and services behind one object."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import attrs
+
+from .._errors import ConfigError, KVKitError
+from .._serde import Codec, Serializer
+from .._settings import Settings
+from .._ttl import TTLResolver
+from .._types import Check, Health
+from .._urls import ParsedURL, parse_url
+from .backends.base import AsyncBackend
+from .cache import AsyncCacheService
+
+__all__ = ["AsyncClient"]
+
+ROLES = ("cache", "sessions", "queues")
+
+
+class AsyncClient:
+    """Cache, sessions and queues over the backends chosen by URL.
+
+    Constructing a client does no I/O: connections open on first use, so a client can be
+    created at import time, before ``fork``, and used from several event loops in turn
+    (loop-bound connections are re-created when the running loop changes).
+
+    Args:
+        url: Backend URL for every role (overrides ``settings.url``). ``None`` with no other
+            argument reads :meth:`Settings.from_env`.
+        cache: URL of the cache role.
+        sessions: URL of the sessions role.
+        queues: URL of the queues role.
+        settings: Full settings; URL arguments override its URL fields.
+        serializer: Custom value serializer (``dumps``/``loads``); default JSON.
+
+    Raises:
+        ConfigError: a URL, option or setting is invalid.
+
+    Example:
+        >>> client = kvkit.AsyncClient("memory://")
+        >>> await client.cache.set("k", {"v": 1})
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        cache: str | None = None,
+        sessions: str | None = None,
+        queues: str | None = None,
+        settings: Settings | None = None,
+        serializer: Serializer | None = None,
+    ) -> None:
+        if settings is None:
+            settings = (
+                Settings.from_env()
+                if url is None and not (cache or sessions or queues)
+                else Settings()
+            )
+        elif not isinstance(settings, Settings):
+            raise ConfigError(f"settings must be a kvkit.Settings, not {type(settings).__name__!r}")
+        overrides: dict[str, Any] = {}
+        for field, value in (
+            ("url", url),
+            ("cache_url", cache),
+            ("session_url", sessions),
+            ("queue_url", queues),
+        ):
+            if value is not None:
+                overrides[field] = value
+        if overrides:
+            settings = attrs.evolve(settings, **overrides)
+        self.settings = settings
+        self._codec = Codec(serializer)
+        # One backend per distinct server+db+credentials: roles that share it share a pool.
+        self._backends: dict[tuple[Any, ...], AsyncBackend] = {}
+        self._role_backend: dict[str, AsyncBackend] = {}
+        for role in ROLES:
+            parsed = parse_url(settings.role_url(role))
+            backend = self._backends.get(parsed.pool_key)
+            if backend is None:
+                backend = self._backends[parsed.pool_key] = _make_backend(parsed, settings)
+            self._role_backend[role] = backend
+        self._cache: AsyncCacheService | None = None
+
+    @classmethod
+    def from_env(cls, prefix: str = "KVKIT_", environ: Any = None) -> AsyncClient:
+        """Create a client from environment variables (see :meth:`Settings.from_env`)."""
+        return cls(settings=Settings.from_env(prefix, environ))
+
+    def __repr__(self) -> str:
+        roles = ", ".join(f"{r}={self._role_backend[r].url.redacted!r}" for r in ROLES)
+        return f"<kvkit.{type(self).__name__} {roles}>"
+
+    # -- services ------------------------------------------------------------------------------
+    @property
+    def cache(self) -> AsyncCacheService:
+        """The cache (keys under ``{prefix}:cache:``)."""
+        if self._cache is None:
+            settings = self.settings
+            backend = self._role_backend["cache"]
+            self._cache = AsyncCacheService(
+                backend.cache_driver(),
+                prefix=f"{settings.prefix}:cache:",
+                lock_prefix=f"{settings.prefix}:lock:",
+                ttl=TTLResolver(settings.cache_ttl, settings.temp_ttl, settings.long_ttl),
+                codec=self._codec,
+                fail_open=settings.cache_fail_open,
+                where=backend.url.redacted,
+            )
+        return self._cache
+
+    def backend(self, role: str = "cache") -> AsyncBackend:
+        """Return the backend object serving ``role`` (for integrations and tests)."""
+        try:
+            return self._role_backend[role]
+        except KeyError:
+            raise ConfigError(f"unknown role {role!r}; roles are {', '.join(ROLES)}") from None
+
+    def redis(self, role: str = "cache") -> Any:
+        """Return the underlying redis-py client of ``role``, for power users. No I/O.
+
+        Raises:
+            ConfigError: the role is not on a Redis backend, or the role is unknown.
+        """
+        return self.backend(role).redis()
+
+    # -- health -----------------------------------------------------------------------------------
+    async def ping(self) -> dict[str, float]:
+        """Round-trip each role's backend; return the latency in seconds per role.
+
+        Raises:
+            BackendError: a backend is unreachable.
+        """
+        out: dict[str, float] = {}
+        for role in ROLES:
+            start = time.perf_counter()
+            await self._role_backend[role].ping()
+            out[role] = time.perf_counter() - start
+        return out
+
+    async def health(self) -> Health:
+        """Check every role; never raises for backend failures (they become failed checks)."""
+        checks: list[Check] = []
+        for role in ROLES:
+            backend = self._role_backend[role]
+            start = time.perf_counter()
+            try:
+                await backend.ping()
+                latency = (time.perf_counter() - start) * 1000.0
+                version = await backend.server_version()
+            except KVKitError as exc:
+                checks.append(
+                    Check(
+                        role=role,
+                        backend=backend.kind,
+                        url=backend.url.redacted,
+                        ok=False,
+                        error=f"{type(exc).__name__}: {exc}",
+                    )
+                )
+                continue
+            checks.append(
+                Check(
+                    role=role,
+                    backend=backend.kind,
+                    url=backend.url.redacted,
+                    ok=True,
+                    latency_ms=round(latency, 3),
+                    server_version=version,
+                )
+            )
+        status = "pass" if all(c.ok for c in checks) else "fail"
+        return Health(status=status, checks=checks)
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    async def aclose(self) -> None:
+        """Close every connection pool. The client reconnects if used again."""
+        for backend in self._backends.values():
+            await backend.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+def _make_backend(url: ParsedURL, settings: Settings) -> AsyncBackend:
+    factory = url.spec.load(is_async=True)
+    backend: AsyncBackend = factory(url, settings)
+    return backend

@@ -1,0 +1,53 @@
+"""Key validation (SPEC §3): non-empty ``str`` of at most 1024 UTF-8 bytes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._errors import InvalidArgument
+
+MAX_KEY_BYTES = 1024
+# A str of at most 256 code points can never exceed 1024 UTF-8 bytes (4 bytes per code
+# point at most), so the common case skips the encode.
+_FAST_LEN = MAX_KEY_BYTES // 4
+
+
+def validate_key(key: Any, what: str = "key") -> str:
+    """Return ``key`` if it is a valid kvkit key, else raise.
+
+    Args:
+        key: The candidate key.
+        what: How to call it in the error message ("key", "session id", ...).
+
+    Returns:
+        The key, unchanged.
+
+    Raises:
+        InvalidArgument: ``key`` is not a ``str``, is empty, or is longer than 1024
+            UTF-8 bytes.
+    """
+    if type(key) is str and 0 < len(key) <= _FAST_LEN:
+        return key
+    if not isinstance(key, str):
+        raise InvalidArgument(f"{what} must be a str, not {type(key).__name__!r}")
+    if not key:
+        raise InvalidArgument(f"{what} must not be empty")
+    try:
+        size = len(key.encode("utf-8"))
+    except UnicodeEncodeError as exc:  # lone surrogates cannot be stored
+        raise InvalidArgument(f"{what} is not valid UTF-8 text") from exc
+    if size > MAX_KEY_BYTES:
+        raise InvalidArgument(f"{what} is {size} UTF-8 bytes long; the limit is {MAX_KEY_BYTES}")
+    return key
+
+
+def validate_keys(keys: Any, what: str = "keys") -> list[str]:
+    """Validate an iterable of keys (not a bare ``str``) and return them as a list.
+
+    Raises:
+        InvalidArgument: ``keys`` is a ``str``/``bytes`` or not iterable, or any key is
+            invalid.
+    """
+    if isinstance(keys, (str, bytes)) or not hasattr(keys, "__iter__"):
+        raise InvalidArgument(f"{what} must be an iterable of str, not {type(keys).__name__!r}")
+    return [validate_key(k) for k in keys]

@@ -1,0 +1,193 @@
+"""``kvkit.Settings``: every knob of a client, with the original system's defaults (SPEC §2)."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from ._errors import ConfigError
+from ._urls import parse_url, redact_url
+
+__all__ = ["Settings"]
+
+
+def _redacted(value: str | None) -> str:
+    return "None" if value is None else repr(redact_url(value))
+
+
+def _check_url(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is None and attribute.name != "url":
+        return
+    parse_url(value)  # raises ConfigError (redacted) on anything malformed
+
+
+def _check_positive(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is None and attribute.name == "session_max_age":
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(
+            f"Settings.{attribute.name} must be a number, not {type(value).__name__!r}"
+        )
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"Settings.{attribute.name} must be positive and finite, got {value!r}")
+
+
+def _check_int(minimum: int) -> Any:
+    def check(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(
+                f"Settings.{attribute.name} must be an int, not {type(value).__name__!r}"
+            )
+        if value < minimum:
+            raise ConfigError(f"Settings.{attribute.name} must be >= {minimum}, got {value!r}")
+
+    return check
+
+
+def _check_prefix(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, str) or not value or any(c in value for c in "{}*?[]"):
+        raise ConfigError(
+            "Settings.prefix must be a non-empty str without glob or hash-tag characters "
+            f"({{}}*?[]), got {value!r}"
+        )
+
+
+def _check_bool(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"Settings.{attribute.name} must be a bool, not {type(value).__name__!r}")
+
+
+@attrs.frozen(kw_only=True)
+class Settings:
+    """Configuration of a :class:`kvkit.Client` / :class:`kvkit.AsyncClient`.
+
+    Attributes:
+        url: Backend URL used by every role without its own URL.
+        cache_url: URL of the cache role (``None``: ``url``).
+        session_url: URL of the sessions role (``None``: ``url``).
+        queue_url: URL of the queues role (``None``: ``url``).
+        prefix: First segment of every key (``{prefix}:cache:…``).
+        cache_ttl: Default cache TTL in seconds.
+        session_ttl: Idle TTL of sessions in seconds (slides on access).
+        temp_ttl: The ``"temp"`` TTL preset in seconds.
+        long_ttl: The ``"long"`` TTL preset in seconds.
+        session_max_age: Absolute lifetime of a session in seconds (``None``: unlimited).
+        max_connections: Size of each connection pool.
+        socket_timeout: Seconds to wait for a reply (and for a free pooled connection).
+        connect_timeout: Seconds to wait for a connection to open.
+        retries: Retries of idempotent operations after a connection error.
+        cache_fail_open: Whether cache reads/writes degrade to misses/no-ops when the
+            backend is unreachable.
+    """
+
+    url: str = attrs.field(default="memory://", validator=_check_url, repr=_redacted)
+    cache_url: str | None = attrs.field(default=None, validator=_check_url, repr=_redacted)
+    session_url: str | None = attrs.field(default=None, validator=_check_url, repr=_redacted)
+    queue_url: str | None = attrs.field(default=None, validator=_check_url, repr=_redacted)
+    prefix: str = attrs.field(default="kvkit", validator=_check_prefix)
+    cache_ttl: float = attrs.field(default=3600, validator=_check_positive)
+    session_ttl: float = attrs.field(default=86400, validator=_check_positive)
+    temp_ttl: float = attrs.field(default=300, validator=_check_positive)
+    long_ttl: float = attrs.field(default=604800, validator=_check_positive)
+    session_max_age: float | None = attrs.field(default=None, validator=_check_positive)
+    max_connections: int = attrs.field(default=20, validator=_check_int(1))
+    socket_timeout: float = attrs.field(default=5.0, validator=_check_positive)
+    connect_timeout: float = attrs.field(default=5.0, validator=_check_positive)
+    retries: int = attrs.field(default=3, validator=_check_int(0))
+    cache_fail_open: bool = attrs.field(default=False, validator=_check_bool)
+
+    def role_url(self, role: str) -> str:
+        """Return the URL that ``role`` ("cache", "sessions" or "queues") uses."""
+        own = {"cache": self.cache_url, "sessions": self.session_url, "queues": self.queue_url}[
+            role
+        ]
+        return own if own is not None else self.url
+
+    @classmethod
+    def from_env(cls, prefix: str = "KVKIT_", environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from environment variables.
+
+        Reads ``{prefix}URL``, ``{prefix}CACHE_URL``, ``{prefix}SESSION_URL``,
+        ``{prefix}QUEUE_URL``, ``{prefix}PREFIX``, ``{prefix}CACHE_TTL``,
+        ``{prefix}SESSION_TTL``, ``{prefix}TEMP_CACHE_TTL``, ``{prefix}LONG_CACHE_TTL``,
+        ``{prefix}SESSION_MAX_AGE``, ``{prefix}MAX_CONNECTIONS``, ``{prefix}SOCKET_TIMEOUT``,
+        ``{prefix}CONNECT_TIMEOUT``, ``{prefix}RETRIES`` and ``{prefix}CACHE_FAIL_OPEN``.
+        Unset or empty variables keep the defaults. With ``prefix="REDIS_"`` this reads the
+        original ``RedisService`` variables.
+
+        Args:
+            prefix: Prefix of the variable names.
+            environ: Mapping to read instead of ``os.environ``.
+
+        Returns:
+            The settings.
+
+        Raises:
+            ConfigError: a variable is malformed; the message names the variable and never
+                echoes a URL's secrets.
+        """
+        env = os.environ if environ is None else environ
+        fields = attrs.fields_dict(cls)
+        kwargs: dict[str, Any] = {}
+        for suffix, name, convert in _ENV_FIELDS:
+            var = prefix + suffix
+            raw = env.get(var)
+            if raw is None or raw.strip() == "":
+                continue
+            shown = redact_url(raw) if convert is str else raw
+            try:
+                value = convert(raw.strip())
+                # Run the field's own validator here so the error can name the variable.
+                validator = fields[name].validator
+                if validator is not None:
+                    validator(None, fields[name], value)
+            except (ValueError, ConfigError) as exc:
+                raise ConfigError(
+                    f"environment variable {var}={shown!r} is invalid: {_reason(exc)}"
+                ) from None
+            kwargs[name] = value
+        return cls(**kwargs)
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc)
+    if "could not convert" in text or "invalid literal" in text:
+        return "not a number"
+    return text
+
+
+def _env_bool(raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true/false")
+
+
+def _env_number(raw: str) -> float:
+    value = float(raw)
+    return int(value) if value.is_integer() and "." not in raw and "e" not in raw.lower() else value
+
+
+_ENV_FIELDS: tuple[tuple[str, str, Any], ...] = (
+    ("URL", "url", str),
+    ("CACHE_URL", "cache_url", str),
+    ("SESSION_URL", "session_url", str),
+    ("QUEUE_URL", "queue_url", str),
+    ("PREFIX", "prefix", str),
+    ("CACHE_TTL", "cache_ttl", _env_number),
+    ("SESSION_TTL", "session_ttl", _env_number),
+    ("TEMP_CACHE_TTL", "temp_ttl", _env_number),
+    ("LONG_CACHE_TTL", "long_ttl", _env_number),
+    ("SESSION_MAX_AGE", "session_max_age", _env_number),
+    ("MAX_CONNECTIONS", "max_connections", int),
+    ("SOCKET_TIMEOUT", "socket_timeout", float),
+    ("CONNECT_TIMEOUT", "connect_timeout", float),
+    ("RETRIES", "retries", int),
+    ("CACHE_FAIL_OPEN", "cache_fail_open", _env_bool),
+)

@@ -1,0 +1,108 @@
+"""TTL arguments (SPEC §3) and their resolution to whole milliseconds.
+
+A TTL argument is ``None`` (the role's default), a positive number of seconds, a positive
+``timedelta``, a preset name (``"default"``, ``"temp"``, ``"long"``) or :data:`FOREVER`.
+Everything is resolved to milliseconds because Redis' PX/PEXPIRE honour sub-second TTLs.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from typing import Any, Final, Literal, Union
+
+from ._errors import InvalidArgument
+
+__all__ = ["FOREVER", "TTL", "TTLResolver", "seconds_to_ms"]
+
+
+class _Forever:
+    """Type of :data:`FOREVER`; a singleton so ``ttl is FOREVER`` works."""
+
+    _instance: _Forever | None = None
+
+    def __new__(cls) -> _Forever:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "kvkit.FOREVER"
+
+    def __reduce__(self) -> str:
+        return "FOREVER"
+
+
+FOREVER: Final = _Forever()
+"""Pass as a TTL to store a value without expiry."""
+
+TTL = Union[None, int, float, timedelta, Literal["default", "temp", "long"], _Forever]  # noqa: UP007 - a runtime alias must work on Python 3.10
+
+
+def seconds_to_ms(seconds: Any, what: str = "ttl") -> int:
+    """Convert a positive number of seconds (or ``timedelta``) to whole milliseconds.
+
+    Sub-millisecond remainders round up so that a tiny positive TTL never becomes 0
+    (which Redis would reject and which would mean "no expiry" elsewhere).
+
+    Raises:
+        InvalidArgument: not a positive finite number or ``timedelta``.
+    """
+    if isinstance(seconds, timedelta):
+        value = seconds.total_seconds()
+    elif type(seconds) in (int, float) or (
+        isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
+    ):
+        value = float(seconds)
+    else:
+        raise InvalidArgument(
+            f"{what} must be a number of seconds, a timedelta, 'default', 'temp', 'long', "
+            f"None or kvkit.FOREVER, not {type(seconds).__name__!r}"
+        )
+    if not math.isfinite(value) or value <= 0:
+        raise InvalidArgument(f"{what} must be positive and finite, got {value!r}")
+    return max(1, math.ceil(value * 1000))
+
+
+class TTLResolver:
+    """Resolves TTL arguments for one role.
+
+    Args:
+        default: The role's default TTL in seconds (``None`` for no expiry).
+        temp: The ``"temp"`` preset in seconds.
+        long: The ``"long"`` preset in seconds.
+    """
+
+    __slots__ = ("_default_ms", "_presets")
+
+    def __init__(self, default: float | None, temp: float, long: float) -> None:
+        self._default_ms = None if default is None else seconds_to_ms(default, "default ttl")
+        self._presets = {
+            "default": self._default_ms,
+            "temp": seconds_to_ms(temp, "temp ttl"),
+            "long": seconds_to_ms(long, "long ttl"),
+        }
+
+    @property
+    def default_ms(self) -> int | None:
+        """The role's default TTL in milliseconds (``None``: no expiry)."""
+        return self._default_ms
+
+    def ms(self, ttl: Any) -> int | None:
+        """Resolve a TTL argument to milliseconds; ``None`` means no expiry.
+
+        Raises:
+            InvalidArgument: the argument is not a valid TTL.
+        """
+        if ttl is None:
+            return self._default_ms
+        if ttl is FOREVER:
+            return None
+        if type(ttl) is str:
+            try:
+                return self._presets[ttl]
+            except KeyError:
+                raise InvalidArgument(
+                    f"unknown ttl preset {ttl!r}; use 'default', 'temp' or 'long'"
+                ) from None
+        return seconds_to_ms(ttl)

@@ -1,0 +1,53 @@
+"""Developer tasks: `nox -s tests`, `nox -s lint` (read-only), `nox -s generate`, `nox -s bench`."""
+
+from __future__ import annotations
+
+import os
+
+import nox
+
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = False
+
+PYTHON = os.environ.get("KVKIT_NOX_PYTHON", "3.11")
+TEST_DEPS = ["pytest>=8", "pytest-asyncio>=0.24", "pytest-cov>=5", "pytest-timeout>=2.3"]
+LINT_DEPS = ["ruff>=0.6", "mypy>=1.11", "types-cachetools"]
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Run the whole test suite (real redis-server started by the suite) with coverage."""
+    session.install("-e", ".[all]", *TEST_DEPS)
+    session.run(
+        "pytest",
+        "--cov=kvkit",
+        "--cov-report=term",
+        "--cov-fail-under=90",
+        *session.posargs,
+    )
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """Read-only checks: formatting, lint, mypy --strict, generated code up to date."""
+    session.install("-e", ".[all]", *LINT_DEPS)
+    session.run("ruff", "format", "--check", ".")
+    session.run("ruff", "check", ".")
+    session.run("mypy")
+    session.run("python", "scripts/unasync.py", "--check")
+
+
+@nox.session(python=PYTHON)
+def generate(session: nox.Session) -> None:
+    """Write kvkit/_sync and tests/_sync from the async source, then format everything."""
+    session.install("ruff>=0.6")
+    session.run("python", "scripts/unasync.py")
+    session.run("ruff", "format", ".")
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Benchmarks against raw redis-py and the peer libraries (prints ratios, writes a plot)."""
+    session.install("-e", ".[all]", "cashews", "aiocache", "matplotlib")
+    session.run("python", "-m", "benchmarks", *session.posargs)

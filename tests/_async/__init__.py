@@ -1,0 +1,1 @@
+"""Conformance tests written once, async; ``tests/_sync`` is generated from them."""
