@@ -8,9 +8,9 @@ import nox
 
 nox.options.sessions = ["lint", "tests"]
 nox.options.reuse_existing_virtualenvs = True
-nox.options.error_on_missing_interpreters = False
 
-PYTHON = os.environ.get("KVKIT_NOX_PYTHON", "3.11")
+# Sessions run on the interpreter nox itself runs on (set KVKIT_NOX_PYTHON to pin one).
+PYTHON = os.environ.get("KVKIT_NOX_PYTHON") or None
 TEST_DEPS = ["pytest>=8", "pytest-asyncio>=0.24", "pytest-cov>=5", "pytest-timeout>=2.3"]
 LINT_DEPS = ["ruff>=0.6", "mypy>=1.11", "types-cachetools"]
 

@@ -22,10 +22,12 @@ __all__ = [
     "Event",
     "Lock",
     "acall",
+    "adrop_client",
     "acurrent_loop",
     "asleep",
     "call",
     "current_loop",
+    "drop_client",
     "sleep",
 ]
 
@@ -70,3 +72,41 @@ async def acall(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 def call(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Call ``func`` (the sync API only accepts sync callables)."""
     return func(*args, **kwargs)
+
+
+# --- dropping a redis client without awaiting ----------------------------------------------
+def adrop_client(client: Any) -> None:
+    """Release a redis.asyncio client that belongs to another (usually closed) event loop.
+
+    Its connections cannot be awaited from the current loop, and closing their transports
+    normally would schedule callbacks on a loop that may be closed. So their sockets are
+    closed directly and the connections forgotten, which also keeps asyncio and redis-py
+    from warning about unclosed transports when they are garbage collected.
+    """
+    pool = getattr(client, "connection_pool", None)
+    if pool is None:
+        return
+    connections = list(getattr(pool, "_available_connections", ()))
+    connections += list(getattr(pool, "_in_use_connections", ()))
+    for conn in connections:
+        writer = getattr(conn, "_writer", None)
+        transport = getattr(writer, "transport", None)
+        if transport is not None:
+            loop = getattr(transport, "_loop", None)
+            if loop is not None and not loop.is_closed():
+                transport.abort()
+            else:
+                # The loop is gone: close the socket ourselves and mark the transport
+                # closed, which is what its own close() would have done on the loop.
+                sock = getattr(transport, "_sock", None)
+                if sock is not None:
+                    sock.close()
+                    transport._sock = None
+                transport._closing = True
+        conn._reader = None
+        conn._writer = None
+
+
+def drop_client(client: Any) -> None:
+    """Close a sync redis-py client (sync clients are not bound to an event loop)."""
+    client.close()

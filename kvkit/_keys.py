@@ -7,9 +7,6 @@ from typing import Any
 from ._errors import InvalidArgument
 
 MAX_KEY_BYTES = 1024
-# A str of at most 256 code points can never exceed 1024 UTF-8 bytes (4 bytes per code
-# point at most), so the common case skips the encode.
-_FAST_LEN = MAX_KEY_BYTES // 4
 
 
 def validate_key(key: Any, what: str = "key") -> str:
@@ -26,7 +23,9 @@ def validate_key(key: Any, what: str = "key") -> str:
         InvalidArgument: ``key`` is not a ``str``, is empty, or is longer than 1024
             UTF-8 bytes.
     """
-    if type(key) is str and 0 < len(key) <= _FAST_LEN:
+    # ASCII keys (str.isascii() is O(1) in CPython) are one byte per character, so the
+    # common case skips the encode; anything else is measured in UTF-8 bytes.
+    if type(key) is str and 0 < len(key) <= MAX_KEY_BYTES and key.isascii():
         return key
     if not isinstance(key, str):
         raise InvalidArgument(f"{what} must be a str, not {type(key).__name__!r}")

@@ -40,6 +40,7 @@ SUBS: list[tuple[str, str]] = [
     (r"\basleep\b", "sleep"),
     (r"\bacurrent_loop\b", "current_loop"),
     (r"\bacall\b", "call"),
+    (r"\badrop_client\b", "drop_client"),
     (r"\baclose\b", "close"),
     (r"__aenter__", "__enter__"),
     (r"__aexit__", "__exit__"),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -15,6 +15,10 @@ from .._types import Check, Health
 from .._urls import ParsedURL, parse_url
 from .backends.base import AsyncBackend
 from .cache import AsyncCacheService
+
+if TYPE_CHECKING:
+    from .queue import AsyncQueueService
+    from .sessions import AsyncSessionService
 
 __all__ = ["AsyncClient"]
 
@@ -86,6 +90,7 @@ class AsyncClient:
                 backend = self._backends[parsed.pool_key] = _make_backend(parsed, settings)
             self._role_backend[role] = backend
         self._cache: AsyncCacheService | None = None
+        self._sessions: AsyncSessionService | None = None
 
     @classmethod
     def from_env(cls, prefix: str = "KVKIT_", environ: Any = None) -> AsyncClient:
@@ -113,6 +118,47 @@ class AsyncClient:
                 where=backend.url.redacted,
             )
         return self._cache
+
+    @property
+    def sessions(self) -> AsyncSessionService:
+        """The server-side session store (keys under ``{prefix}:session:``)."""
+        if self._sessions is None:
+            from .sessions import AsyncSessionService
+
+            settings = self.settings
+            backend = self._role_backend["sessions"]
+            self._sessions = AsyncSessionService(
+                backend.session_driver(),
+                prefix=f"{settings.prefix}:session:",
+                ttl=settings.session_ttl,
+                max_age=settings.session_max_age,
+                codec=self._codec,
+                where=backend.url.redacted,
+            )
+        return self._sessions
+
+    def queue(self, name: str, **options: Any) -> AsyncQueueService:
+        """Return the queue ``name`` (keys under ``{prefix}:queue:{name}``).
+
+        Args:
+            name: Queue name.
+            **options: ``visibility_timeout``, ``max_deliveries``, ``group``, ``consumer``,
+                ``maxlen`` (see :class:`kvkit.AsyncQueue`).
+
+        Raises:
+            InvalidArgument: the name or an option is invalid.
+        """
+        from .queue import AsyncQueueService
+
+        backend = self._role_backend["queues"]
+        return AsyncQueueService(
+            backend.queue_driver(),
+            name=name,
+            prefix=f"{self.settings.prefix}:queue:",
+            codec=self._codec,
+            where=backend.url.redacted,
+            **options,
+        )
 
     def backend(self, role: str = "cache") -> AsyncBackend:
         """Return the backend object serving ``role`` (for integrations and tests)."""

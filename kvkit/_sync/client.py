@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -17,6 +17,10 @@ from .._types import Check, Health
 from .._urls import ParsedURL, parse_url
 from .backends.base import Backend
 from .cache import CacheService
+
+if TYPE_CHECKING:
+    from .queue import QueueService
+    from .sessions import SessionService
 
 __all__ = ["Client"]
 
@@ -88,6 +92,7 @@ class Client:
                 backend = self._backends[parsed.pool_key] = _make_backend(parsed, settings)
             self._role_backend[role] = backend
         self._cache: CacheService | None = None
+        self._sessions: SessionService | None = None
 
     @classmethod
     def from_env(cls, prefix: str = "KVKIT_", environ: Any = None) -> Client:
@@ -115,6 +120,47 @@ class Client:
                 where=backend.url.redacted,
             )
         return self._cache
+
+    @property
+    def sessions(self) -> SessionService:
+        """The server-side session store (keys under ``{prefix}:session:``)."""
+        if self._sessions is None:
+            from .sessions import SessionService
+
+            settings = self.settings
+            backend = self._role_backend["sessions"]
+            self._sessions = SessionService(
+                backend.session_driver(),
+                prefix=f"{settings.prefix}:session:",
+                ttl=settings.session_ttl,
+                max_age=settings.session_max_age,
+                codec=self._codec,
+                where=backend.url.redacted,
+            )
+        return self._sessions
+
+    def queue(self, name: str, **options: Any) -> QueueService:
+        """Return the queue ``name`` (keys under ``{prefix}:queue:{name}``).
+
+        Args:
+            name: Queue name.
+            **options: ``visibility_timeout``, ``max_deliveries``, ``group``, ``consumer``,
+                ``maxlen`` (see :class:`kvkit.Queue`).
+
+        Raises:
+            InvalidArgument: the name or an option is invalid.
+        """
+        from .queue import QueueService
+
+        backend = self._role_backend["queues"]
+        return QueueService(
+            backend.queue_driver(),
+            name=name,
+            prefix=f"{self.settings.prefix}:queue:",
+            codec=self._codec,
+            where=backend.url.redacted,
+            **options,
+        )
 
     def backend(self, role: str = "cache") -> Backend:
         """Return the backend object serving ``role`` (for integrations and tests)."""

@@ -6,7 +6,7 @@ calling it from the event loop is fine; the async methods exist to keep one API 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ...memory import CacheSpace, get_store
 from .base import AsyncBackend, AsyncCacheDriver
@@ -98,6 +98,16 @@ class AsyncMemoryBackend(AsyncBackend):
 
     def cache_driver(self) -> AsyncCacheDriver:
         return self._cache
+
+    def session_driver(self) -> Any:
+        from .memory_sessions import AsyncMemorySessionDriver
+
+        return AsyncMemorySessionDriver(self.store)
+
+    def queue_driver(self) -> Any:
+        from .memory_queue import AsyncMemoryQueueDriver
+
+        return AsyncMemoryQueueDriver(self.store)
 
     async def aclose(self) -> None:
         return None

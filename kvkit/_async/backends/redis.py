@@ -20,7 +20,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from ..._backoff import backoff_delay
-from ..._compat import acurrent_loop, asleep
+from ..._compat import acurrent_loop, adrop_client, asleep
 from ..._redis_errors import REDIS_ERRORS, is_retryable, translate
 from .base import AsyncBackend, AsyncCacheDriver
 
@@ -215,6 +215,8 @@ class AsyncRedisBackend(AsyncBackend):
         if client is None or loop is not self._loop:
             with self._build_lock:
                 if self._client is None or loop is not self._loop:
+                    if self._client is not None:
+                        adrop_client(self._client)
                     self._client = self._build()
                     self._loop = loop
                     self._scripts.clear()
@@ -266,9 +268,21 @@ class AsyncRedisBackend(AsyncBackend):
     def cache_driver(self) -> AsyncCacheDriver:
         return self._cache
 
+    def session_driver(self) -> Any:
+        from .redis_sessions import AsyncRedisSessionDriver
+
+        return AsyncRedisSessionDriver(self)
+
+    def queue_driver(self) -> Any:
+        from .redis_queue import AsyncRedisQueueDriver
+
+        return AsyncRedisQueueDriver(self)
+
     async def aclose(self) -> None:
         client, self._client = self._client, None
-        if client is not None:
+        if client is not None and self._loop is not acurrent_loop():
+            adrop_client(client)  # bound to another loop: cannot be awaited from here
+        elif client is not None:
             # Closing a broken connection must not raise.
             with contextlib.suppress(*REDIS_ERRORS):
                 await client.aclose()

@@ -103,6 +103,14 @@ class Backend(abc.ABC):
     def cache_driver(self) -> CacheDriver:
         """Return the cache driver on this backend."""
 
+    @abc.abstractmethod
+    def session_driver(self) -> Any:
+        """Return the sessions driver on this backend (see ``*_sessions.py``)."""
+
+    @abc.abstractmethod
+    def queue_driver(self) -> Any:
+        """Return the queues driver on this backend (see ``*_queue.py``)."""
+
     def redis(self) -> Any:
         """Return the underlying redis-py client (Redis backends only).
 

@@ -8,7 +8,7 @@ calling it from the event loop is fine; the async methods exist to keep one API 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ...memory import CacheSpace, get_store
 from .base import Backend, CacheDriver
@@ -100,6 +100,16 @@ class MemoryBackend(Backend):
 
     def cache_driver(self) -> CacheDriver:
         return self._cache
+
+    def session_driver(self) -> Any:
+        from .memory_sessions import MemorySessionDriver
+
+        return MemorySessionDriver(self.store)
+
+    def queue_driver(self) -> Any:
+        from .memory_queue import MemoryQueueDriver
+
+        return MemoryQueueDriver(self.store)
 
     def close(self) -> None:
         return None

@@ -22,7 +22,7 @@ from redis.connection import Connection, SSLConnection, UnixDomainSocketConnecti
 from redis.retry import Retry
 
 from ..._backoff import backoff_delay
-from ..._compat import current_loop, sleep
+from ..._compat import current_loop, drop_client, sleep
 from ..._redis_errors import REDIS_ERRORS, is_retryable, translate
 from .base import Backend, CacheDriver
 
@@ -217,6 +217,8 @@ class RedisBackend(Backend):
         if client is None or loop is not self._loop:
             with self._build_lock:
                 if self._client is None or loop is not self._loop:
+                    if self._client is not None:
+                        drop_client(self._client)
                     self._client = self._build()
                     self._loop = loop
                     self._scripts.clear()
@@ -268,9 +270,21 @@ class RedisBackend(Backend):
     def cache_driver(self) -> CacheDriver:
         return self._cache
 
+    def session_driver(self) -> Any:
+        from .redis_sessions import RedisSessionDriver
+
+        return RedisSessionDriver(self)
+
+    def queue_driver(self) -> Any:
+        from .redis_queue import RedisQueueDriver
+
+        return RedisQueueDriver(self)
+
     def close(self) -> None:
         client, self._client = self._client, None
-        if client is not None:
+        if client is not None and self._loop is not current_loop():
+            drop_client(client)  # bound to another loop: cannot be awaited from here
+        elif client is not None:
             # Closing a broken connection must not raise.
             with contextlib.suppress(*REDIS_ERRORS):
                 client.close()

@@ -1,0 +1,57 @@
+"""The public surface: exports, error hierarchy, import cost and isolation."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import types
+
+import kvkit
+
+
+def test_all_is_exactly_the_public_surface():
+    """kvkit.__all__ lists exactly the public names, and each exists."""
+    public = {
+        name
+        for name, value in vars(kvkit).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    } - {"annotations"}
+    assert set(kvkit.__all__) - {"__version__"} == public
+    for name in kvkit.__all__:
+        assert getattr(kvkit, name) is not None
+
+
+def test_error_hierarchy():
+    """Errors derive from KVKitError and the builtin the spec names."""
+    assert issubclass(kvkit.ConfigError, (kvkit.KVKitError, ValueError))
+    assert issubclass(kvkit.InvalidArgument, ValueError)
+    assert issubclass(kvkit.SerializationError, TypeError)
+    assert issubclass(kvkit.DecodeError, ValueError)
+    assert issubclass(kvkit.BackendUnavailable, (kvkit.BackendError, ConnectionError))
+    assert issubclass(kvkit.BackendTimeout, (kvkit.BackendError, TimeoutError))
+    assert issubclass(kvkit.AuthenticationError, kvkit.BackendError)
+    for cls in (kvkit.ConfigError, kvkit.InvalidArgument, kvkit.SerializationError, kvkit.DecodeError, kvkit.BackendError):
+        assert issubclass(cls, kvkit.KVKitError)
+
+
+def test_import_pulls_in_no_optional_dependency():
+    """import kvkit imports neither fakeredis, web frameworks nor redis itself."""
+    code = (
+        "import sys, kvkit; bad = [m for m in ('fakeredis', 'fastapi', 'flask', 'starlette', "
+        "'orjson_never', 'redis', 'pickle_never') if m in sys.modules]; print(','.join(bad))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_constructing_a_client_does_no_io():
+    """A client on an unreachable server constructs without connecting."""
+    code = (
+        "import sys, socket, kvkit\n"
+        "def deny(*a, **k): raise AssertionError('I/O in constructor')\n"
+        "socket.socket.connect = deny\n"
+        "c = kvkit.Client('redis://127.0.0.1:1/0'); a = kvkit.AsyncClient('redis://127.0.0.1:1/0')\n"
+        "c.cache; c.redis(); print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "ok"

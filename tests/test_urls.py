@@ -1,0 +1,238 @@
+"""URL parsing, option validation, the scheme registry and redaction."""
+
+from __future__ import annotations
+
+import pytest
+
+import kvkit
+from kvkit._urls import SchemeSpec, parse_url, redact_url, register_scheme, schemes
+
+
+@pytest.mark.parametrize(
+    ("url", "hosts", "db", "name", "path"),
+    [
+        ("memory://", (), 0, None, None),
+        ("memory://shared", (), 0, "shared", None),
+        ("fakeredis://", (), 0, None, None),
+        ("fakeredis://f1", (), 0, "f1", None),
+        ("redis://", (("localhost", 6379),), 0, None, None),
+        ("redis://h", (("h", 6379),), 0, None, None),
+        ("redis://h:7000/3", (("h", 7000),), 3, None, None),
+        ("redis://[::1]:7000/1", (("::1", 7000),), 1, None, None),
+        ("rediss://h:6380", (("h", 6380),), 0, None, None),
+        ("unix:///tmp/r.sock", (), 0, None, "/tmp/r.sock"),
+        ("unix:///tmp/r.sock?db=4", (), 4, None, "/tmp/r.sock"),
+    ],
+)
+def test_parse_valid_urls(url, hosts, db, name, path):
+    """Valid URLs parse into hosts, db, name and path."""
+    parsed = parse_url(url)
+    assert parsed.hosts == hosts
+    assert parsed.db == db
+    assert parsed.name == name
+    assert parsed.path == path
+
+
+def test_credentials_are_parsed_and_unquoted():
+    """User and percent-encoded password are decoded."""
+    parsed = parse_url("redis://app:p%40ss%3Aword@h/0")
+    assert parsed.username == "app"
+    assert parsed.password == "p@ss:word"
+
+
+def test_password_only():
+    """redis://:pw@host has a password and no user."""
+    parsed = parse_url("redis://:pw@h")
+    assert parsed.username is None
+    assert parsed.password == "pw"
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("socket_timeout=1.5", {"socket_timeout": 1.5}),
+        ("socket_connect_timeout=2", {"connect_timeout": 2.0}),
+        ("connect_timeout=2", {"connect_timeout": 2.0}),
+        ("max_connections=7", {"max_connections": 7}),
+        ("retries=0", {"retries": 0}),
+        ("health_check_interval=0", {"health_check_interval": 0.0}),
+        ("client_name=web", {"client_name": "web"}),
+    ],
+)
+def test_redis_options_are_converted(query, expected):
+    """Query options are validated and converted to their types."""
+    assert parse_url(f"redis://h?{query}").options == expected
+
+
+def test_tls_options_only_on_rediss():
+    """ssl_* options are accepted on rediss:// and rejected on redis://."""
+    parsed = parse_url("rediss://h?ssl_cert_reqs=none&ssl_ca_certs=/ca.pem&ssl_check_hostname=false")
+    assert parsed.options == {
+        "ssl_cert_reqs": "none",
+        "ssl_ca_certs": "/ca.pem",
+        "ssl_check_hostname": False,
+    }
+    with pytest.raises(kvkit.ConfigError, match="unknown option 'ssl_cert_reqs'"):
+        parse_url("redis://h?ssl_cert_reqs=none")
+
+
+def test_memory_maxsize():
+    """memory:// takes maxsize."""
+    assert parse_url("memory://x?maxsize=10").options == {"maxsize": 10}
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("nope://h", "unknown URL scheme 'nope'"),
+        ("redis:/h", "malformed URL"),
+        ("localhost:6379", "malformed URL"),
+        ("redis://h?bogus=1", "unknown option 'bogus'"),
+        ("redis://h?socket_timeout=abc", "socket_timeout"),
+        ("redis://h?socket_timeout=0", "socket_timeout"),
+        ("redis://h?socket_timeout=-1", "socket_timeout"),
+        ("redis://h?max_connections=0", "max_connections"),
+        ("redis://h?max_connections=1.5", "max_connections"),
+        ("redis://h?socket_timeout=1&socket_timeout=2", "given twice"),
+        ("redis://h/notadb", "database must be a number"),
+        ("redis://h/1/2", "unexpected path"),
+        ("redis://h:0", "out of range"),
+        ("redis://h:http", "invalid port"),
+        ("redis://a:1,b:2", "one host"),
+        ("rediss://h?ssl_cert_reqs=maybe", "ssl_cert_reqs"),
+        ("rediss://h?ssl_check_hostname=perhaps", "ssl_check_hostname"),
+        ("memory://x?maxsize=0", "maxsize"),
+        ("memory://x/path", "unexpected path"),
+        ("memory://:pw@x", "takes no credentials"),
+        ("unix://host/tmp/s.sock", "no host"),
+        ("unix://", "absolute socket path"),
+        ("redis://h#frag", "fragment"),
+        ("redis://h?=x", "unknown option"),
+    ],
+)
+def test_bad_urls_raise_config_error(url, message):
+    """Malformed URLs and options raise ConfigError saying what is wrong."""
+    with pytest.raises(kvkit.ConfigError, match=message):
+        parse_url(url)
+
+
+@pytest.mark.parametrize("bad", [None, 5, b"redis://h", ""])
+def test_non_str_url(bad):
+    """A URL must be a non-empty str."""
+    with pytest.raises(kvkit.ConfigError):
+        parse_url(bad)
+
+
+def test_unknown_scheme_lists_supported():
+    """The error for an unknown scheme lists the supported ones."""
+    with pytest.raises(kvkit.ConfigError) as info:
+        parse_url("mongo://h")
+    for scheme in ("memory://", "redis://", "rediss://", "unix://", "fakeredis://"):
+        assert scheme in str(info.value)
+
+
+def test_unknown_option_lists_supported():
+    """The error for an unknown option lists the supported ones."""
+    with pytest.raises(kvkit.ConfigError) as info:
+        parse_url("redis://h?timeout=1")
+    assert "socket_timeout" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://:secret@h:6379/0", "redis://:***@h:6379/0"),
+        ("redis://user:secret@h/0", "redis://***:***@h/0"),
+        ("redis://user@h", "redis://***@h"),
+        ("rediss://u:s@h?ssl_cert_reqs=none", "rediss://***:***@h?ssl_cert_reqs=none"),
+        ("redis://h:6379", "redis://h:6379"),
+        ("redis://u:p@ss@h", "redis://***:***@h"),
+        ("garbage:secret@host", "***"),
+    ],
+)
+def test_redaction(url, shown):
+    """Credentials are replaced by *** and nothing else changes."""
+    assert redact_url(url) == shown
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["redis://:hunter2@h/x", "redis://u:hunter2@h?bogus=1", "rediss://u:hunter2@h:99999", "nope://u:hunter2@h"],
+)
+def test_errors_never_contain_the_password(url):
+    """ConfigError messages show the redacted URL only."""
+    with pytest.raises(kvkit.ConfigError) as info:
+        parse_url(url)
+    assert "hunter2" not in str(info.value)
+    assert "hunter2" not in repr(info.value)
+
+
+def test_parsed_url_repr_is_redacted():
+    """repr/str of a parsed URL never show secrets."""
+    parsed = parse_url("redis://u:hunter2@h")
+    assert "hunter2" not in repr(parsed)
+    assert "hunter2" not in str(parsed)
+
+
+def test_pool_key_distinguishes_db_and_credentials():
+    """Roles share a pool only for the same server, db and credentials."""
+    assert parse_url("redis://h/0").pool_key == parse_url("redis://h:6379/0").pool_key
+    assert parse_url("redis://h/0").pool_key != parse_url("redis://h/1").pool_key
+    assert parse_url("redis://:a@h/0").pool_key != parse_url("redis://:b@h/0").pool_key
+
+
+def test_registry_lists_builtin_schemes():
+    """The built-in schemes are registered."""
+    assert {"memory", "fakeredis", "redis", "rediss", "unix"} <= set(schemes())
+
+
+def test_third_party_scheme_from_entry_point(monkeypatch):
+    """A scheme published in the kvkit.backends entry-point group is found lazily."""
+    import importlib.metadata
+
+    from kvkit import _urls
+
+    spec = SchemeSpec(
+        scheme="acme",
+        family="custom",
+        options={},
+        sync_factory="kvkit._sync.backends.memory:MemoryBackend",
+        async_factory="kvkit._async.backends.memory:AsyncMemoryBackend",
+    )
+
+    class FakeEntryPoint:
+        name = "acme"
+
+        def load(self):
+            return spec
+
+    monkeypatch.setattr(_urls, "_entry_points_loaded", False)
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [FakeEntryPoint()])
+    monkeypatch.delitem(_urls._REGISTRY, "acme", raising=False)
+    try:
+        parsed = parse_url("acme://h:1")
+        assert parsed.spec is spec
+        assert parsed.hosts == (("h", 1),)
+        client = kvkit.Client("acme://h:1")
+        client.cache.set("k", 1)
+        assert client.cache.get("k") == 1
+    finally:
+        _urls._REGISTRY.pop("acme", None)
+
+
+def test_register_scheme_replaces():
+    """register_scheme() adds a scheme the parser then accepts."""
+    spec = SchemeSpec(
+        scheme="mem2",
+        family="memory",
+        options={},
+        sync_factory="kvkit._sync.backends.memory:MemoryBackend",
+        async_factory="kvkit._async.backends.memory:AsyncMemoryBackend",
+    )
+    register_scheme(spec)
+    try:
+        assert parse_url("mem2://x").name == "x"
+    finally:
+        from kvkit import _urls
+
+        _urls._REGISTRY.pop("mem2")
