@@ -30,7 +30,13 @@ def test_error_hierarchy():
     assert issubclass(kvkit.BackendUnavailable, (kvkit.BackendError, ConnectionError))
     assert issubclass(kvkit.BackendTimeout, (kvkit.BackendError, TimeoutError))
     assert issubclass(kvkit.AuthenticationError, kvkit.BackendError)
-    for cls in (kvkit.ConfigError, kvkit.InvalidArgument, kvkit.SerializationError, kvkit.DecodeError, kvkit.BackendError):
+    for cls in (
+        kvkit.ConfigError,
+        kvkit.InvalidArgument,
+        kvkit.SerializationError,
+        kvkit.DecodeError,
+        kvkit.BackendError,
+    ):
         assert issubclass(cls, kvkit.KVKitError)
 
 

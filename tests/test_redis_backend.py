@@ -94,7 +94,9 @@ def test_roles_on_the_same_server_share_one_pool(redis_url):
     """Roles with one URL share a backend; a different db gets its own."""
     with kvkit.Client(redis_url + "/0") as client:
         assert client.backend("cache") is client.backend("sessions") is client.backend("queues")
-    with kvkit.Client(cache=redis_url + "/0", sessions=redis_url + "/1", queues=redis_url + "/0") as client:
+    with kvkit.Client(
+        cache=redis_url + "/0", sessions=redis_url + "/1", queues=redis_url + "/0"
+    ) as client:
         assert client.backend("cache") is client.backend("queues")
         assert client.backend("cache") is not client.backend("sessions")
 
@@ -178,7 +180,9 @@ def test_fail_open_cache(caplog):
 
 def test_fail_open_does_not_apply_to_bad_input():
     """fail-open never hides InvalidArgument or SerializationError."""
-    settings = kvkit.Settings(url=f"redis://127.0.0.1:{free_port()}/0", cache_fail_open=True, retries=0)
+    settings = kvkit.Settings(
+        url=f"redis://127.0.0.1:{free_port()}/0", cache_fail_open=True, retries=0
+    )
     with kvkit.Client(settings=settings) as client:
         with pytest.raises(kvkit.InvalidArgument):
             client.cache.set("", 1)

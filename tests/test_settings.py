@@ -88,7 +88,11 @@ def test_from_env_reads_every_variable():
     }
     s = Settings.from_env("APP_", env)
     assert s.url == "redis://h/0"
-    assert (s.cache_url, s.session_url, s.queue_url) == ("redis://h/1", "redis://h/2", "redis://h/3")
+    assert (s.cache_url, s.session_url, s.queue_url) == (
+        "redis://h/1",
+        "redis://h/2",
+        "redis://h/3",
+    )
     assert s.prefix == "myapp"
     assert (s.cache_ttl, s.session_ttl, s.temp_ttl, s.long_ttl) == (60, 120.5, 5, 7000)
     assert s.session_max_age == 3600

@@ -52,7 +52,9 @@ async def test_fifty_tasks_run_the_factory_once(request, backend):
         return [1, 2, 3]
 
     async with kvkit.AsyncClient(settings=settings_for(request, backend)) as client:
-        results = await asyncio.gather(*(client.cache.get_or_set("cold", factory) for _ in range(50)))
+        results = await asyncio.gather(
+            *(client.cache.get_or_set("cold", factory) for _ in range(50))
+        )
         await client.cache.clear()
     assert len(calls) == 1
     assert results == [[1, 2, 3]] * 50
@@ -109,7 +111,10 @@ def test_fifty_callers_in_five_processes_run_the_factory_once(redis_url, redis_s
     out = ctx.Queue()
     prefix = f"sf{time.time_ns()}"
     start_at = time.time() + 2.0
-    procs = [ctx.Process(target=_process_worker, args=(redis_url, prefix, start_at, out)) for _ in range(5)]
+    procs = [
+        ctx.Process(target=_process_worker, args=(redis_url, prefix, start_at, out))
+        for _ in range(5)
+    ]
     for p in procs:
         p.start()
     seen = [out.get(timeout=30) for _ in procs]

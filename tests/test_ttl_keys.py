@@ -36,7 +36,20 @@ def test_ttl_resolution(ttl, ms):
 
 @pytest.mark.parametrize(
     "bad",
-    [0, -1, -0.5, float("nan"), float("inf"), True, False, "soon", "", [], timedelta(0), timedelta(-1)],
+    [
+        0,
+        -1,
+        -0.5,
+        float("nan"),
+        float("inf"),
+        True,
+        False,
+        "soon",
+        "",
+        [],
+        timedelta(0),
+        timedelta(-1),
+    ],
 )
 def test_bad_ttls(bad):
     """Zero, negatives, NaN, bools and other types are InvalidArgument."""

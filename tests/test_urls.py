@@ -66,7 +66,9 @@ def test_redis_options_are_converted(query, expected):
 
 def test_tls_options_only_on_rediss():
     """ssl_* options are accepted on rediss:// and rejected on redis://."""
-    parsed = parse_url("rediss://h?ssl_cert_reqs=none&ssl_ca_certs=/ca.pem&ssl_check_hostname=false")
+    parsed = parse_url(
+        "rediss://h?ssl_cert_reqs=none&ssl_ca_certs=/ca.pem&ssl_check_hostname=false"
+    )
     assert parsed.options == {
         "ssl_cert_reqs": "none",
         "ssl_ca_certs": "/ca.pem",
@@ -157,7 +159,12 @@ def test_redaction(url, shown):
 
 @pytest.mark.parametrize(
     "url",
-    ["redis://:hunter2@h/x", "redis://u:hunter2@h?bogus=1", "rediss://u:hunter2@h:99999", "nope://u:hunter2@h"],
+    [
+        "redis://:hunter2@h/x",
+        "redis://u:hunter2@h?bogus=1",
+        "rediss://u:hunter2@h:99999",
+        "nope://u:hunter2@h",
+    ],
 )
 def test_errors_never_contain_the_password(url):
     """ConfigError messages show the redacted URL only."""

@@ -7,6 +7,6 @@ call it directly from the event loop.
 
 from __future__ import annotations
 
-from .engine import CacheSpace, MemoryStore, get_store
+from .engine import CacheSpace, MemoryStore, drop_store, get_store
 
-__all__ = ["CacheSpace", "MemoryStore", "get_store"]
+__all__ = ["CacheSpace", "MemoryStore", "drop_store", "get_store"]

@@ -11,7 +11,7 @@ from cachetools import LRUCache
 
 from .._errors import ConfigError, InvalidArgument
 
-__all__ = ["CacheSpace", "MemoryStore", "get_store"]
+__all__ = ["CacheSpace", "MemoryStore", "drop_store", "get_store"]
 
 _T = TypeVar("_T")
 # Every this many writes, expired cache entries are swept so that keys nobody reads again
@@ -234,3 +234,13 @@ def get_store(name: str | None, maxsize: int | None = None) -> MemoryStore:
                 f"cannot reopen it with maxsize={maxsize}"
             )
         return store
+
+
+def drop_store(name: str) -> bool:
+    """Forget the shared store ``name`` (clients still holding it keep their reference).
+
+    Returns:
+        Whether a store of that name existed.
+    """
+    with _named_lock:
+        return _named.pop(name, None) is not None

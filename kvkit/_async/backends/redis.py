@@ -18,6 +18,7 @@ from redis.asyncio import Redis as AsyncRedisClient
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ResponseError
 
 from ..._backoff import backoff_delay
 from ..._compat import acurrent_loop, adrop_client, asleep
@@ -36,6 +37,28 @@ return 0
 """
 
 
+async def _raw_command(pool: Any, args: tuple[Any, ...]) -> Any:
+    """Send one command on a pooled connection and read its raw reply.
+
+    The hot path of the cache: it skips redis-py's per-call machinery (retry wrapper,
+    response callbacks, metrics hooks), which costs more than the work kvkit adds on top.
+    kvkit's own policy (``run``) still applies around it.
+    """
+    conn = await pool.get_connection()
+    try:
+        await conn.send_command(*args)
+        return await conn.read_response()
+    except ResponseError:
+        raise  # an error reply was read in full: the connection is clean
+    except BaseException:
+        # Error, timeout or cancellation with a reply possibly in flight: this connection
+        # must never serve another caller, or it would hand them our reply.
+        await conn.disconnect(nowait=True)
+        raise
+    finally:
+        await pool.release(conn)
+
+
 def _glob_escape(text: str) -> str:
     """Escape SCAN MATCH metacharacters so a prefix only matches itself."""
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
@@ -48,11 +71,14 @@ class AsyncRedisCacheDriver(AsyncCacheDriver):
         self._b = backend
 
     async def get(self, key: str) -> bytes | None:
-        value: bytes | None = await self._b.run(True, lambda r: r.get(key))
+        value: bytes | None = await self._b.command(True, "GET", key)
         return value
 
     async def set(self, key: str, value: bytes, ttl_ms: int | None) -> None:
-        await self._b.run(True, lambda r: r.set(key, value, px=ttl_ms))
+        if ttl_ms is None:
+            await self._b.command(True, "SET", key, value)
+        else:
+            await self._b.command(True, "SET", key, value, "PX", ttl_ms)
 
     async def add(self, key: str, value: bytes, ttl_ms: int | None) -> bool:
         # Not retried: after a lost reply a retry would report False for our own write.
@@ -225,6 +251,13 @@ class AsyncRedisBackend(AsyncBackend):
 
     def redis(self) -> Any:
         return self.client
+
+    async def command(self, idempotent: bool, *args: Any) -> Any:
+        """Run one raw command (no response parsing) under :meth:`run`'s policy.
+
+        Backends without a single connection pool (Cluster) override this.
+        """
+        return await self.run(idempotent, lambda r: _raw_command(r.connection_pool, args))
 
     def script(self, source: str) -> Any:
         """Return a registered script (EVALSHA with automatic EVAL fallback)."""

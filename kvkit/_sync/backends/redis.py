@@ -19,6 +19,7 @@ from redis import BlockingConnectionPool
 from redis import Redis as RedisClient
 from redis.backoff import NoBackoff
 from redis.connection import Connection, SSLConnection, UnixDomainSocketConnection
+from redis.exceptions import ResponseError
 from redis.retry import Retry
 
 from ..._backoff import backoff_delay
@@ -38,6 +39,28 @@ return 0
 """
 
 
+def _raw_command(pool: Any, args: tuple[Any, ...]) -> Any:
+    """Send one command on a pooled connection and read its raw reply.
+
+    The hot path of the cache: it skips redis-py's per-call machinery (retry wrapper,
+    response callbacks, metrics hooks), which costs more than the work kvkit adds on top.
+    kvkit's own policy (``run``) still applies around it.
+    """
+    conn = pool.get_connection()
+    try:
+        conn.send_command(*args)
+        return conn.read_response()
+    except ResponseError:
+        raise  # an error reply was read in full: the connection is clean
+    except BaseException:
+        # Error, timeout or cancellation with a reply possibly in flight: this connection
+        # must never serve another caller, or it would hand them our reply.
+        conn.disconnect(nowait=True)
+        raise
+    finally:
+        pool.release(conn)
+
+
 def _glob_escape(text: str) -> str:
     """Escape SCAN MATCH metacharacters so a prefix only matches itself."""
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
@@ -50,11 +73,14 @@ class RedisCacheDriver(CacheDriver):
         self._b = backend
 
     def get(self, key: str) -> bytes | None:
-        value: bytes | None = self._b.run(True, lambda r: r.get(key))
+        value: bytes | None = self._b.command(True, "GET", key)
         return value
 
     def set(self, key: str, value: bytes, ttl_ms: int | None) -> None:
-        self._b.run(True, lambda r: r.set(key, value, px=ttl_ms))
+        if ttl_ms is None:
+            self._b.command(True, "SET", key, value)
+        else:
+            self._b.command(True, "SET", key, value, "PX", ttl_ms)
 
     def add(self, key: str, value: bytes, ttl_ms: int | None) -> bool:
         # Not retried: after a lost reply a retry would report False for our own write.
@@ -227,6 +253,13 @@ class RedisBackend(Backend):
 
     def redis(self) -> Any:
         return self.client
+
+    def command(self, idempotent: bool, *args: Any) -> Any:
+        """Run one raw command (no response parsing) under :meth:`run`'s policy.
+
+        Backends without a single connection pool (Cluster) override this.
+        """
+        return self.run(idempotent, lambda r: _raw_command(r.connection_pool, args))
 
     def script(self, source: str) -> Any:
         """Return a registered script (EVALSHA with automatic EVAL fallback)."""
