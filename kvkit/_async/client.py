@@ -132,6 +132,8 @@ class AsyncClient:
                 prefix=f"{settings.prefix}:session:",
                 ttl=settings.session_ttl,
                 max_age=settings.session_max_age,
+                temp_ttl=settings.temp_ttl,
+                long_ttl=settings.long_ttl,
                 codec=self._codec,
                 where=backend.url.redacted,
             )

@@ -1,0 +1,531 @@
+"""Server-side sessions (SPEC §6): id rules, expiry policy, key layout and codec.
+
+Session ids
+-----------
+An id is 47 URL-safe characters (``[A-Za-z0-9_-]``): a 4-character *slot tag* followed
+by a 43-character secret, ``secrets.token_urlsafe(32)``, i.e. 256 bits from the OS
+CSPRNG. The store only ever honours ids it created itself: nothing writes under an id
+chosen by the caller, and ``get``/``set``/``update``/``touch``/``rotate`` on an unknown,
+expired or malformed id return ``None``/``False`` without creating anything. A ``str``
+that is not a well-formed id is rejected before any I/O (``None``/``False``, never an
+exception); a non-``str`` id is a programming error and raises
+:class:`~kvkit.InvalidArgument`.
+
+The slot tag is random for a session without a user. For a session created with a
+``user_id`` it is derived from the user id (the first 4 characters of the URL-safe
+base64 SHA-256 of it), so that all of one user's sessions and the user's index share one
+Redis Cluster hash slot (below). It is not secret: two ids that start alike probably
+belong to one user, but the 256-bit secret part is independent for every id.
+``rotate`` keeps the tag and draws a new secret.
+
+Expiry
+------
+* Idle TTL: ``Settings.session_ttl`` (or the ``ttl=`` of :meth:`create`, or the last
+  ``ttl=`` given to :meth:`touch`, which becomes the session's idle TTL from then on).
+  It restarts on every successful ``get``, ``set``, ``update``, ``touch`` and ``rotate``;
+  ``exists``, ``ttl`` and ``user_sessions`` do not extend a session.
+* Absolute lifetime: ``Settings.session_max_age``. The store records the session's
+  deadline at creation and never lets the key outlive it, however active the session
+  is: the key's expiry is always ``min(now + idle TTL, deadline)``. ``rotate`` carries the
+  deadline over, so rotating never extends a session's life.
+* TTL arguments take every form of SPEC §3 (seconds, ``timedelta``, ``"default"``,
+  ``"temp"``, ``"long"``, ``kvkit.FOREVER``). ``FOREVER`` means *no idle expiry*; when
+  ``session_max_age`` is set the absolute deadline still applies (it is the store's
+  security policy, not something a call site can opt out of).
+
+Values
+------
+``data`` must be a ``Mapping`` with ``str`` keys (otherwise :class:`~kvkit.InvalidArgument`
+for a non-mapping, :class:`~kvkit.SerializationError` for a non-``str`` key or an
+unencodable value; nothing is written). Each top-level item is encoded on its own with the
+client's codec, so ``datetime``, ``UUID`` and the other tagged types round-trip. Every read
+decodes fresh objects: mutating a returned dict never changes the store.
+
+Key layout (Redis)
+------------------
+With the default prefix ``kvkit`` (``P`` = ``kvkit:session:``)::
+
+    P{TAG}SECRET          hash: one session (the id is TAG + SECRET)
+    P{TAG}user:USER_ID    sorted set: the user's index, TAG = tag of USER_ID
+
+The session hash holds ``d:<name>`` → the encoded value of each data item, and metadata
+fields ``_t`` (idle TTL in ms, ``0``: none), ``_x`` (absolute deadline, server ms since
+the epoch, ``0``: none) and ``_i`` (the full key of the owner's index, absent without a
+user). Data fields all start with ``d:`` and metadata with ``_``, so they never collide.
+
+The index's members are the full session keys, each scored with that session's expiry
+(server ms; ``2**53 - 1`` for no expiry). Every script that changes a session's expiry
+updates its score in the same step, prunes members whose score has passed, and sets the
+index key's own expiry to its highest score, so an index never outlives its sessions and
+never grows with dead ones. ``user_sessions`` additionally drops members whose key
+vanished some other way (``DEL`` by hand, eviction).
+
+Atomicity: every operation is one Lua script (or one plain command) on Redis, and one
+lock hold in the memory engine. Because the tag is in braces, a session key, its rotated
+successor and its user's index are always in one hash slot, so each script touches a
+single slot and the same scripts will run unchanged on Redis Cluster. (Scripts reach the
+index and member keys through names stored in the data, not only through ``KEYS``;
+Redis Cluster allows that for keys of the script's own slot.) ``update`` is ``HSET``/
+``HDEL`` of the named fields inside a script that first checks the session exists, so
+concurrent updates of different fields all survive and an unknown id is never created.
+``rotate`` is a ``RENAME`` plus the index update in one script: the old id is invalid
+the instant the new one is valid. ``delete_user`` deletes every session of the index and
+the index in one script, so a concurrent ``create`` for that user is either deleted too
+or starts after it.
+"""
+
+from __future__ import annotations
+
+import abc
+import base64
+import hashlib
+import math
+import re
+import secrets
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol, runtime_checkable
+
+from .._errors import InvalidArgument, SerializationError
+from .._keys import validate_key
+from .._serde import Codec
+from .._ttl import TTL, TTLResolver, seconds_to_ms
+
+__all__ = ["AsyncSessionDriver", "AsyncSessionService", "AsyncSessionStore"]
+
+ID_LENGTH = 47
+"""Length of a session id: a 4-character slot tag and a 43-character secret."""
+_TAG_LENGTH = 4
+_SECRET_BYTES = 32  # 256 bits -> 43 URL-safe characters
+_ID_RE = re.compile(r"[A-Za-z0-9_-]{47}")  # ID_LENGTH URL-safe base64 characters
+
+
+@runtime_checkable
+class AsyncSessionStore(Protocol):
+    """The session API (SPEC §6), implemented by ``client.sessions`` on every backend."""
+
+    async def create(
+        self, data: Mapping[str, Any] | None = None, *, ttl: TTL = None, user_id: str | None = None
+    ) -> str:
+        """Create a session; return its new id."""
+        ...
+
+    async def get(self, session_id: str) -> dict[str, Any] | None:
+        """Return the session's data (sliding its idle TTL), or ``None``."""
+        ...
+
+    async def set(self, session_id: str, data: Mapping[str, Any]) -> bool:
+        """Replace the data of an existing session; return whether it exists."""
+        ...
+
+    async def update(
+        self,
+        session_id: str,
+        changes: Mapping[str, Any] | None = None,
+        *,
+        remove: Iterable[str] = (),
+    ) -> dict[str, Any] | None:
+        """Atomically merge ``changes`` and drop ``remove``; return the new data."""
+        ...
+
+    async def delete(self, session_id: str) -> bool:
+        """Delete the session; return whether it existed."""
+        ...
+
+    async def touch(self, session_id: str, ttl: TTL = None) -> bool:
+        """Restart the idle TTL (optionally a new one); return whether it exists."""
+        ...
+
+    async def rotate(self, session_id: str) -> str | None:
+        """Move the session to a new id; the old id is invalid at once."""
+        ...
+
+    async def ttl(self, session_id: str) -> float | None:
+        """Remaining seconds; ``None`` if missing; ``math.inf`` without expiry."""
+        ...
+
+    async def exists(self, session_id: str) -> bool:
+        """Return whether the session is live (without sliding it)."""
+        ...
+
+    async def user_sessions(self, user_id: str) -> list[str]:
+        """Return the ids of the user's live sessions."""
+        ...
+
+    async def delete_user(self, user_id: str) -> int:
+        """Delete every session of the user; return how many."""
+        ...
+
+
+class AsyncSessionDriver(abc.ABC):
+    """Storage primitives of the session service, each atomic (one round trip).
+
+    Keys are full keys built by the service. ``fields`` map data item names to encoded
+    values. TTLs are milliseconds; ``None`` means no limit. Expiry follows the rules in
+    this module's docstring: ``min(now + idle, deadline)``, restarted by every call that
+    says it slides.
+    """
+
+    @abc.abstractmethod
+    async def create(
+        self,
+        key: str,
+        fields: dict[str, bytes],
+        idle_ms: int | None,
+        max_age_ms: int | None,
+        index: str | None,
+    ) -> None:
+        """Store a new session and add it to ``index`` (the owner's index key)."""
+
+    @abc.abstractmethod
+    async def get(self, key: str) -> dict[str, bytes] | None:
+        """Return the data fields and slide; ``None`` when missing."""
+
+    @abc.abstractmethod
+    async def replace(self, key: str, fields: dict[str, bytes]) -> bool:
+        """Replace all data fields of an existing session and slide."""
+
+    @abc.abstractmethod
+    async def update(
+        self, key: str, fields: dict[str, bytes], remove: list[str]
+    ) -> dict[str, bytes] | None:
+        """Delete ``remove``, set ``fields`` on an existing session, slide; new fields."""
+
+    @abc.abstractmethod
+    async def delete(self, key: str) -> bool:
+        """Delete the session (and its index entry); return whether it existed."""
+
+    @abc.abstractmethod
+    async def touch(self, key: str, idle_ms: int | None, change: bool) -> bool:
+        """Slide, first storing ``idle_ms`` as the idle TTL when ``change``."""
+
+    @abc.abstractmethod
+    async def rotate(self, old: str, new: str) -> bool:
+        """Rename the session and its index entry, then slide; ``True`` if ``new`` exists."""
+
+    @abc.abstractmethod
+    async def pttl(self, key: str) -> int | None:
+        """Remaining ms, ``-1`` without expiry, ``None`` when missing."""
+
+    @abc.abstractmethod
+    async def exists(self, key: str) -> bool:
+        """Return whether the session exists."""
+
+    @abc.abstractmethod
+    async def members(self, index: str) -> list[str]:
+        """Return the keys of the live sessions in ``index``, pruning dead entries."""
+
+    @abc.abstractmethod
+    async def delete_members(self, index: str) -> int:
+        """Delete every session in ``index`` and the index; return how many existed."""
+
+
+def user_tag(user_id: str) -> str:
+    """The slot tag of a user's sessions: 4 URL-safe characters of SHA-256(user_id)."""
+    digest = hashlib.sha256(user_id.encode("utf-8")).digest()
+    return base64.urlsafe_b64encode(digest[:3]).decode("ascii")
+
+
+class AsyncSessionService:
+    """The session store of a client. Implements :class:`kvkit.AsyncSessionStore`.
+
+    Obtain it from ``client.sessions``; do not construct it directly. See this module's
+    docstring for the id format, expiry rules and key layout.
+
+    Args:
+        driver: The backend's session driver.
+        prefix: Key prefix of every session key (e.g. ``"kvkit:session:"``).
+        ttl: Default idle TTL in seconds (``Settings.session_ttl``).
+        max_age: Absolute lifetime in seconds (``Settings.session_max_age``), or ``None``.
+        codec: The client's value codec.
+        where: Redacted URL of the backend, for messages.
+        temp_ttl: The ``"temp"`` TTL preset in seconds (``Settings.temp_ttl``).
+        long_ttl: The ``"long"`` TTL preset in seconds (``Settings.long_ttl``).
+    """
+
+    def __init__(
+        self,
+        driver: AsyncSessionDriver,
+        *,
+        prefix: str,
+        ttl: float,
+        max_age: float | None,
+        codec: Codec,
+        where: str,
+        temp_ttl: float = 300,
+        long_ttl: float = 604800,
+    ) -> None:
+        self._driver = driver
+        self._prefix = prefix
+        self._ttl = TTLResolver(ttl, temp_ttl, long_ttl)
+        self._max_age_ms = None if max_age is None else seconds_to_ms(max_age, "session_max_age")
+        self._codec = codec
+        self._where = where
+
+    def __repr__(self) -> str:
+        return f"<kvkit sessions {self._prefix!r} on {self._where}>"
+
+    @property
+    def prefix(self) -> str:
+        """The key prefix of every session key (e.g. ``"kvkit:session:"``)."""
+        return self._prefix
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _key(self, session_id: Any) -> str | None:
+        """The session key of a well-formed id; ``None`` for any other ``str``."""
+        if type(session_id) is not str:
+            if not isinstance(session_id, str):
+                raise InvalidArgument(
+                    f"session id must be a str, not {type(session_id).__name__!r}"
+                )
+            session_id = str.__str__(session_id)
+        if len(session_id) != ID_LENGTH or _ID_RE.fullmatch(session_id) is None:
+            return None
+        return f"{self._prefix}{{{session_id[:_TAG_LENGTH]}}}{session_id[_TAG_LENGTH:]}"
+
+    def _index(self, user_id: Any) -> str:
+        user_id = validate_key(user_id, "user_id")
+        return f"{self._prefix}{{{user_tag(user_id)}}}user:{user_id}"
+
+    def _id_of(self, key: str) -> str | None:
+        """Invert :meth:`_key` (``None`` for anything that is not a session key)."""
+        rest = key[len(self._prefix) :]
+        if not key.startswith(self._prefix) or len(rest) != ID_LENGTH + 2:
+            return None
+        if rest[0] != "{" or rest[_TAG_LENGTH + 1] != "}":
+            return None
+        session_id = rest[1 : _TAG_LENGTH + 1] + rest[_TAG_LENGTH + 2 :]
+        return session_id if _ID_RE.fullmatch(session_id) else None
+
+    def _encode(self, data: Any, what: str) -> dict[str, bytes]:
+        """Encode each top-level item; raise before anything is written."""
+        if not isinstance(data, Mapping):
+            raise InvalidArgument(f"{what} must be a Mapping, not {type(data).__name__!r}")
+        encode = self._codec.encode
+        out: dict[str, bytes] = {}
+        for name, value in data.items():
+            out[_field_name(name)] = encode(name, value)
+        return out
+
+    def _decode(self, fields: dict[str, bytes]) -> dict[str, Any]:
+        decode = self._codec.decode
+        return {name: decode(name, raw) for name, raw in fields.items()}
+
+    # -- API -------------------------------------------------------------------------------
+    async def create(
+        self, data: Mapping[str, Any] | None = None, *, ttl: TTL = None, user_id: str | None = None
+    ) -> str:
+        """Create a session and return its new id.
+
+        Args:
+            data: The initial data (``None``: empty).
+            ttl: Idle TTL of this session (``None``: ``session_ttl``; ``FOREVER``: no idle
+                expiry, the absolute lifetime still applies).
+            user_id: Owner, for :meth:`user_sessions` and :meth:`delete_user`.
+
+        Returns:
+            The new id: 47 URL-safe characters carrying 256 random bits.
+
+        Raises:
+            InvalidArgument: ``data`` is not a mapping, or ``ttl``/``user_id`` is invalid.
+            SerializationError: a key of ``data`` is not a ``str`` or a value cannot be
+                encoded (nothing is written).
+            BackendError: the backend failed.
+        """
+        fields = {} if data is None else self._encode(data, "session data")
+        idle_ms = self._ttl.ms(ttl)
+        if user_id is None:
+            index = None
+            tag = secrets.token_urlsafe(3)
+        else:
+            index = self._index(user_id)
+            tag = user_tag(user_id)
+        session_id = tag + secrets.token_urlsafe(_SECRET_BYTES)
+        key = f"{self._prefix}{{{tag}}}{session_id[_TAG_LENGTH:]}"
+        await self._driver.create(key, fields, idle_ms, self._max_age_ms, index)
+        return session_id
+
+    async def get(self, session_id: str) -> dict[str, Any] | None:
+        """Return the session's data and restart its idle TTL; ``None`` if unknown.
+
+        Raises:
+            InvalidArgument: ``session_id`` is not a ``str``.
+            DecodeError: stored bytes cannot be decoded.
+            BackendError: the backend failed.
+        """
+        key = self._key(session_id)
+        if key is None:
+            return None
+        fields = await self._driver.get(key)
+        return None if fields is None else self._decode(fields)
+
+    async def set(self, session_id: str, data: Mapping[str, Any]) -> bool:
+        """Replace the data of an existing session (and restart its idle TTL).
+
+        Never creates a session: an unknown id returns ``False`` and writes nothing.
+
+        Raises:
+            InvalidArgument: ``session_id`` is not a ``str`` or ``data`` is not a mapping.
+            SerializationError: ``data`` cannot be encoded (nothing is written).
+            BackendError: the backend failed.
+        """
+        fields = self._encode(data, "session data")
+        key = self._key(session_id)
+        if key is None:
+            return False
+        return await self._driver.replace(key, fields)
+
+    async def update(
+        self,
+        session_id: str,
+        changes: Mapping[str, Any] | None = None,
+        *,
+        remove: Iterable[str] = (),
+    ) -> dict[str, Any] | None:
+        """Atomically set the items of ``changes`` and delete the names in ``remove``.
+
+        Items not named are left as they are, so concurrent updates of different items
+        all survive. Restarts the idle TTL. Never creates a session.
+
+        Args:
+            session_id: The session.
+            changes: Items to set (``None``: none).
+            remove: Names of items to delete (missing names are ignored).
+
+        Returns:
+            The session's data after the change, or ``None`` if the id is unknown.
+
+        Raises:
+            InvalidArgument: bad id type, ``changes`` is not a mapping, ``remove`` is a
+                ``str`` or holds a non-``str``, or a name is in both.
+            SerializationError: a value cannot be encoded (nothing is written).
+            BackendError: the backend failed.
+        """
+        fields = {} if changes is None else self._encode(changes, "changes")
+        if isinstance(remove, (str, bytes)) or not isinstance(remove, Iterable):
+            raise InvalidArgument(
+                f"remove must be an iterable of str, not {type(remove).__name__!r}"
+            )
+        removed: list[str] = []
+        for name in remove:
+            if not isinstance(name, str):
+                raise InvalidArgument(f"remove must hold str names, not {type(name).__name__!r}")
+            removed.append(_field_name(name))
+        both = fields.keys() & set(removed)
+        if both:
+            raise InvalidArgument(f"{sorted(both)!r} both in changes and in remove")
+        key = self._key(session_id)
+        if key is None:
+            return None
+        new = await self._driver.update(key, fields, removed)
+        return None if new is None else self._decode(new)
+
+    async def delete(self, session_id: str) -> bool:
+        """Delete the session; return whether it existed.
+
+        Raises:
+            InvalidArgument: ``session_id`` is not a ``str``.
+            BackendError: the backend failed.
+        """
+        key = self._key(session_id)
+        if key is None:
+            return False
+        return await self._driver.delete(key)
+
+    async def touch(self, session_id: str, ttl: TTL = None) -> bool:
+        """Restart the idle TTL; return whether the session exists.
+
+        Args:
+            session_id: The session.
+            ttl: ``None`` restarts the session's current idle TTL; any other TTL becomes
+                the session's idle TTL from now on (``FOREVER``: no idle expiry). The
+                absolute lifetime always applies.
+
+        Raises:
+            InvalidArgument: bad id type or TTL.
+            BackendError: the backend failed.
+        """
+        idle_ms = None if ttl is None else self._ttl.ms(ttl)
+        key = self._key(session_id)
+        if key is None:
+            return False
+        return await self._driver.touch(key, idle_ms, ttl is not None)
+
+    async def rotate(self, session_id: str) -> str | None:
+        """Move the session to a new id (same data, user and deadline) and slide.
+
+        Call it when privileges change (login) to defeat session fixation: the old id
+        is invalid the moment this returns, atomically with the move.
+
+        Returns:
+            The new id, or ``None`` if ``session_id`` is unknown.
+
+        Raises:
+            InvalidArgument: ``session_id`` is not a ``str``.
+            BackendError: the backend failed.
+        """
+        key = self._key(session_id)
+        if key is None:
+            return None
+        tag = session_id[:_TAG_LENGTH]
+        secret = secrets.token_urlsafe(_SECRET_BYTES)
+        if not await self._driver.rotate(key, f"{self._prefix}{{{tag}}}{secret}"):
+            return None
+        return tag + secret
+
+    async def ttl(self, session_id: str) -> float | None:
+        """Remaining seconds; ``None`` if unknown; ``math.inf`` if it never expires.
+
+        Raises:
+            InvalidArgument: ``session_id`` is not a ``str``.
+            BackendError: the backend failed.
+        """
+        key = self._key(session_id)
+        if key is None:
+            return None
+        ms = await self._driver.pttl(key)
+        if ms is None:
+            return None
+        return math.inf if ms < 0 else ms / 1000.0
+
+    async def exists(self, session_id: str) -> bool:
+        """Return whether the session is live, without extending it.
+
+        Raises:
+            InvalidArgument: ``session_id`` is not a ``str``.
+            BackendError: the backend failed.
+        """
+        key = self._key(session_id)
+        if key is None:
+            return False
+        return await self._driver.exists(key)
+
+    async def user_sessions(self, user_id: str) -> list[str]:
+        """Return the ids of the user's live sessions (in no particular order).
+
+        Raises:
+            InvalidArgument: ``user_id`` is not a valid key.
+            BackendError: the backend failed.
+        """
+        keys = await self._driver.members(self._index(user_id))
+        return [sid for sid in map(self._id_of, keys) if sid is not None]
+
+    async def delete_user(self, user_id: str) -> int:
+        """Delete every session of the user ("log out everywhere"); return how many.
+
+        Raises:
+            InvalidArgument: ``user_id`` is not a valid key.
+            BackendError: the backend failed.
+        """
+        return await self._driver.delete_members(self._index(user_id))
+
+
+def _field_name(name: Any) -> str:
+    """Check a top-level data name: a ``str`` (subclasses become plain ``str``)."""
+    if not isinstance(name, str):
+        raise SerializationError(f"session data keys must be str, not {type(name).__name__!r}")
+    text = str.__str__(name)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise SerializationError("session data key is not valid UTF-8 text") from None
+    return text

@@ -1,0 +1,641 @@
+"""The SessionStore protocol on every backend (memory, fakeredis, real Redis)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+import time
+import uuid
+from decimal import Decimal
+
+import pytest
+
+import kvkit
+from kvkit._async.sessions import ID_LENGTH, user_tag
+from kvkit._compat import asleep
+from kvkit.memory.sessions import SessionSpace
+from tests.backends import settings_for
+
+ID_RE = re.compile(r"[A-Za-z0-9_-]{47}")
+DATA = {
+    "user": "alice",
+    "n": 2**70,
+    "when": dt.datetime(2024, 5, 1, 12, 30, tzinfo=dt.timezone.utc),
+    "day": dt.date(2024, 5, 1),
+    "uid": uuid.UUID("12345678-1234-5678-1234-567812345678"),
+    "price": Decimal("1.10"),
+    "tags": {"a", "b"},
+    "pair": (1, "x"),
+    "raw": b"\x00\xff",
+    "nested": {"list": [1, 2, {"deep": None}], "ok": True},
+    "": "empty name",
+    "héllo ✓": 1.5,
+}
+
+
+@pytest.fixture
+async def sessions(client):
+    """The client's session store."""
+    return client.sessions
+
+
+@pytest.fixture
+async def short_client(request, backend):
+    """A client whose sessions idle out after 0.5 s and live at most 1.0 s."""
+    settings = settings_for(request, backend, session_ttl=0.5, session_max_age=1.0)
+    async with kvkit.AsyncClient(settings=settings) as c:
+        yield c
+
+
+@pytest.fixture
+async def idle_client(request, backend):
+    """A client whose sessions idle out after 0.5 s, without an absolute lifetime."""
+    settings = settings_for(request, backend, session_ttl=0.5)
+    async with kvkit.AsyncClient(settings=settings) as c:
+        yield c
+
+
+async def stored_sessions(client) -> int:
+    """How many session keys (Redis: any key of the client's prefix) the store holds."""
+    backend = client.backend("sessions")
+    if backend.kind == "memory":
+        return len(backend.store.space("sessions", SessionSpace))
+    return len(await client.redis("sessions").keys(f"{client.settings.prefix}:*"))
+
+
+def is_redis(client) -> bool:
+    """Whether the sessions role runs on the Redis driver (fakeredis or real)."""
+    return client.backend("sessions").kind != "memory"
+
+
+def index_key(client, user_id: str) -> str:
+    """The Redis key of a user's session index (documented layout)."""
+    return f"{client.settings.prefix}:session:{{{user_tag(user_id)}}}user:{user_id}"
+
+
+# -- create / get ------------------------------------------------------------------------------
+async def test_store_implements_protocol(sessions):
+    """client.sessions satisfies the public protocol."""
+    assert isinstance(sessions, kvkit.AsyncSessionStore)
+
+
+async def test_create_returns_url_safe_id(sessions):
+    """Ids are 47 URL-safe characters, with or without a user."""
+    for sid in (await sessions.create(), await sessions.create(user_id="bob")):
+        assert isinstance(sid, str)
+        assert len(sid) == ID_LENGTH
+        assert ID_RE.fullmatch(sid)
+
+
+async def test_create_get_round_trip(sessions):
+    """Every codec type round-trips through a session, item by item."""
+    sid = await sessions.create(DATA)
+    got = await sessions.get(sid)
+    assert got == DATA
+    assert {k: type(v) for k, v in got.items()} == {k: type(v) for k, v in DATA.items()}
+
+
+async def test_create_without_data_is_empty(sessions):
+    """A session created without data (or with {}) exists and reads as {}."""
+    for sid in (await sessions.create(), await sessions.create({})):
+        assert await sessions.get(sid) == {}
+        assert await sessions.exists(sid) is True
+
+
+async def test_get_returns_a_copy(sessions):
+    """Mutating what get() returned never changes the store."""
+    sid = await sessions.create({"items": [1], "d": {"k": 1}})
+    got = await sessions.get(sid)
+    got["items"].append(2)
+    got["d"]["k"] = 99
+    got["new"] = True
+    assert await sessions.get(sid) == {"items": [1], "d": {"k": 1}}
+
+
+async def test_input_mapping_not_aliased(sessions):
+    """Mutating the dict passed to create() afterwards does not change the session."""
+    data = {"items": [1]}
+    sid = await sessions.create(data)
+    data["items"].append(2)
+    data["x"] = 1
+    assert await sessions.get(sid) == {"items": [1]}
+
+
+async def test_get_unknown_returns_none(sessions):
+    """A well-formed id the store never created reads as None."""
+    assert await sessions.get("A" * ID_LENGTH) is None
+
+
+async def test_ids_are_distinct(sessions):
+    """Every create returns a new id, also for one user."""
+    ids = {await sessions.create(user_id="u") for _ in range(20)}
+    ids |= {await sessions.create() for _ in range(20)}
+    assert len(ids) == 40
+
+
+async def test_ids_unique_and_random_10k(backend, sessions):
+    """10 000 ids: no collision, valid charset, every URL-safe character used."""
+    if backend != "memory":
+        pytest.skip("the 10k run is for the memory backend")
+    ids = [await sessions.create() for _ in range(10_000)]
+    assert len(set(ids)) == len(ids)
+    assert len({sid[4:] for sid in ids}) == len(ids)
+    assert all(ID_RE.fullmatch(sid) for sid in ids)
+    alphabet = set("".join(sid[4:] for sid in ids))
+    assert len(alphabet) == 64
+    assert len({sid[:4] for sid in ids}) > 9_000  # anonymous tags are random too
+
+
+# -- set / update ------------------------------------------------------------------------------
+async def test_set_replaces_data(sessions):
+    """set() replaces the whole data: items not given are gone."""
+    sid = await sessions.create({"a": 1, "b": 2})
+    assert await sessions.set(sid, {"c": dt.date(2020, 1, 1)}) is True
+    assert await sessions.get(sid) == {"c": dt.date(2020, 1, 1)}
+    assert await sessions.set(sid, {}) is True
+    assert await sessions.get(sid) == {}
+
+
+async def test_set_unknown_returns_false_and_creates_nothing(client, sessions):
+    """set() never creates a session."""
+    sid = "B" * ID_LENGTH
+    assert await sessions.set(sid, {"a": 1}) is False
+    assert await sessions.get(sid) is None
+    assert await stored_sessions(client) == 0
+
+
+async def test_update_merges_and_removes(sessions):
+    """update() sets the given items, deletes the removed ones and returns the result."""
+    sid = await sessions.create({"a": 1, "b": 2, "c": 3})
+    new = await sessions.update(sid, {"b": 20, "d": {4}}, remove=["c", "missing"])
+    assert new == {"a": 1, "b": 20, "d": {4}}
+    assert await sessions.get(sid) == new
+
+
+async def test_update_without_changes_returns_data(sessions):
+    """update() with nothing to change returns the current data."""
+    sid = await sessions.create({"a": 1})
+    assert await sessions.update(sid) == {"a": 1}
+    assert await sessions.update(sid, {}, remove=()) == {"a": 1}
+    assert await sessions.update(sid, remove=["a"]) == {}
+
+
+async def test_update_unknown_returns_none_and_creates_nothing(client, sessions):
+    """update() never creates a session."""
+    sid = "C" * ID_LENGTH
+    assert await sessions.update(sid, {"a": 1}) is None
+    assert await sessions.update(sid, remove=["a"]) is None
+    assert await sessions.get(sid) is None
+    assert await stored_sessions(client) == 0
+
+
+async def test_update_rejects_bad_arguments(sessions):
+    """A str remove, a non-str name, or a name both set and removed raise InvalidArgument."""
+    sid = await sessions.create({"a": 1})
+    with pytest.raises(kvkit.InvalidArgument):
+        await sessions.update(sid, remove="a")
+    with pytest.raises(kvkit.InvalidArgument):
+        await sessions.update(sid, remove=[1])
+    with pytest.raises(kvkit.InvalidArgument):
+        await sessions.update(sid, {"a": 2}, remove=["a"])
+    with pytest.raises(kvkit.InvalidArgument):
+        await sessions.update(sid, ["a"])
+    assert await sessions.get(sid) == {"a": 1}
+
+
+async def test_update_unencodable_writes_nothing(sessions):
+    """An unencodable value in update() raises SerializationError and changes nothing."""
+    sid = await sessions.create({"a": 1})
+    with pytest.raises(kvkit.SerializationError):
+        await sessions.update(sid, {"b": 2, "c": object()}, remove=["a"])
+    assert await sessions.get(sid) == {"a": 1}
+
+
+# -- delete / exists / touch / ttl -------------------------------------------------------------
+async def test_delete(sessions):
+    """delete() reports whether the session existed; afterwards it is gone."""
+    sid = await sessions.create({"a": 1})
+    assert await sessions.delete(sid) is True
+    assert await sessions.delete(sid) is False
+    assert await sessions.get(sid) is None
+    assert await sessions.exists(sid) is False
+
+
+async def test_exists(sessions):
+    """exists() is True for live sessions only."""
+    sid = await sessions.create()
+    assert await sessions.exists(sid) is True
+    assert await sessions.exists("D" * ID_LENGTH) is False
+
+
+async def test_ttl_default_and_forms(sessions):
+    """ttl() reports the idle TTL: default, seconds, timedelta, presets and FOREVER."""
+    assert 86399 <= await sessions.ttl(await sessions.create()) <= 86400
+    assert 59 <= await sessions.ttl(await sessions.create(ttl=60)) <= 60
+    assert 119 <= await sessions.ttl(await sessions.create(ttl=dt.timedelta(minutes=2))) <= 120
+    assert 299 <= await sessions.ttl(await sessions.create(ttl="temp")) <= 300
+    assert 604799 <= await sessions.ttl(await sessions.create(ttl="long")) <= 604800
+    assert await sessions.ttl(await sessions.create(ttl=kvkit.FOREVER)) == math.inf
+    assert await sessions.ttl("E" * ID_LENGTH) is None
+
+
+async def test_touch(sessions):
+    """touch() restarts the TTL of live sessions and reports unknown ones as False."""
+    sid = await sessions.create(ttl=60)
+    assert await sessions.touch(sid) is True
+    assert 59 <= await sessions.ttl(sid) <= 60
+    assert await sessions.touch("F" * ID_LENGTH) is False
+    assert await sessions.touch("F" * ID_LENGTH, 10) is False
+    assert await sessions.exists("F" * ID_LENGTH) is False
+
+
+async def test_touch_with_ttl_becomes_the_idle_ttl(sessions):
+    """touch(ttl=...) sets a new idle TTL that later slides keep using."""
+    sid = await sessions.create(ttl=60)
+    assert await sessions.touch(sid, 1000) is True
+    assert 999 <= await sessions.ttl(sid) <= 1000
+    assert await sessions.get(sid) == {}
+    assert 999 <= await sessions.ttl(sid) <= 1000
+    assert await sessions.touch(sid, kvkit.FOREVER) is True
+    assert await sessions.ttl(sid) == math.inf
+    await sessions.update(sid, {"a": 1})
+    assert await sessions.ttl(sid) == math.inf
+
+
+async def test_bad_ttl_raises(sessions):
+    """Zero, negative, NaN, bool and unknown presets are rejected before any I/O."""
+    sid = await sessions.create()
+    for bad in (0, -1, float("nan"), True, "forever", "1"):
+        with pytest.raises(kvkit.InvalidArgument):
+            await sessions.create(ttl=bad)
+        with pytest.raises(kvkit.InvalidArgument):
+            await sessions.touch(sid, bad)
+
+
+# -- rotate -------------------------------------------------------------------------------------
+async def test_rotate_moves_data_and_invalidates_old_id(sessions):
+    """rotate() returns a new id with the same data; the old id is dead."""
+    sid = await sessions.create({"cart": [1, 2]})
+    new = await sessions.rotate(sid)
+    assert new is not None
+    assert new != sid
+    assert ID_RE.fullmatch(new)
+    assert await sessions.get(new) == {"cart": [1, 2]}
+    assert await sessions.get(sid) is None
+    assert await sessions.exists(sid) is False
+    assert await sessions.set(sid, {"x": 1}) is False
+    assert await sessions.update(sid, {"x": 1}) is None
+    assert await sessions.touch(sid) is False
+    assert await sessions.rotate(sid) is None
+    assert await sessions.get(new) == {"cart": [1, 2]}
+
+
+async def test_rotate_keeps_user_and_ttl(sessions):
+    """rotate() keeps the owner (index updated) and the session's idle TTL."""
+    sid = await sessions.create({"a": 1}, user_id="carol", ttl=100)
+    other = await sessions.create(user_id="carol")
+    new = await sessions.rotate(sid)
+    assert sorted(await sessions.user_sessions("carol")) == sorted([new, other])
+    assert 99 <= await sessions.ttl(new) <= 100
+    assert await sessions.delete_user("carol") == 2
+    assert await sessions.get(new) is None
+
+
+async def test_rotate_unknown_returns_none(client, sessions):
+    """rotate() of an unknown id returns None and creates nothing."""
+    assert await sessions.rotate("G" * ID_LENGTH) is None
+    assert await stored_sessions(client) == 0
+
+
+# -- users --------------------------------------------------------------------------------------
+async def test_user_sessions_and_delete_user(sessions):
+    """user_sessions() lists a user's live sessions; delete_user() ends exactly those."""
+    u1 = {await sessions.create({"i": i}, user_id="u1") for i in range(3)}
+    u2 = {await sessions.create(user_id="u2") for _ in range(2)}
+    anon = await sessions.create()
+    assert set(await sessions.user_sessions("u1")) == u1
+    assert set(await sessions.user_sessions("u2")) == u2
+    assert await sessions.delete_user("u1") == 3
+    assert await sessions.user_sessions("u1") == []
+    for sid in u1:
+        assert await sessions.get(sid) is None
+    assert set(await sessions.user_sessions("u2")) == u2
+    assert await sessions.get(anon) == {}
+    assert await sessions.delete_user("u1") == 0
+
+
+async def test_delete_user_many_sessions(sessions):
+    """delete_user() logs a user out of 200 sessions at once."""
+    ids = [await sessions.create({"i": i}, user_id="busy@example.com") for i in range(200)]
+    assert len(await sessions.user_sessions("busy@example.com")) == 200
+    assert await sessions.delete_user("busy@example.com") == 200
+    for sid in ids[:10] + ids[-10:]:
+        assert await sessions.exists(sid) is False
+
+
+async def test_user_sessions_after_delete(sessions):
+    """A deleted session leaves its user's index."""
+    a = await sessions.create(user_id="dave")
+    b = await sessions.create(user_id="dave")
+    assert await sessions.delete(a) is True
+    assert await sessions.user_sessions("dave") == [b]
+    assert await sessions.delete_user("dave") == 1
+
+
+async def test_unknown_user(sessions):
+    """An unknown user has no sessions."""
+    assert await sessions.user_sessions("nobody") == []
+    assert await sessions.delete_user("nobody") == 0
+
+
+async def test_user_ids_with_special_characters(sessions):
+    """User ids are any valid key: braces, colons and unicode stay separate users."""
+    users = ["{tag}", "a:b", "a", "ユーザー", "x" * 300]
+    ids = {u: await sessions.create(user_id=u) for u in users}
+    for user, sid in ids.items():
+        assert await sessions.user_sessions(user) == [sid]
+    for user in users:
+        assert await sessions.delete_user(user) == 1
+
+
+async def test_bad_user_id_raises(sessions):
+    """user_id must be a non-empty str key."""
+    for bad in ("", 5, b"u", "x" * 2000):
+        with pytest.raises(kvkit.InvalidArgument):
+            await sessions.create(user_id=bad)
+        with pytest.raises(kvkit.InvalidArgument):
+            await sessions.user_sessions(bad)
+        with pytest.raises(kvkit.InvalidArgument):
+            await sessions.delete_user(bad)
+
+
+# -- forged ids and bad input ----------------------------------------------------------------
+FORGED = [
+    "",
+    "x",
+    "H" * (ID_LENGTH - 1),
+    "H" * (ID_LENGTH + 1),
+    "H" * (ID_LENGTH - 1) + "=",
+    "H" * (ID_LENGTH - 1) + "/",
+    "H" * (ID_LENGTH - 1) + "+",
+    "H" * (ID_LENGTH - 1) + "\n",
+    "H" * (ID_LENGTH - 1) + "é",
+    "{" + "H" * (ID_LENGTH - 2) + "}",
+    "*" * ID_LENGTH,
+    "../" * 16,
+    "H" * 10_000,
+]
+
+
+@pytest.mark.parametrize("forged", FORGED, ids=range(len(FORGED)))
+async def test_forged_ids_never_honoured(client, sessions, forged):
+    """Malformed ids give None/False for every method and create nothing."""
+    assert await sessions.get(forged) is None
+    assert await sessions.set(forged, {"a": 1}) is False
+    assert await sessions.update(forged, {"a": 1}) is None
+    assert await sessions.touch(forged) is False
+    assert await sessions.rotate(forged) is None
+    assert await sessions.delete(forged) is False
+    assert await sessions.ttl(forged) is None
+    assert await sessions.exists(forged) is False
+    assert await stored_sessions(client) == 0
+
+
+async def test_tampered_id_not_honoured(sessions):
+    """Changing one character of a real id gives an unknown session."""
+    sid = await sessions.create({"secret": 1})
+    last = "A" if sid[-1] != "A" else "B"
+    first = "A" if sid[0] != "A" else "B"
+    for tampered in (sid[:-1] + last, first + sid[1:], sid.upper(), sid.lower()):
+        if tampered != sid:
+            assert await sessions.get(tampered) is None
+            assert await sessions.set(tampered, {}) is False
+    assert await sessions.get(sid) == {"secret": 1}
+
+
+@pytest.mark.parametrize("bad", [None, 123, b"H" * ID_LENGTH, ["id"]])
+async def test_non_str_id_raises(sessions, bad):
+    """A non-str id is a programming error: InvalidArgument."""
+    for call in (
+        sessions.get,
+        sessions.delete,
+        sessions.touch,
+        sessions.rotate,
+        sessions.ttl,
+        sessions.exists,
+        sessions.update,
+    ):
+        with pytest.raises(kvkit.InvalidArgument):
+            await call(bad)
+    with pytest.raises(kvkit.InvalidArgument):
+        await sessions.set(bad, {})
+
+
+async def test_bad_data_raises_and_writes_nothing(client, sessions):
+    """Non-mappings raise InvalidArgument; unencodable data SerializationError; no write."""
+    for bad in ([("a", 1)], "abc", 5, {"a"}):
+        with pytest.raises(kvkit.InvalidArgument):
+            await sessions.create(bad)
+    with pytest.raises(kvkit.SerializationError):
+        await sessions.create({"ok": 1, "bad": object()})
+    with pytest.raises(kvkit.SerializationError):
+        await sessions.create({1: "int key"})
+    with pytest.raises(kvkit.SerializationError):
+        await sessions.create({"nan": float("nan")})
+    assert await stored_sessions(client) == 0
+    sid = await sessions.create({"a": 1})
+    with pytest.raises(kvkit.InvalidArgument):
+        await sessions.set(sid, None)
+    with pytest.raises(kvkit.SerializationError):
+        await sessions.set(sid, {"b": object()})
+    assert await sessions.get(sid) == {"a": 1}
+
+
+async def test_serialization_error_names_item_not_value(sessions):
+    """The error names the data item and type, never the value."""
+
+    class Secret:
+        def __repr__(self) -> str:
+            return "hunter2"
+
+    with pytest.raises(kvkit.SerializationError) as info:
+        await sessions.create({"password": Secret()})
+    assert "password" in str(info.value)
+    assert "hunter2" not in str(info.value)
+
+
+# -- expiry -------------------------------------------------------------------------------------
+async def test_idle_expiry(idle_client):
+    """A session nobody uses is gone after its idle TTL (and leaves its user's index)."""
+    sessions = idle_client.sessions
+    sid = await sessions.create({"a": 1}, user_id="idle")
+    await asleep(0.8)
+    assert await sessions.get(sid) is None
+    assert await sessions.exists(sid) is False
+    assert await sessions.user_sessions("idle") == []
+
+
+async def test_get_slides_idle_ttl(idle_client):
+    """get() restarts the idle TTL; exists() and ttl() do not."""
+    sessions = idle_client.sessions
+    sid = await sessions.create({"a": 1})
+    for _ in range(4):
+        await asleep(0.25)
+        assert await sessions.get(sid) == {"a": 1}
+    # 1 s after creation (twice the idle TTL): alive only because get() slid it.
+    await asleep(0.25)
+    assert await sessions.exists(sid) is True
+    assert await sessions.ttl(sid) is not None
+    await asleep(0.5)
+    assert await sessions.exists(sid) is False
+
+
+async def test_touch_update_set_slide(idle_client):
+    """touch(), update() and set() each restart the idle TTL."""
+    sessions = idle_client.sessions
+    sid = await sessions.create()
+    for step in (
+        lambda: sessions.touch(sid),
+        lambda: sessions.update(sid, {"x": 1}),
+        lambda: sessions.set(sid, {"y": 2}),
+        lambda: sessions.touch(sid),
+    ):
+        await asleep(0.3)
+        assert await step()
+    assert await sessions.get(sid) == {"y": 2}
+
+
+async def test_per_session_ttl(idle_client):
+    """create(ttl=...) overrides the idle TTL for that session only."""
+    sessions = idle_client.sessions
+    short = await sessions.create(ttl=0.2)
+    long = await sessions.create(ttl=5)
+    await asleep(0.4)
+    assert await sessions.get(short) is None
+    assert await sessions.get(long) == {}
+    assert await sessions.ttl(long) > 4
+
+
+async def test_absolute_lifetime_under_constant_activity(short_client):
+    """session_max_age ends a session even when it is used all the time."""
+    sessions = short_client.sessions
+    start = time.monotonic()
+    sid = await sessions.create({"a": 1})
+    alive_after_idle = False
+    while time.monotonic() - start < 1.6:
+        got = await sessions.get(sid)
+        elapsed = time.monotonic() - start
+        if got is None:
+            break
+        assert elapsed < 1.3
+        assert await sessions.ttl(sid) <= 1.0
+        if elapsed > 0.6:
+            alive_after_idle = True
+        await sessions.touch(sid, 100)
+        await asleep(0.1)
+    assert alive_after_idle
+    assert await sessions.get(sid) is None
+    assert await sessions.touch(sid) is False
+
+
+async def test_forever_still_bounded_by_max_age(short_client):
+    """FOREVER means no idle expiry; the absolute lifetime still applies."""
+    sessions = short_client.sessions
+    sid = await sessions.create(ttl=kvkit.FOREVER)
+    assert await sessions.ttl(sid) <= 1.0
+    await asleep(0.7)
+    assert await sessions.get(sid) == {}
+    await asleep(0.6)
+    assert await sessions.get(sid) is None
+
+
+async def test_rotate_keeps_absolute_deadline(short_client):
+    """rotate() never extends a session's absolute lifetime."""
+    sessions = short_client.sessions
+    sid = await sessions.create(user_id="rot")
+    await asleep(0.3)
+    assert await sessions.get(sid) == {}
+    await asleep(0.3)
+    new = await sessions.rotate(sid)
+    assert new is not None
+    assert await sessions.ttl(new) <= 0.45
+    await asleep(0.6)
+    assert await sessions.get(new) is None
+    assert await sessions.user_sessions("rot") == []
+
+
+async def test_user_index_pruned_after_expiry(idle_client):
+    """Expired sessions drop out of user_sessions() and delete_user() counts."""
+    sessions = idle_client.sessions
+    gone = await sessions.create(user_id="prune", ttl=0.2)
+    kept = await sessions.create(user_id="prune", ttl=10)
+    await asleep(0.4)
+    assert await sessions.user_sessions("prune") == [kept]
+    assert gone not in await sessions.user_sessions("prune")
+    assert await sessions.delete_user("prune") == 1
+
+
+async def test_sliding_session_stays_indexed(idle_client):
+    """A session kept alive past its first TTL stays in its user's index."""
+    sessions = idle_client.sessions
+    sid = await sessions.create(user_id="slider")
+    for _ in range(5):
+        await asleep(0.2)
+        assert await sessions.get(sid) == {}
+    assert await sessions.user_sessions("slider") == [sid]
+    assert await sessions.delete_user("slider") == 1
+
+
+# -- Redis layout ---------------------------------------------------------------------------
+async def test_redis_layout(client, sessions):
+    """On Redis: one hash per session, items as plain JSON, all keys in the user's slot."""
+    if not is_redis(client):
+        pytest.skip("Redis key layout")
+    r = client.redis("sessions")
+    sid = await sessions.create({"name": "x", "n": 1}, user_id="eve")
+    key = f"{client.settings.prefix}:session:{{{sid[:4]}}}{sid[4:]}"
+    assert sid[:4] == user_tag("eve")
+    assert await r.type(key) == b"hash"
+    assert await r.hget(key, "d:name") == b'"x"'
+    assert await r.hget(key, "d:n") == b"1"
+    index = index_key(client, "eve")
+    assert await r.zrange(index, 0, -1) == [key.encode()]
+    assert 0 < await r.pttl(index) <= 86_400_000
+
+
+async def test_redis_index_expires_with_its_sessions(idle_client):
+    """On Redis the user index key never outlives the sessions in it."""
+    if not is_redis(idle_client):
+        pytest.skip("Redis key layout")
+    sessions = idle_client.sessions
+    r = idle_client.redis("sessions")
+    await sessions.create(user_id="ix", ttl=0.3)
+    assert 0 < await r.pttl(index_key(idle_client, "ix")) <= 300
+    await asleep(0.6)
+    assert await r.exists(index_key(idle_client, "ix")) == 0
+    await sessions.create(user_id="ix", ttl=kvkit.FOREVER)
+    assert await r.pttl(index_key(idle_client, "ix")) == -1
+
+
+async def test_redis_user_sessions_drops_vanished_keys(client, sessions):
+    """A session key deleted behind kvkit's back leaves the index on the next read."""
+    if not is_redis(client):
+        pytest.skip("Redis key layout")
+    r = client.redis("sessions")
+    a = await sessions.create(user_id="vanish")
+    b = await sessions.create(user_id="vanish")
+    await r.delete(f"{client.settings.prefix}:session:{{{a[:4]}}}{a[4:]}")
+    assert await sessions.user_sessions("vanish") == [b]
+    assert await r.zcard(index_key(client, "vanish")) == 1
+
+
+async def test_redis_planted_bytes_raise_decode_error(client, sessions):
+    """Garbage in a session field raises DecodeError naming the item."""
+    if not is_redis(client):
+        pytest.skip("needs raw access to the store")
+    sid = await sessions.create({"a": 1})
+    key = f"{client.settings.prefix}:session:{{{sid[:4]}}}{sid[4:]}"
+    await client.redis("sessions").hset(key, "d:a", b"\x80not json")
+    with pytest.raises(kvkit.DecodeError, match="'a'"):
+        await sessions.get(sid)
