@@ -96,6 +96,8 @@ class TTLResolver:
         """
         if ttl is None:
             return self._default_ms
+        if type(ttl) is int and ttl > 0:  # the common case, without the generic checks
+            return ttl * 1000
         if ttl is FOREVER:
             return None
         if type(ttl) is str:

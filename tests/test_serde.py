@@ -1449,3 +1449,17 @@ def test_fuzz_random_tag_objects_only_raise_decode_error(codec: Codec, seed: int
         data = json.dumps([obj]).encode()
         with contextlib.suppress(DecodeError):
             codec.decode("k", data)
+
+
+@pytest.mark.parametrize("force_stdlib", [False, True])
+def test_decode_many_batch(force_stdlib):
+    """decode_many skips missing values, restores tags and names a bad key."""
+    import datetime as _dt
+
+    codec = Codec(_force_stdlib=force_stdlib)
+    when = _dt.datetime(2024, 1, 2, 3, 4, 5)
+    raws = [codec.encode("a", {"x": 1}), None, codec.encode("c", when), codec.encode("d", "s")]
+    assert codec.decode_many(["a", "b", "c", "d"], raws) == {"a": {"x": 1}, "c": when, "d": "s"}
+    assert codec.decode_many([], []) == {}
+    with pytest.raises(DecodeError, match="'bad'"):
+        codec.decode_many(["ok", "bad"], [b"1", b"\x80garbage"])

@@ -155,14 +155,9 @@ class CacheService:
         except BackendError as exc:
             self._failed(exc, "get_many")
             return {}
-        out: dict[str, Any] = {}
-        decode = self._codec.decode
-        for name, raw in zip(names, raws, strict=True):
-            if raw is None:
-                self._stats.misses += 1
-            else:
-                self._stats.hits += 1
-                out[name] = decode(name, raw)
+        out = self._codec.decode_many(names, raws)
+        self._stats.hits += len(out)
+        self._stats.misses += len(names) - len(out)
         return out
 
     def ttl(self, key: str) -> float | None:
