@@ -1,0 +1,497 @@
+"""kvkit.ext.flask: config, server-side sessions, regenerate, health, a real Werkzeug server."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+import uuid
+
+import httpx
+import pytest
+from flask import Flask, session
+
+import kvkit
+from kvkit.ext.flask import (
+    KVKit,
+    KVKitSession,
+    KVKitSessionInterface,
+    health_blueprint,
+    regenerate_session,
+    settings_from_config,
+)
+from tests.appservers import run_app
+
+HEALTH_PATHS = ("/health/redis", "/health/redis/services", "/health/full")
+FORGED_ID = "A" * 47
+
+
+def make_app(**config) -> tuple[Flask, KVKit]:
+    """A Flask app with kvkit, the health blueprint and a few session routes."""
+    app = Flask(__name__)
+    app.config.update(config)
+    kv = KVKit(app)
+    app.register_blueprint(health_blueprint())
+
+    @app.post("/set")
+    def set_items():
+        from flask import request
+
+        session.update(request.get_json())
+        return dict(session)
+
+    @app.get("/get")
+    def get_items():
+        return dict(session)
+
+    @app.post("/login")
+    def login():
+        new_id = regenerate_session()
+        session["user"] = "ada"
+        return {"new_id": new_id}
+
+    @app.post("/append")
+    def append():
+        session.setdefault("items", [])
+        session["items"].append(len(session["items"]))  # nested change, no modified flag
+        return dict(session)
+
+    @app.post("/bad")
+    def bad():
+        session["bad"] = object()
+        return "unreachable at response time"
+
+    @app.post("/clear")
+    def clear():
+        session.clear()
+        return {}
+
+    @app.post("/permanent")
+    def permanent():
+        session.permanent = True
+        session["p"] = 1
+        return {}
+
+    return app, kv
+
+
+def sid_of(client) -> str:
+    """The session id in the test client's cookie jar."""
+    cookie = client.get_cookie("session")
+    assert cookie is not None
+    return cookie.value
+
+
+# -- configuration --------------------------------------------------------------------------------
+def test_init_app_reads_settings_from_config():
+    """KVKIT_* config keys become Settings; ints, floats, bools and timedeltas convert."""
+    app, kv = make_app(
+        KVKIT_URL="memory://",
+        KVKIT_PREFIX="myapp",
+        KVKIT_SESSION_TTL=60,
+        KVKIT_CACHE_TTL=1.5,
+        KVKIT_CACHE_FAIL_OPEN=True,
+        KVKIT_SOCKET_TIMEOUT=dt.timedelta(seconds=2),
+        KVKIT_SESSION_MAX_AGE=None,
+    )
+    with app.app_context():
+        settings = kv.client.settings
+    assert settings.prefix == "myapp"
+    assert settings.session_ttl == 60
+    assert settings.cache_ttl == 1.5
+    assert settings.cache_fail_open is True
+    assert settings.socket_timeout == 2.0
+    assert settings.session_max_age is None
+    assert isinstance(app.session_interface, KVKitSessionInterface)
+
+
+def test_defaults_without_config():
+    """No KVKIT_* keys: the Settings defaults (memory://)."""
+    assert settings_from_config({}) == kvkit.Settings()
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("KVKIT_CACHE_TTL", "soon"),
+        ("KVKIT_RETRIES", -1),
+        ("KVKIT_URL", "nope://host"),
+        ("KVKIT_CACHE_FAIL_OPEN", "perhaps"),
+        ("KVKIT_MAX_CONNECTIONS", [20]),
+        ("KVKIT_CACHE_TLL", 60),
+        ("KVKIT_SERVER_SESSIONS", "maybe"),
+    ],
+)
+def test_bad_config_raises_config_error_naming_the_key(key, value):
+    """An invalid or unknown KVKIT_* key fails init_app with ConfigError naming it."""
+    with pytest.raises(kvkit.ConfigError, match=key):
+        make_app(**{key: value})
+
+
+def test_config_error_hides_the_password():
+    """A bad URL's password never appears in the error."""
+    with pytest.raises(kvkit.ConfigError) as info:
+        make_app(KVKIT_URL="redis://:hunter2@localhost/0?bogus=1")
+    assert "hunter2" not in str(info.value)
+    assert "KVKIT_URL" in str(info.value)
+
+
+def test_server_sessions_can_be_disabled():
+    """KVKIT_SERVER_SESSIONS=False keeps Flask's cookie sessions."""
+    app, _ = make_app(KVKIT_SERVER_SESSIONS=False)
+    assert not isinstance(app.session_interface, KVKitSessionInterface)
+    app, _ = make_app(KVKIT_SERVER_SESSIONS="off")
+    assert not isinstance(app.session_interface, KVKitSessionInterface)
+
+
+def test_one_extension_many_apps():
+    """KVKit() + init_app: each app has its own client; kv.client follows the app context."""
+    kv = KVKit()
+    first, second = Flask("first"), Flask("second")
+    first.config["KVKIT_PREFIX"] = "one"
+    second.config["KVKIT_PREFIX"] = "two"
+    kv.init_app(first)
+    kv.init_app(second)
+    with first.app_context():
+        assert kv.client.settings.prefix == "one"
+    with second.app_context():
+        assert kv.client.settings.prefix == "two"
+    with pytest.raises(RuntimeError, match="app context"):
+        kv.client  # noqa: B018 - the property raises
+
+
+def test_client_outside_a_context_with_the_app_given():
+    """KVKit(app).client works outside an app context."""
+    _, kv = make_app()
+    assert isinstance(kv.client, kvkit.Client)
+    kv.close()
+
+
+# -- sessions -------------------------------------------------------------------------------------
+@pytest.fixture(params=["memory", "fakeredis", pytest.param("redis", marks=pytest.mark.redis)])
+def app_client(request):
+    """(app, kv, test client) on each backend, isolated by a unique prefix."""
+    url = {"memory": "memory://", "fakeredis": "fakeredis://"}.get(request.param)
+    if url is None:
+        url = request.getfixturevalue("redis_url")
+    app, kv = make_app(KVKIT_URL=url, KVKIT_PREFIX="t" + uuid.uuid4().hex[:12])
+    yield app, kv, app.test_client()
+    kv.close()
+
+
+def test_session_round_trip_stores_data_server_side(app_client):
+    """Data lives in client.sessions; the cookie holds only the id."""
+    _, kv, http = app_client
+    response = http.post("/set", json={"user": "ada", "n": 1})
+    assert response.json == {"user": "ada", "n": 1}
+    sid = sid_of(http)
+    assert len(sid) == 47
+    assert "ada" not in response.headers["Set-Cookie"]
+    assert kv.client.sessions.get(sid) == {"user": "ada", "n": 1}
+    assert http.get("/get").json == {"user": "ada", "n": 1}
+    http.post("/set", json={"n": 2})
+    assert http.get("/get").json == {"user": "ada", "n": 2}
+    assert sid_of(http) == sid
+
+
+def test_cookie_flags_default_to_httponly_lax():
+    """HttpOnly and SameSite=Lax by default, no Secure, Vary: Cookie."""
+    app, _ = make_app()
+    http = app.test_client()
+    response = http.post("/set", json={"a": 1})
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie
+    assert "SameSite=Lax" in cookie
+    assert "Secure" not in cookie
+    assert "Expires" not in cookie
+    assert "Cookie" in response.headers["Vary"]
+
+
+def test_cookie_flags_follow_flask_config():
+    """SESSION_COOKIE_NAME/SECURE/SAMESITE/HTTPONLY are Flask's own settings."""
+    app, _ = make_app(
+        SESSION_COOKIE_NAME="sid",
+        SESSION_COOKIE_SECURE=True,
+        SESSION_COOKIE_SAMESITE="Strict",
+    )
+    response = app.test_client().post("/set", json={"a": 1})
+    cookie = response.headers["Set-Cookie"]
+    assert cookie.startswith("sid=")
+    assert "Secure" in cookie
+    assert "SameSite=Strict" in cookie
+
+
+def test_permanent_session_cookie_expires():
+    """A permanent session's cookie carries Flask's PERMANENT_SESSION_LIFETIME."""
+    app, _ = make_app(PERMANENT_SESSION_LIFETIME=dt.timedelta(days=2))
+    response = app.test_client().post("/permanent")
+    assert "Expires=" in response.headers["Set-Cookie"]
+
+
+def test_no_cookie_until_there_is_data(app_client):
+    """Reading an empty session sets no cookie and stores nothing."""
+    _, _, http = app_client
+    response = http.get("/get")
+    assert response.json == {}
+    assert "Set-Cookie" not in response.headers
+
+
+@pytest.mark.parametrize("cookie", [FORGED_ID, "tampered" + "x" * 40, "", "not-an-id", "ä" * 47])
+def test_unknown_or_tampered_cookie_gives_a_fresh_session(app_client, cookie):
+    """An id the store did not issue yields an empty session, never an error page."""
+    _, kv, http = app_client
+    http.set_cookie("session", cookie)
+    response = http.get("/get")
+    assert response.status_code == 200
+    assert response.json == {}
+    response = http.post("/set", json={"a": 1})
+    assert response.status_code == 200
+    new_sid = sid_of(http)
+    assert new_sid != cookie
+    assert kv.client.sessions.get(new_sid) == {"a": 1}
+    assert kv.client.sessions.get(FORGED_ID) is None
+
+
+def test_tampered_real_id_gives_a_fresh_session(app_client):
+    """Changing one character of a real id gives an empty session."""
+    _, _, http = app_client
+    http.post("/set", json={"secret": 1})
+    sid = sid_of(http)
+    flipped = sid[:-1] + ("A" if sid[-1] != "A" else "B")
+    http.set_cookie("session", flipped)
+    assert http.get("/get").json == {}
+
+
+def test_expired_session_gives_a_fresh_one():
+    """After the idle TTL the cookie's id is unknown: an empty session."""
+    app, _ = make_app(KVKIT_SESSION_TTL=0.3)
+    http = app.test_client()
+    http.post("/set", json={"a": 1})
+    time.sleep(0.5)
+    assert http.get("/get").json == {}
+
+
+def test_regenerate_rotates_id_keeps_data_invalidates_old(app_client):
+    """regenerate_session(): new id, same data; the old cookie no longer works."""
+    _, kv, http = app_client
+    http.post("/set", json={"cart": [1, 2]})
+    old = sid_of(http)
+    response = http.post("/login")
+    new = sid_of(http)
+    assert response.json["new_id"] == new
+    assert new != old
+    assert http.get("/get").json == {"cart": [1, 2], "user": "ada"}
+    assert kv.client.sessions.get(old) is None
+    attacker = http.application.test_client()
+    attacker.set_cookie("session", old)
+    assert attacker.get("/get").json == {}
+
+
+def test_regenerate_on_a_new_session_issues_a_fresh_id(app_client):
+    """regenerate_session() before anything is stored just creates the session on save."""
+    _, _, http = app_client
+    response = http.post("/login")
+    assert response.json["new_id"] is None
+    assert http.get("/get").json == {"user": "ada"}
+
+
+def test_regenerate_needs_server_sessions():
+    """regenerate_session() with cookie sessions raises RuntimeError."""
+    app, _ = make_app(KVKIT_SERVER_SESSIONS=False, SECRET_KEY="x")
+    app.testing = True
+    with pytest.raises(RuntimeError, match="KVKitSessionInterface"):
+        app.test_client().post("/login")
+
+
+def test_nested_changes_are_saved(app_client):
+    """Mutating a nested value is saved without session.modified = True."""
+    _, _, http = app_client
+    for _ in range(3):
+        http.post("/append")
+    assert http.get("/get").json == {"items": [0, 1, 2]}
+
+
+def test_unencodable_value_errors_and_keeps_the_old_data(app_client):
+    """A non-JSON-able value fails at response time; the stored session is unchanged."""
+    app, kv, http = app_client
+    http.post("/set", json={"keep": 1})
+    sid = sid_of(http)
+    app.testing = True  # errors propagate to the test
+    with pytest.raises(kvkit.SerializationError, match="'bad'.*'object'"):
+        http.post("/bad")
+    app.testing = False
+    response = http.post("/bad")  # in production: a 500 page, the session untouched
+    assert response.status_code == 500
+    assert sid_of(http) == sid
+    assert http.get("/get").json == {"keep": 1}
+    assert kv.client.sessions.get(sid) == {"keep": 1}
+
+
+def test_clear_deletes_session_and_cookie(app_client):
+    """session.clear() deletes the stored session and expires the cookie."""
+    _, kv, http = app_client
+    http.post("/set", json={"a": 1})
+    sid = sid_of(http)
+    response = http.post("/clear")
+    assert "session=;" in response.headers["Set-Cookie"]
+    assert kv.client.sessions.get(sid) is None
+    assert http.get_cookie("session") is None
+
+
+def test_concurrent_requests_changing_different_items_both_survive():
+    """Two overlapping requests of one browser that set different items: both kept."""
+    app, _ = make_app()
+    gate = threading.Barrier(2)
+
+    @app.post("/slow/<name>")
+    def slow(name):
+        dict(session)  # both requests load the session before either saves
+        gate.wait(timeout=5)
+        session[name] = True
+        return {}
+
+    http = app.test_client()
+    http.post("/set", json={"base": 1})
+    sid = sid_of(http)
+
+    def hit(name):
+        client = app.test_client()
+        client.set_cookie("session", sid)
+        assert client.post(f"/slow/{name}").status_code == 200
+
+    threads = [threading.Thread(target=hit, args=(n,)) for n in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert http.get("/get").json == {"base": 1, "a": True, "b": True}
+
+
+def test_session_deleted_during_the_request_is_not_resurrected():
+    """A session logged out elsewhere mid-request is not re-created by the save."""
+    app, kv = make_app()
+
+    @app.post("/logout-everywhere-then-write")
+    def racy():
+        kv.client.sessions.delete(session.sid)  # e.g. delete_user() from another process
+        session["late"] = True
+        return {}
+
+    http = app.test_client()
+    http.post("/set", json={"a": 1})
+    sid = sid_of(http)
+    response = http.post("/logout-everywhere-then-write")
+    assert response.status_code == 200
+    assert "session=;" in response.headers["Set-Cookie"]
+    assert kv.client.sessions.get(sid) is None
+    assert http.get("/get").json == {}
+
+
+def test_partitioned_cookie_and_string_booleans():
+    """SESSION_COOKIE_PARTITIONED is honoured; KVKIT_SERVER_SESSIONS accepts "yes"."""
+    app, _ = make_app(SESSION_COOKIE_PARTITIONED=True, KVKIT_SERVER_SESSIONS="yes")
+    assert isinstance(app.session_interface, KVKitSessionInterface)
+    response = app.test_client().post("/set", json={"a": 1})
+    assert "Partitioned" in response.headers["Set-Cookie"]
+
+
+def test_session_object_type():
+    """flask.session is a KVKitSession with an id once stored."""
+    app, _ = make_app()
+    with app.test_request_context("/"):
+        assert isinstance(session._get_current_object(), KVKitSession)
+
+
+# -- health ---------------------------------------------------------------------------------------
+def test_health_blueprint_on_memory():
+    """The three endpoints answer 200 with the same bodies as FastAPI's."""
+    app, _ = make_app()
+    http = app.test_client()
+    for path in HEALTH_PATHS:
+        response = http.get(path)
+        assert response.status_code == 200
+        assert response.headers["Cache-Control"] == "no-store"
+        body = response.json
+        assert set(body) == {"status", "duration_ms", "checks"}
+        assert body["status"] == "pass"
+    names = [c["name"] for c in http.get("/health/full").json["checks"]]
+    assert names == ["server", "cache", "sessions", "queues"]
+
+
+def test_health_blueprint_url_prefix():
+    """health_blueprint(url_prefix=...) moves the routes."""
+    app = Flask(__name__)
+    KVKit(app)
+    app.register_blueprint(health_blueprint("ops_health", url_prefix="/ops"))
+    assert app.test_client().get("/ops/health/redis").status_code == 200
+
+
+@pytest.mark.redis
+def test_health_live_stopped_and_password(redis_server_factory):
+    """Live server: 200; stopped: 503 within 2 s; the password never in a body."""
+    server = redis_server_factory(password="pw-s3cr3t")
+    app, _ = make_app(KVKIT_URL=server.url)
+    http = app.test_client()
+    for path in HEALTH_PATHS:
+        response = http.get(path)
+        assert response.status_code == 200, response.text
+        assert "s3cr3t" not in response.text
+        assert ":***@" in response.text
+    assert http.get("/health/redis").json["checks"][0]["server_version"]
+    server.stop()
+    for path in HEALTH_PATHS:
+        start = time.monotonic()
+        response = http.get(path)
+        assert time.monotonic() - start < 2.0
+        assert response.status_code == 503
+        assert "s3cr3t" not in response.text
+        assert all(c["error"] for c in response.json["checks"])
+
+
+# -- a real threaded Werkzeug server --------------------------------------------------------------
+@pytest.mark.redis
+def test_werkzeug_server_8_threads_sessions_survive_processes(redis_url):
+    """The example app in a threaded Werkzeug process: 8 threads; sessions outlive it."""
+    prefix = "t" + uuid.uuid4().hex[:12]
+    env = {"KVKIT_PREFIX": prefix}
+    args = ["examples/flask_app.py", redis_url, "--port", "{port}"]
+    errors: list[BaseException] = []
+    cookies: dict[int, str] = {}
+
+    def browser(n: int, base: str) -> None:
+        try:
+            with httpx.Client(base_url=base, timeout=10) as http:
+                assert http.post("/login", json={"user": f"user{n}"}).status_code == 200
+                for visit in range(1, 6):
+                    body = http.get("/me").json()
+                    assert body == {"user": f"user{n}", "visits": visit}
+                    assert http.post("/counter/hits").status_code == 200
+                cookies[n] = http.cookies["session"]
+        except BaseException as exc:
+            errors.append(exc)
+
+    with run_app(args, env=env) as server:
+        threads = [threading.Thread(target=browser, args=(n, server.base)) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert not errors, errors
+        with httpx.Client(base_url=server.base, timeout=10) as http:
+            assert http.post("/counter/hits").json()["value"] == 41
+            assert http.get("/health/full").status_code == 200
+
+    # A new process (same Redis): every browser's session is still there.
+    with run_app(args, env=env) as server, httpx.Client(base_url=server.base, timeout=10) as http:
+        for n, sid in cookies.items():
+            with httpx.Client(base_url=server.base, timeout=10) as browser_again:
+                response = browser_again.get("/me", headers={"cookie": f"session={sid}"})
+            assert response.json() == {"user": f"user{n}", "visits": 6}
+        # Logging in again rotates the id: the old cookie stops working at once.
+        response = http.post(
+            "/login", json={"user": "user0"}, headers={"cookie": f"session={cookies[0]}"}
+        )
+        assert response.cookies["session"] != cookies[0]
+    with run_app(args, env=env) as server, httpx.Client(base_url=server.base, timeout=10) as http:
+        stale = http.get("/me", headers={"cookie": f"session={cookies[0]}"})
+        assert stale.json() == {"user": None, "visits": 1}
