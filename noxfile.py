@@ -11,7 +11,15 @@ nox.options.reuse_existing_virtualenvs = True
 
 # Sessions run on the interpreter nox itself runs on (set KVKIT_NOX_PYTHON to pin one).
 PYTHON = os.environ.get("KVKIT_NOX_PYTHON") or None
-TEST_DEPS = ["pytest>=8", "pytest-asyncio>=0.24", "pytest-cov>=5", "pytest-timeout>=2.3"]
+TEST_DEPS = [
+    "pytest>=8",
+    "pytest-asyncio>=0.24",
+    "pytest-cov>=5",
+    "pytest-timeout>=2.3",
+    "httpx>=0.27",
+    "uvicorn>=0.30",
+    "build>=1.0",
+]
 LINT_DEPS = ["ruff>=0.6", "mypy>=1.11", "types-cachetools"]
 
 
