@@ -11,6 +11,9 @@ __version__ = "0.1.0"
 
 from ._async.client import AsyncClient
 from ._async.protocols import AsyncCache
+from ._async.queue import AsyncQueue
+from ._async.service import AsyncRedisService
+from ._async.sessions import AsyncSessionStore
 from ._errors import (
     AuthenticationError,
     BackendError,
@@ -22,9 +25,13 @@ from ._errors import (
     KVKitError,
     SerializationError,
 )
+from ._queue_types import Message, QueueStats
 from ._settings import Settings
 from ._sync.client import Client
 from ._sync.protocols import Cache
+from ._sync.queue import Queue
+from ._sync.service import RedisService
+from ._sync.sessions import SessionStore
 from ._ttl import FOREVER
 from ._types import CacheStats, Check, Health
 
@@ -32,6 +39,9 @@ __all__ = [
     "FOREVER",
     "AsyncCache",
     "AsyncClient",
+    "AsyncQueue",
+    "AsyncRedisService",
+    "AsyncSessionStore",
     "AuthenticationError",
     "BackendError",
     "BackendTimeout",
@@ -45,7 +55,12 @@ __all__ = [
     "Health",
     "InvalidArgument",
     "KVKitError",
+    "Message",
+    "Queue",
+    "QueueStats",
+    "RedisService",
     "SerializationError",
+    "SessionStore",
     "Settings",
     "__version__",
 ]

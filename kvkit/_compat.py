@@ -10,25 +10,37 @@ other half: the difference lives in this one module, not in ``if`` branches in t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 __all__ = [
     "AsyncEvent",
+    "AsyncGate",
     "AsyncLock",
+    "AsyncTimeLimit",
+    "AsyncWorkers",
     "Event",
+    "Gate",
     "Lock",
+    "Notifier",
+    "TimeLimit",
+    "Workers",
     "acall",
-    "adrop_client",
     "acurrent_loop",
+    "adrop_client",
+    "aprepare_cluster",
     "asleep",
+    "await_notified",
     "call",
     "current_loop",
     "drop_client",
+    "prepare_cluster",
     "sleep",
+    "wait_notified",
 ]
 
 # --- locks and events -------------------------------------------------------------------
@@ -36,6 +48,48 @@ AsyncLock = asyncio.Lock
 Lock = threading.Lock
 AsyncEvent = asyncio.Event
 Event = threading.Event
+
+
+# --- bounded admission (a pool bound for clients whose redis-py pool cannot wait) ---------
+class AsyncGate:
+    """At most ``size`` concurrent holders; a caller waits up to a timeout for a free slot.
+
+    Created per event loop (asyncio primitives bind to the loop that first waits on them).
+    """
+
+    def __init__(self, size: int) -> None:
+        self._semaphore = asyncio.Semaphore(size)
+
+    async def acquire(self, timeout: float) -> bool:
+        """Take a slot; return ``False`` if none was free within ``timeout`` seconds."""
+        if not self._semaphore.locked():
+            # Fast path: a free slot is taken without suspending and without a timer task.
+            await self._semaphore.acquire()
+            return True
+        try:
+            await asyncio.wait_for(self._semaphore.acquire(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    def release(self) -> None:
+        """Give a slot back."""
+        self._semaphore.release()
+
+
+class Gate:
+    """At most ``size`` concurrent holders; a thread waits up to a timeout for a free slot."""
+
+    def __init__(self, size: int) -> None:
+        self._semaphore = threading.BoundedSemaphore(size)
+
+    def acquire(self, timeout: float) -> bool:
+        """Take a slot; return ``False`` if none was free within ``timeout`` seconds."""
+        return self._semaphore.acquire(timeout=timeout)
+
+    def release(self) -> None:
+        """Give a slot back."""
+        self._semaphore.release()
 
 
 # --- sleeping -----------------------------------------------------------------------------
@@ -83,11 +137,17 @@ def adrop_client(client: Any) -> None:
     closed directly and the connections forgotten, which also keeps asyncio and redis-py
     from warning about unclosed transports when they are garbage collected.
     """
+    connections: list[Any] = []
     pool = getattr(client, "connection_pool", None)
-    if pool is None:
-        return
-    connections = list(getattr(pool, "_available_connections", ()))
-    connections += list(getattr(pool, "_in_use_connections", ()))
+    if pool is not None:
+        connections += list(getattr(pool, "_available_connections", ()))
+        connections += list(getattr(pool, "_in_use_connections", ()))
+    # redis.asyncio.cluster.RedisCluster has no pool: each node keeps its own connections.
+    nodes_manager = getattr(client, "nodes_manager", None)
+    if nodes_manager is not None:
+        nodes = {**nodes_manager.startup_nodes, **nodes_manager.nodes_cache}
+        for node in nodes.values():
+            connections += list(getattr(node, "_connections", ()))
     for conn in connections:
         writer = getattr(conn, "_writer", None)
         transport = getattr(writer, "transport", None)
@@ -110,3 +170,206 @@ def adrop_client(client: Any) -> None:
 def drop_client(client: Any) -> None:
     """Close a sync redis-py client (sync clients are not bound to an event loop)."""
     client.close()
+
+
+# --- waking waiters in threads and event loops alike --------------------------------------
+class Notifier:
+    """A wake-up signal that blocked threads and waiting event-loop tasks can share.
+
+    Waiters read :attr:`version` *before* checking whatever they wait for, then wait with
+    that version: a :meth:`notify` that happened in between makes the wait return at once,
+    so no wake-up is ever lost. :meth:`notify` may be called from any thread; tasks of
+    any event loop are woken with ``call_soon_threadsafe`` (no polling).
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._futures: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self.version = 0
+
+    def notify(self) -> None:
+        """Wake every current waiter."""
+        with self._cond:
+            self.version += 1
+            self._cond.notify_all()
+            futures, self._futures = self._futures, []
+        for loop, future in futures:
+            # A closed loop raises RuntimeError: nobody is waiting there any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_resolve, future)
+
+    def wait(self, version: int, timeout: float | None) -> bool:
+        """Block until notified after ``version`` or ``timeout`` s; return whether notified."""
+        with self._cond:
+            if self.version != version:
+                return True
+            self._cond.wait(timeout)
+            return self.version != version
+
+    async def wait_async(self, version: int, timeout: float | None) -> bool:
+        """Like :meth:`wait`, without blocking the event loop."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        entry = (loop, future)
+        with self._cond:
+            if self.version != version:
+                return True
+            self._futures.append(entry)
+        try:
+            await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            with self._cond:
+                if entry in self._futures:
+                    self._futures.remove(entry)
+        return self.version != version
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+async def await_notified(notifier: Notifier, version: int, timeout: float | None) -> bool:
+    """Wait (in a task) until ``notifier`` fires after ``version``; see :class:`Notifier`."""
+    return await notifier.wait_async(version, timeout)
+
+
+def wait_notified(notifier: Notifier, version: int, timeout: float | None) -> bool:
+    """Wait (blocking the thread) until ``notifier`` fires after ``version``."""
+    return notifier.wait(version, timeout)
+
+
+# --- running workers concurrently: tasks (async) / threads (sync) --------------------------
+class AsyncWorkers:
+    """Run coroutine functions concurrently, as tasks of the running event loop."""
+
+    def __init__(self) -> None:
+        self._tasks: list[asyncio.Future[Any]] = []
+
+    def start(self, func: Callable[..., Any], *args: Any) -> None:
+        """Start ``func(*args)`` as a task."""
+        self._tasks.append(asyncio.ensure_future(func(*args)))
+
+    async def join(self) -> None:
+        """Wait for every worker; re-raise the first failure. Cancelling cancels them all."""
+        results = await asyncio.gather(*self._tasks, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+
+class Workers:
+    """Run functions concurrently, each in a daemon thread."""
+
+    def __init__(self) -> None:
+        self._threads: list[threading.Thread] = []
+        self._errors: list[BaseException] = []
+
+    def start(self, func: Callable[..., Any], *args: Any) -> None:
+        """Start ``func(*args)`` in a new thread."""
+
+        def run() -> None:
+            try:
+                func(*args)
+            except BaseException as exc:  # handed to join(), which re-raises it
+                self._errors.append(exc)
+
+        thread = threading.Thread(target=run, name="kvkit-worker", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def join(self) -> None:
+        """Wait for every worker; re-raise the first failure."""
+        for thread in self._threads:
+            thread.join()
+        if self._errors:
+            raise self._errors[0]
+
+
+# --- readying a Redis Cluster client before use ---------------------------------------------
+async def aprepare_cluster(client: Any) -> None:
+    """Load a redis.asyncio RedisCluster's slot map, once, before a command uses it.
+
+    redis.asyncio loads it lazily inside the first command; when several tasks send their
+    first command at once, redis-py 8 can disconnect a node connection another task is still
+    setting up (a raw ``AttributeError``). ``initialize()`` is locked and returns at once when
+    the map is loaded, so calling it before every operation serializes (re)loading the map.
+    """
+    await client.initialize()
+
+
+def prepare_cluster(client: Any) -> None:
+    """Do nothing: the sync RedisCluster loads the slot map in its constructor and on errors."""
+
+
+# --- running calls concurrently under one time limit (health checks) ------------------------
+class AsyncTimeLimit:
+    """Run coroutine functions concurrently, giving up on those not done in time."""
+
+    @staticmethod
+    async def gather(calls: Sequence[Callable[[], Awaitable[Any]]], timeout: float) -> list[Any]:
+        """Run every call as a task; return each one's result or the exception it raised.
+
+        A call still running after ``timeout`` seconds is cancelled and reported as a
+        :class:`TimeoutError`. The calls' own exceptions are returned, never raised, and a
+        ``TimeoutError`` the call raised itself is not mistaken for running out of time.
+        """
+        tasks = [asyncio.ensure_future(call()) for call in calls]
+        try:
+            if tasks:
+                await asyncio.wait(tasks, timeout=timeout)
+        finally:
+            late = [task for task in tasks if not task.done()]
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late)
+        results: list[Any] = []
+        for task in tasks:
+            if task.cancelled():
+                results.append(TimeoutError(f"no answer within {timeout:g} s"))
+            else:
+                exc = task.exception()
+                results.append(task.result() if exc is None else exc)
+        return results
+
+
+class TimeLimit:
+    """Run functions concurrently in threads, giving up on those not done in time."""
+
+    @staticmethod
+    def gather(calls: Sequence[Callable[[], Any]], timeout: float) -> list[Any]:
+        """Run every call in a daemon thread; return each one's result or exception.
+
+        A call still running after ``timeout`` seconds is reported as a
+        :class:`TimeoutError`; its thread is abandoned and finishes on its own (threads
+        cannot be cancelled, so callers bound the work itself with socket timeouts).
+        """
+        late = TimeoutError(f"no answer within {timeout:g} s")
+        results: list[Any] = [late] * len(calls)
+        lock = threading.Lock()
+        finished = False
+
+        def run(index: int, call: Callable[[], Any]) -> None:
+            try:
+                value = call()
+            except Exception as exc:  # returned to the caller, like asyncio.gather's
+                value = exc
+            with lock:
+                if not finished:
+                    results[index] = value
+
+        threads = [
+            threading.Thread(target=run, args=(i, call), name="kvkit-timelimit", daemon=True)
+            for i, call in enumerate(calls)
+        ]
+        deadline = time.monotonic() + timeout
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        with lock:
+            finished = True
+            return list(results)

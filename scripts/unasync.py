@@ -32,6 +32,7 @@ SUBS: list[tuple[str, str]] = [
     # Rules are added when the source first needs them: an unused rule fails the check.
     # Imports and modules.
     (r"\bredis\.asyncio\b", "redis"),
+    (r"\bkvkit\._async\.", "kvkit._sync."),
     (r"\bFakeAsyncRedis\b", "FakeRedis"),
     (r"\bAwaitable\[([^\]]+)\]", r"\1"),
     # Names: AsyncClient -> Client, AsyncLock -> Lock, ...
@@ -40,7 +41,9 @@ SUBS: list[tuple[str, str]] = [
     (r"\basleep\b", "sleep"),
     (r"\bacurrent_loop\b", "current_loop"),
     (r"\bacall\b", "call"),
+    (r"\bawait_notified\b", "wait_notified"),
     (r"\badrop_client\b", "drop_client"),
+    (r"\baprepare_cluster\b", "prepare_cluster"),
     (r"\baclose\b", "close"),
     (r"__aenter__", "__enter__"),
     (r"__aexit__", "__exit__"),

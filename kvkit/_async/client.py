@@ -15,6 +15,7 @@ from .._types import Check, Health
 from .._urls import ParsedURL, parse_url
 from .backends.base import AsyncBackend
 from .cache import AsyncCacheService
+from .service import AsyncRedisServiceMixin
 
 if TYPE_CHECKING:
     from .queue import AsyncQueueService
@@ -25,7 +26,7 @@ __all__ = ["AsyncClient"]
 ROLES = ("cache", "sessions", "queues")
 
 
-class AsyncClient:
+class AsyncClient(AsyncRedisServiceMixin):
     """Cache, sessions and queues over the backends chosen by URL.
 
     Constructing a client does no I/O: connections open on first use, so a client can be

@@ -17,6 +17,7 @@ from .._types import Check, Health
 from .._urls import ParsedURL, parse_url
 from .backends.base import Backend
 from .cache import CacheService
+from .service import RedisServiceMixin
 
 if TYPE_CHECKING:
     from .queue import QueueService
@@ -27,7 +28,7 @@ __all__ = ["Client"]
 ROLES = ("cache", "sessions", "queues")
 
 
-class Client:
+class Client(RedisServiceMixin):
     """Cache, sessions and queues over the backends chosen by URL.
 
     Constructing a client does no I/O: connections open on first use, so a client can be

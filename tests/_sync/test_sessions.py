@@ -14,8 +14,8 @@ from decimal import Decimal
 import pytest
 
 import kvkit
-from kvkit._async.sessions import ID_LENGTH, user_tag
 from kvkit._compat import sleep
+from kvkit._sync.sessions import ID_LENGTH, user_tag
 from kvkit.memory.sessions import SessionSpace
 from tests.backends import settings_for
 

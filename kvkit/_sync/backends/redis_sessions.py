@@ -3,7 +3,7 @@
 """Session primitives on Redis: one Lua script (or one plain command) per operation.
 
 The key layout, hash fields and index scoring are described in
-:mod:`kvkit._async.sessions`. Every script touches keys of a single hash slot (the
+:mod:`kvkit._sync.sessions`. Every script touches keys of a single hash slot (the
 session, its rotated successor and its user's index share the ``{TAG}``), so the same
 scripts run on Redis Cluster. Times come from the server's ``TIME`` so that every client
 agrees on expiry regardless of its own clock.

@@ -1,0 +1,116 @@
+"""Queue primitives on the in-process engine (:mod:`kvkit.memory.queues`).
+
+Every step is one call into the engine under its lock. Only a blocking pop waits: on the
+queue's notifier, woken by pushes and give-backs from any thread or event loop, and for at
+most the time until the engine's next scheduled event (a delayed message or a lease
+expiring) -- so waiting never polls.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from ..._compat import await_notified
+from ..._queue_types import RawMessage
+from ...memory.queues import QueueSpace
+
+if TYPE_CHECKING:
+    from ...memory import MemoryStore
+    from ..queue import AsyncQueueDriver
+
+
+class AsyncMemoryQueueDriver:
+    """Queues of one memory store."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self._space = store.space("queues", QueueSpace)
+
+    async def push(
+        self,
+        key: str,
+        items: list[tuple[str, bytes]],
+        delay_ms: int,
+        dedupe: str | None,
+        dedupe_ms: int,
+        maxlen: int | None,
+    ) -> str | None:
+        # In process nothing is lost between request and reply: only explicit dedupe ids
+        # need remembering, not retries.
+        return self._space.queue(key).push(items, delay_ms, dedupe, dedupe_ms, maxlen)
+
+    async def pop(
+        self,
+        key: str,
+        group: str,
+        consumer: str,
+        count: int,
+        visibility_ms: int,
+        max_deliveries: int,
+        maxlen: int | None,
+        timeout: float | None,
+    ) -> list[RawMessage]:
+        queue = self._space.queue(key)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            found, hint, version = queue.pop(
+                group, consumer, count, visibility_ms, max_deliveries, maxlen
+            )
+            if found or timeout == 0:
+                return found
+            wait = hint
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return found
+                wait = remaining if wait is None else min(wait, remaining)
+            await await_notified(queue.notifier, version, wait)
+
+    async def ack(self, key: str, group: str, items: list[tuple[str, str | None]]) -> int:
+        return self._space.queue(key).ack(group, items)
+
+    async def nack(
+        self,
+        key: str,
+        group: str,
+        id: str,
+        receipt: str | None,
+        lease: int,
+        delay_ms: int,
+        max_deliveries: int,
+        counted: bool,
+        reason: str,
+        maxlen: int | None,
+    ) -> int:
+        return self._space.queue(key).nack(
+            group, id, receipt, lease, delay_ms, max_deliveries, counted, reason, maxlen
+        )
+
+    async def extend(
+        self, key: str, group: str, id: str, receipt: str | None, lease: int, idle_ms: int
+    ) -> bool:
+        return self._space.queue(key).extend(group, id, receipt, lease, idle_ms)
+
+    async def dead_letter(self, key: str, group: str, receipt: str, reason: str) -> bool:
+        return self._space.queue(key).dead_letter(group, receipt, reason)
+
+    async def dead_letters(self, key: str, count: int) -> list[RawMessage]:
+        return self._space.queue(key).dead_letters(count)
+
+    async def requeue_dead(self, key: str, ids: set[str] | None, maxlen: int | None) -> int:
+        return self._space.queue(key).requeue_dead(ids, maxlen)
+
+    async def purge(self, key: str, group: str, dead: bool) -> int:
+        return self._space.queue(key).purge(dead)
+
+    async def stats(
+        self, key: str, group: str, consumer_idle_ms: int, maxlen: int | None
+    ) -> tuple[int, int, int, int, int, float | None]:
+        return self._space.queue(key).stats(group, consumer_idle_ms, maxlen)
+
+    async def gc(self, key: str, group: str, consumer_idle_ms: int) -> None:
+        self._space.queue(key).gc(group, consumer_idle_ms)
+
+
+if TYPE_CHECKING:
+    _conforms: type[AsyncQueueDriver] = AsyncMemoryQueueDriver

@@ -1,0 +1,1050 @@
+"""The queue service (SPEC §7): validation, ids, codec, delivery policy and consumer loop.
+
+Storage and atomicity live in the drivers (``backends/redis_queue.py``: Redis Streams and
+Lua; ``backends/memory_queue.py``: the in-process engine). This module decides what is
+valid, how payloads are encoded, which message is dead-lettered and why, how failures are
+retried and how ``consume`` runs handlers.
+
+Delivery is at-least-once. A popped message is leased to its consumer for the queue's
+visibility timeout; if it is not acknowledged (``ack``) or given back (``nack``) in time it
+is delivered again, to any consumer. A message that would be delivered more than
+``max_deliveries`` times goes to the dead-letter queue instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import math
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+from typing import Any, Protocol, runtime_checkable
+
+from .._backoff import backoff_delay
+from .._compat import AsyncWorkers, Notifier, acall, asleep, await_notified
+from .._errors import AuthenticationError, BackendError, DecodeError, InvalidArgument
+from .._keys import validate_key
+from .._queue_types import Message, QueueStats, RawMessage
+from .._serde import Codec
+
+__all__ = ["AsyncProcessing", "AsyncQueue", "AsyncQueueDriver", "AsyncQueueService"]
+
+log = logging.getLogger("kvkit.queue")
+
+monotonic = time.monotonic
+
+#: Default of the ``dedupe_window`` option: how long an explicit ``dedupe_id`` is remembered.
+DEDUPE_WINDOW = 3600.0
+# A consumer that holds no message and was idle this long is removed from its group.
+_CONSUMER_IDLE_MS = 300_000
+# ...which is checked at most this often per queue and group in a process.
+_GC_EVERY = 60.0
+_gc_due: dict[tuple[str, str], float] = {}
+# consume(): how long one pop waits before the stop event is looked at again.
+_CONSUME_POLL = 0.5
+# consume(): a failed message comes back after base * 2**(deliveries - 1) s, capped.
+_RETRY_BASE = 1.0
+_RETRY_CAP = 300.0
+
+
+# -- argument validation ----------------------------------------------------------------------
+def _seconds(value: Any, what: str) -> float:
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidArgument(
+            f"{what} must be a number of seconds or a timedelta, not {type(value).__name__!r}"
+        )
+    return float(value)
+
+
+def _positive_ms(value: Any, what: str) -> int:
+    """A positive, finite duration in whole milliseconds (at least 1)."""
+    seconds = _seconds(value, what)
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise InvalidArgument(f"{what} must be positive and finite, got {seconds!r}")
+    return max(1, math.ceil(seconds * 1000))
+
+
+def _delay_ms(delay: Any) -> int:
+    """``None``/0: no delay; else a positive finite duration in ms."""
+    if delay is None:
+        return 0
+    seconds = _seconds(delay, "delay")
+    if not math.isfinite(seconds) or seconds < 0:
+        raise InvalidArgument(f"delay must be zero or positive and finite, got {seconds!r}")
+    return 0 if seconds == 0 else max(1, math.ceil(seconds * 1000))
+
+
+def _timeout(timeout: Any) -> float | None:
+    """``None``/``math.inf``: forever; else a duration >= 0 in seconds."""
+    if timeout is None:
+        return None
+    seconds = _seconds(timeout, "timeout")
+    if math.isnan(seconds) or seconds < 0:
+        raise InvalidArgument(f"timeout must be None or >= 0, got {seconds!r}")
+    return None if math.isinf(seconds) else seconds
+
+
+def _count(value: Any, what: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidArgument(f"{what} must be an int, not {type(value).__name__!r}")
+    if value < minimum:
+        raise InvalidArgument(f"{what} must be >= {minimum}, got {value}")
+    return value
+
+
+def _new_ids(count: int) -> list[str]:
+    """Globally unique message ids: 12 hex digits of Unix ms, then 48 random bits.
+
+    They sort by creation time (to the millisecond) and are unique across processes and
+    queues, so an id from one queue can never acknowledge a message of another.
+    """
+    stamp = f"{int(time.time() * 1000):012x}"
+    noise = secrets.token_hex(6 * count)
+    return [stamp + noise[i : i + 12] for i in range(0, 12 * count, 12)]
+
+
+class _Stoppable(Protocol):
+    def is_set(self) -> bool: ...
+
+
+# -- the driver contract ----------------------------------------------------------------------
+class AsyncQueueDriver(Protocol):
+    """Storage primitives of queues; one call is one atomic step (and one round trip).
+
+    ``key`` is the queue's base key (``{prefix}{name}`` with the name as hash tag); ids are
+    message ids, receipts the backend's handles of one delivery. ``lease`` is the expected
+    delivery counter of a receipt's lease (0: do not check).
+    """
+
+    async def push(
+        self,
+        key: str,
+        items: list[tuple[str, bytes]],
+        delay_ms: int,
+        dedupe: str | None,
+        dedupe_ms: int,
+        maxlen: int | None,
+    ) -> str | None:
+        """Enqueue ``(id, payload)`` items; on a ``dedupe`` hit return the original id."""
+        ...
+
+    async def pop(
+        self,
+        key: str,
+        group: str,
+        consumer: str,
+        count: int,
+        visibility_ms: int,
+        max_deliveries: int,
+        maxlen: int | None,
+        timeout: float | None,
+    ) -> list[RawMessage]:
+        """Promote due delayed messages, reclaim expired leases, then read new ones."""
+        ...
+
+    async def ack(self, key: str, group: str, items: list[tuple[str, str | None]]) -> int:
+        """Acknowledge and delete ``(id, receipt)`` items; return how many were leased."""
+        ...
+
+    async def nack(
+        self,
+        key: str,
+        group: str,
+        id: str,
+        receipt: str | None,
+        lease: int,
+        delay_ms: int,
+        max_deliveries: int,
+        counted: bool,
+        reason: str,
+        maxlen: int | None,
+    ) -> int:
+        """Give a leased message back: 0 not leased, 1 requeued, 2 dead-lettered."""
+        ...
+
+    async def extend(
+        self, key: str, group: str, id: str, receipt: str | None, lease: int, idle_ms: int
+    ) -> bool:
+        """Renew a lease so that it is ``idle_ms`` old; return whether it was held."""
+        ...
+
+    async def dead_letter(self, key: str, group: str, receipt: str, reason: str) -> bool:
+        """Move one leased delivery to the dead letters with ``reason``."""
+        ...
+
+    async def dead_letters(self, key: str, count: int) -> list[RawMessage]:
+        """Return the oldest ``count`` dead letters."""
+        ...
+
+    async def requeue_dead(self, key: str, ids: set[str] | None, maxlen: int | None) -> int:
+        """Move dead letters (all, or with these ids) back to the queue."""
+        ...
+
+    async def purge(self, key: str, group: str, dead: bool) -> int:
+        """Delete every message (and the dead letters if ``dead``); return how many."""
+        ...
+
+    async def stats(
+        self, key: str, group: str, consumer_idle_ms: int, maxlen: int | None
+    ) -> tuple[int, int, int, int, int, float | None]:
+        """``(ready, pending, delayed, dead, consumers, oldest_pending_s)``."""
+        ...
+
+    async def gc(self, key: str, group: str, consumer_idle_ms: int) -> None:
+        """Remove consumers that hold nothing and were idle for ``consumer_idle_ms``."""
+        ...
+
+
+# -- the public protocol ----------------------------------------------------------------------
+@runtime_checkable
+class AsyncQueue(Protocol):
+    """The queue API (SPEC §7), implemented by ``client.queue(name)`` on every backend."""
+
+    @property
+    def name(self) -> str:
+        """The queue's name."""
+        ...
+
+    async def push(self, payload: Any, *, delay: Any = None, dedupe_id: str | None = None) -> str:
+        """Enqueue ``payload``; return its message id."""
+        ...
+
+    async def push_many(self, payloads: Iterable[Any], *, delay: Any = None) -> list[str]:
+        """Enqueue several payloads in one round trip; return their ids."""
+        ...
+
+    async def pop(self, timeout: float | None = 0) -> Message | None:
+        """Lease the next message, waiting up to ``timeout`` seconds (None: forever)."""
+        ...
+
+    async def pop_many(self, count: int, timeout: float | None = 0) -> list[Message]:
+        """Lease up to ``count`` messages."""
+        ...
+
+    async def ack(self, *messages_or_ids: Message | str) -> int:
+        """Acknowledge messages; return how many were leased."""
+        ...
+
+    async def nack(self, message_or_id: Message | str, *, delay: Any = None) -> None:
+        """Give a message back for redelivery."""
+        ...
+
+    async def extend(self, message_or_id: Message | str, seconds: Any = None) -> bool:
+        """Renew a lease; return whether it was still held."""
+        ...
+
+    def process(self, timeout: float | None = 0) -> AsyncProcessing:
+        """Context manager: pop, then ack on success or nack on error."""
+        ...
+
+    async def consume(
+        self,
+        handler: Callable[[Message], Any],
+        *,
+        batch: int = 10,
+        stop: Any = None,
+        max_messages: int | None = None,
+        concurrency: int = 1,
+    ) -> int:
+        """Run ``handler`` on messages until stopped; return how many were processed."""
+        ...
+
+    async def stats(self) -> QueueStats:
+        """Counts of ready, pending, delayed and dead messages, and consumers."""
+        ...
+
+    async def dead_letters(self, count: int = 100) -> list[Message]:
+        """The oldest dead letters."""
+        ...
+
+    async def requeue_dead(self, ids: Iterable[str] | None = None) -> int:
+        """Move dead letters back to the queue; return how many."""
+        ...
+
+    async def purge(self, *, dead: bool = False) -> int:
+        """Delete every message; return how many."""
+        ...
+
+
+# -- process() -------------------------------------------------------------------------------
+class AsyncProcessing:
+    """What :meth:`AsyncQueueService.process` returns: a context manager around one pop.
+
+    Entering pops a message (``None`` when none arrived within the timeout). Leaving
+    normally acknowledges it; leaving with an exception gives it back for redelivery and
+    lets the exception propagate.
+    """
+
+    def __init__(self, queue: AsyncQueueService, timeout: float | None) -> None:
+        self._queue = queue
+        self._timeout = timeout
+        self._message: Message | None = None
+
+    async def __aenter__(self) -> Message | None:
+        self._message = await self._queue.pop(self._timeout)
+        return self._message
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
+        message, self._message = self._message, None
+        if message is None:
+            return
+        if exc_type is None:
+            await self._queue.ack(message)
+            return
+        try:
+            await self._queue.nack(message)
+        except BackendError as exc:
+            # Keep the caller's exception; the lease expires and the message comes back.
+            log.warning(
+                "queue %r: could not give message %s back: %s", self._queue.name, message.id, exc
+            )
+
+
+# -- consume() bookkeeping ------------------------------------------------------------------
+def _receipt_lease(message: Message) -> tuple[str | None, int]:
+    handle = message._handle
+    return (None, 0) if handle is None else (handle[1], handle[2])
+
+
+def _hold_key(message: Message) -> str:
+    return _receipt_lease(message)[0] or message.id
+
+
+class _Run:
+    """Shared state of one ``consume`` call (its workers are tasks or threads)."""
+
+    def __init__(
+        self,
+        handler: Callable[[Message], Any],
+        batch: int,
+        stop: _Stoppable | None,
+        max_messages: int | None,
+        renew_after: float,
+    ) -> None:
+        self.handler = handler
+        self.batch = batch
+        self.stop = stop
+        self.max_messages = max_messages
+        self.renew_after = renew_after
+        # Plain lock on both sides: held for counter updates only, never across an await.
+        self.lock = threading.Lock()
+        self.processed = 0
+        self.reserved = 0
+        self.closing = False  # workers stop taking messages
+        self.finished = False  # the lease keeper stops
+        self.notifier = Notifier()
+        self.held: dict[str, list[Any]] = {}  # receipt -> [message, last renewal]
+
+    def stopping(self) -> bool:
+        return self.closing or (self.stop is not None and self.stop.is_set())
+
+    def reserve(self, wanted: int) -> int:
+        """How many messages a worker may pop now (``max_messages`` budget)."""
+        with self.lock:
+            if self.max_messages is None:
+                return wanted
+            free = self.max_messages - self.processed - self.reserved
+            take = max(0, min(wanted, free))
+            self.reserved += take
+            return take
+
+    def unreserve(self, count: int) -> None:
+        if self.max_messages is not None and count:
+            with self.lock:
+                self.reserved -= count
+
+    def done(self, message: Message) -> None:
+        with self.lock:
+            self.held.pop(_hold_key(message), None)
+            self.processed += 1
+            if self.max_messages is not None:
+                self.reserved -= 1
+
+    def hold(self, messages: list[Message]) -> None:
+        now = monotonic()
+        with self.lock:
+            for message in messages:
+                self.held[_hold_key(message)] = [message, now]
+
+    def drop(self, messages: list[Message]) -> None:
+        with self.lock:
+            for message in messages:
+                self.held.pop(_hold_key(message), None)
+
+    def due(self) -> list[Message]:
+        """Messages held longer than ``renew_after`` since their last renewal."""
+        now = monotonic()
+        out: list[Message] = []
+        with self.lock:
+            for item in self.held.values():
+                if now - item[1] >= self.renew_after:
+                    item[1] = now
+                    out.append(item[0])
+        return out
+
+    def close(self) -> None:
+        self.closing = True
+
+    def is_finished(self) -> bool:
+        return self.finished
+
+    def finish(self) -> None:
+        self.closing = self.finished = True
+        self.notifier.notify()
+
+
+# -- the service ------------------------------------------------------------------------------
+class AsyncQueueService:
+    """One queue. Implements :class:`kvkit.AsyncQueue`; obtain it from ``client.queue(name)``.
+
+    Args:
+        driver: The backend's queue driver.
+        name: Queue name: a non-empty str (at most 1024 UTF-8 bytes) without ``{`` or ``}``.
+        prefix: Key prefix of the client's queues (e.g. ``"kvkit:queue:"``).
+        codec: Payload codec.
+        where: Redacted backend URL, for messages.
+        visibility_timeout: Seconds a popped message stays leased to its consumer before
+            it is delivered again (default 30).
+        max_deliveries: Deliveries after which a message that is still not acknowledged
+            goes to the dead-letter queue instead of being delivered again (default 5).
+        group: Consumer group. Consumers of one group share the messages (each message
+            goes to one of them). Several groups on one queue each receive every message
+            (fan-out); an entry is deleted once every group has acknowledged it.
+        consumer: This consumer's name within the group (default: ``host-pid-random``,
+            unique per queue object and renewed in a forked child).
+        maxlen: Bound on the number of messages in the queue (ready and in flight): the
+            oldest are dropped, like Redis ``XADD MAXLEN``. Default: unbounded.
+        dedupe_window: Seconds during which a ``dedupe_id`` is remembered (default 3600).
+
+    Raises:
+        InvalidArgument: the name or an option is invalid.
+    """
+
+    def __init__(
+        self,
+        driver: AsyncQueueDriver,
+        *,
+        name: str,
+        prefix: str,
+        codec: Codec,
+        where: str,
+        visibility_timeout: float = 30.0,
+        max_deliveries: int = 5,
+        group: str = "kvkit",
+        consumer: str | None = None,
+        maxlen: int | None = None,
+        dedupe_window: float = DEDUPE_WINDOW,
+    ) -> None:
+        validate_key(name, "queue name")
+        if "{" in name or "}" in name:
+            raise InvalidArgument("queue name must not contain '{' or '}' (it is a hash tag)")
+        self._driver = driver
+        self._name = name
+        self._key = f"{prefix}{{{name}}}"
+        self._codec = codec
+        self._where = where
+        self._vis_ms = _positive_ms(visibility_timeout, "visibility_timeout")
+        self._max_deliveries = _count(max_deliveries, "max_deliveries")
+        self._group = validate_key(group, "group")
+        self._maxlen = None if maxlen is None else _count(maxlen, "maxlen")
+        self._dedupe_ms = _positive_ms(dedupe_window, "dedupe_window")
+        self._fixed_consumer = None if consumer is None else validate_key(consumer, "consumer")
+        self._consumer = ""
+        self._consumer_pid = -1
+        self._dead_reason = f"max_deliveries ({self._max_deliveries}) exceeded"
+
+    def __repr__(self) -> str:
+        return f"<kvkit queue {self._name!r} group={self._group!r} on {self._where}>"
+
+    # -- properties ------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """The queue's name."""
+        return self._name
+
+    @property
+    def key(self) -> str:
+        """The base key of the queue's storage (``{prefix}{name}``, name as hash tag)."""
+        return self._key
+
+    @property
+    def group(self) -> str:
+        """The consumer group this queue object consumes in."""
+        return self._group
+
+    @property
+    def consumer(self) -> str:
+        """This queue object's consumer name within the group."""
+        if self._fixed_consumer is not None:
+            return self._fixed_consumer
+        pid = os.getpid()
+        if pid != self._consumer_pid:
+            # Regenerated in a forked child: two processes must never share a consumer.
+            self._consumer = f"{socket.gethostname()}-{pid}-{secrets.token_hex(4)}"
+            self._consumer_pid = pid
+        return self._consumer
+
+    @property
+    def visibility_timeout(self) -> float:
+        """Seconds a popped message stays leased."""
+        return self._vis_ms / 1000.0
+
+    @property
+    def max_deliveries(self) -> int:
+        """Deliveries after which an unacknowledged message is dead-lettered."""
+        return self._max_deliveries
+
+    # -- producing ------------------------------------------------------------------------------
+    async def push(self, payload: Any, *, delay: Any = None, dedupe_id: str | None = None) -> str:
+        """Enqueue ``payload``; return its message id.
+
+        Safe to retry: a push whose reply was lost is retried by kvkit without enqueuing
+        twice.
+
+        Args:
+            payload: Any value the codec accepts (JSON plus kvkit's tagged types).
+            delay: Seconds (or a timedelta) before the message becomes available;
+                ``None`` or 0 for now.
+            dedupe_id: Makes the push idempotent: another push with the same
+                ``dedupe_id`` within the queue's ``dedupe_window`` enqueues nothing and
+                returns the first push's message id.
+
+        Returns:
+            The message id.
+
+        Raises:
+            InvalidArgument: bad ``delay`` or ``dedupe_id``.
+            SerializationError: the payload cannot be encoded; nothing is enqueued.
+            BackendError: the backend failed.
+        """
+        delay_ms = _delay_ms(delay)
+        if dedupe_id is not None:
+            validate_key(dedupe_id, "dedupe_id")
+        data = self._codec.encode(self._name, payload)
+        message_id = _new_ids(1)[0]
+        original = await self._driver.push(
+            self._key, [(message_id, data)], delay_ms, dedupe_id, self._dedupe_ms, self._maxlen
+        )
+        return message_id if original is None else original
+
+    async def push_many(self, payloads: Iterable[Any], *, delay: Any = None) -> list[str]:
+        """Enqueue every payload, in order, in one round trip; return their ids.
+
+        Every payload is encoded first: one that cannot be encoded enqueues nothing.
+        Atomic on Redis (all or nothing) and safe to retry like :meth:`push`.
+
+        Raises:
+            InvalidArgument: ``payloads`` is not an iterable, or ``delay`` is bad.
+            SerializationError: a payload cannot be encoded; nothing is enqueued.
+        """
+        if isinstance(payloads, (str, bytes, dict)) or not hasattr(payloads, "__iter__"):
+            raise InvalidArgument(
+                f"payloads must be an iterable of payloads, not {type(payloads).__name__!r}"
+            )
+        delay_ms = _delay_ms(delay)
+        encode, name = self._codec.encode, self._name
+        data = [encode(name, payload) for payload in payloads]
+        if not data:
+            return []
+        ids = _new_ids(len(data))
+        await self._driver.push(
+            self._key, list(zip(ids, data, strict=True)), delay_ms, None, 0, self._maxlen
+        )
+        return ids
+
+    # -- consuming ------------------------------------------------------------------------------
+    async def pop(self, timeout: float | None = 0) -> Message | None:
+        """Lease the next message.
+
+        Args:
+            timeout: 0 (default): do not wait; N: wait up to N seconds (any length, also
+                beyond the socket timeout); ``None``: wait until a message arrives.
+
+        Returns:
+            The message, or ``None`` when none arrived in time.
+
+        Raises:
+            InvalidArgument: bad ``timeout``.
+            BackendError: the backend failed.
+        """
+        messages = await self.pop_many(1, timeout)
+        return messages[0] if messages else None
+
+    async def pop_many(self, count: int, timeout: float | None = 0) -> list[Message]:
+        """Lease up to ``count`` messages, waiting like :meth:`pop` for the first one.
+
+        Expired leases are reclaimed first (redeliveries), then new messages are read.
+        Stored entries that cannot be decoded are moved to the dead-letter queue (logged
+        with the reason) and skipped.
+
+        Raises:
+            InvalidArgument: bad ``count`` or ``timeout``.
+        """
+        count = _count(count, "count")
+        wait = _timeout(timeout)
+        deadline = None if wait is None else monotonic() + wait
+        await self._maybe_gc()
+        while True:
+            raws = await self._driver.pop(
+                self._key,
+                self._group,
+                self.consumer,
+                count,
+                self._vis_ms,
+                self._max_deliveries,
+                self._maxlen,
+                wait,
+            )
+            if not raws:
+                return []
+            messages, bad = self._decode(raws)
+            for raw, reason in bad:
+                log.warning(
+                    "queue %r: message %s moved to the dead-letter queue: %s",
+                    self._name,
+                    raw.id,
+                    reason,
+                )
+                await self._driver.dead_letter(self._key, self._group, raw.receipt, reason)
+            if messages:
+                return messages
+            # Everything received was dead-lettered: keep waiting for the rest of the time.
+            if deadline is not None:
+                wait = max(0.0, deadline - monotonic())
+
+    def _decode(self, raws: list[RawMessage]) -> tuple[list[Message], list[tuple[RawMessage, str]]]:
+        """Decode payloads: the messages, and the entries to dead-letter with the reason."""
+        # One tight loop (no call per message): a pop may decode hundreds of entries.
+        decode, name = self._codec.decode, self._name
+        messages: list[Message] = []
+        bad: list[tuple[RawMessage, str]] = []
+        for raw in raws:
+            data = raw[2]
+            if data is None:
+                bad.append((raw, "malformed entry: no payload"))
+                continue
+            try:
+                payload = decode(name, data)
+            except DecodeError as exc:
+                bad.append((raw, f"undecodable payload: {exc}"))
+                continue
+            messages.append(
+                Message(
+                    raw[1],
+                    payload,
+                    name,
+                    raw[4],
+                    raw[3] / 1000.0,
+                    (self, raw[0], raw[5]),
+                )
+            )
+        return messages, bad
+
+    def _target(self, item: Any) -> tuple[str, str | None, int] | None:
+        """``(id, receipt, lease)`` of a message or id; ``None`` for another queue's message."""
+        if isinstance(item, Message):
+            if item.queue != self._name:
+                return None
+            handle = item._handle
+            if handle is None:
+                return item.id, None, 0
+            return item.id, handle[1], handle[2]
+        if isinstance(item, str):
+            return item, None, 0
+        raise InvalidArgument(
+            f"expected a kvkit.Message or a message id, not {type(item).__name__!r}"
+        )
+
+    async def ack(self, *messages_or_ids: Message | str) -> int:
+        """Acknowledge messages: they are deleted and will not be delivered again.
+
+        Args:
+            *messages_or_ids: :class:`~kvkit.Message` objects or message ids.
+
+        Returns:
+            How many of them were leased (unknown, foreign or already acknowledged ids
+            count 0; never raises for them).
+
+        Raises:
+            InvalidArgument: an argument is neither a Message nor a str.
+        """
+        items: list[tuple[str, str | None]] = []
+        for item in messages_or_ids:
+            target = self._target(item)
+            if target is not None:
+                items.append((target[0], target[1]))
+        if not items:
+            return 0
+        return await self._driver.ack(self._key, self._group, items)
+
+    async def nack(self, message_or_id: Message | str, *, delay: Any = None) -> None:
+        """Give a leased message back for redelivery (after ``delay`` seconds if given).
+
+        The delivery counts: a message already delivered ``max_deliveries`` times goes to
+        the dead-letter queue instead. Nothing happens if the message is not leased
+        (acknowledged, or its lease expired and another consumer took it).
+
+        Raises:
+            InvalidArgument: bad ``delay`` or argument type.
+        """
+        delay_ms = _delay_ms(delay)
+        target = self._target(message_or_id)
+        if target is None:
+            return
+        result = await self._driver.nack(
+            self._key,
+            self._group,
+            target[0],
+            target[1],
+            target[2],
+            delay_ms,
+            self._max_deliveries,
+            True,
+            self._dead_reason,
+            self._maxlen,
+        )
+        if result == 2:
+            log.warning(
+                "queue %r: message %s moved to the dead-letter queue: %s",
+                self._name,
+                target[0],
+                self._dead_reason,
+            )
+
+    async def _give_back(self, messages: list[Message]) -> None:
+        """Return unprocessed messages without counting their delivery (consume's stop)."""
+        for message in messages:
+            try:
+                await self._driver.nack(
+                    self._key,
+                    self._group,
+                    message.id,
+                    *_receipt_lease(message),
+                    0,
+                    self._max_deliveries,
+                    False,
+                    self._dead_reason,
+                    self._maxlen,
+                )
+            except BackendError as exc:
+                log.warning(
+                    "queue %r: could not give message %s back (its lease will expire): %s",
+                    self._name,
+                    message.id,
+                    exc,
+                )
+
+    async def extend(self, message_or_id: Message | str, seconds: Any = None) -> bool:
+        """Renew a lease: the message stays leased for ``seconds`` from now.
+
+        Args:
+            message_or_id: The leased message or its id.
+            seconds: New lease length, at most the visibility timeout (default).
+
+        Returns:
+            Whether the message was still leased (``False`` if acknowledged, given back,
+            or taken over by another consumer after its lease expired).
+
+        Raises:
+            InvalidArgument: ``seconds`` is not positive or exceeds the visibility timeout.
+        """
+        if seconds is None:
+            lease_ms = self._vis_ms
+        else:
+            lease_ms = _positive_ms(seconds, "seconds")
+            if lease_ms > self._vis_ms:
+                raise InvalidArgument(
+                    f"seconds ({lease_ms / 1000}) must not exceed the visibility timeout "
+                    f"({self._vis_ms / 1000})"
+                )
+        target = self._target(message_or_id)
+        if target is None:
+            return False
+        return await self._driver.extend(
+            self._key, self._group, target[0], target[1], target[2], self._vis_ms - lease_ms
+        )
+
+    def process(self, timeout: float | None = 0) -> AsyncProcessing:
+        """Pop one message for a ``with`` block; ack when the block succeeds, nack if it raises.
+
+        ``async with queue.process(timeout=5) as message:`` on the async client. The block
+        gets ``None`` when no message arrived in time. An exception in the block gives the
+        message back (immediate redelivery) and propagates.
+
+        Raises:
+            InvalidArgument: bad ``timeout``.
+        """
+        return AsyncProcessing(self, _timeout(timeout))
+
+    async def consume(
+        self,
+        handler: Callable[[Message], Any],
+        *,
+        batch: int = 10,
+        stop: Any = None,
+        max_messages: int | None = None,
+        concurrency: int = 1,
+    ) -> int:
+        """Call ``handler(message)`` for each message until stopped.
+
+        A handler that returns acknowledges the message. A handler that raises gets it
+        nacked with a backoff that grows with its deliveries (1 s, 2 s, 4 s, ... capped
+        at 5 min) and the failure logged (logger ``kvkit.queue``: id, delivery and
+        exception, never the payload); after ``max_deliveries`` it is dead-lettered. While
+        a handler runs longer than a third of the visibility timeout, the lease of every
+        message in hand is renewed. Transient backend errors are logged and retried with
+        backoff; the loop keeps going.
+
+        Args:
+            handler: Called with each :class:`~kvkit.Message`; on the async client it may
+                be an ``async def`` (awaited) or a plain function.
+            batch: Messages popped per round trip by each worker.
+            stop: A ``threading.Event`` / ``asyncio.Event`` (anything with ``is_set()``):
+                once set, the loop finishes the message in hand, gives back the other
+                popped ones and returns.
+            max_messages: Stop after this many messages were handled.
+            concurrency: Number of workers handling messages at once (threads on the sync
+                client, tasks on the async client).
+
+        Returns:
+            How many messages were handled (acknowledged or failed).
+
+        Raises:
+            InvalidArgument: a bad argument.
+            AuthenticationError: the backend rejected the credentials.
+        """
+        if not callable(handler):
+            raise InvalidArgument(f"handler must be callable, not {type(handler).__name__!r}")
+        batch = _count(batch, "batch")
+        concurrency = _count(concurrency, "concurrency")
+        if max_messages is not None:
+            max_messages = _count(max_messages, "max_messages", 0)
+        if stop is not None and not callable(getattr(stop, "is_set", None)):
+            raise InvalidArgument("stop must be an Event (an object with is_set())")
+        run = _Run(handler, batch, stop, max_messages, self._vis_ms / 3000.0)
+        keeper = AsyncWorkers()
+        keeper.start(self._keep_leases, run)
+        try:
+            if concurrency == 1:
+                await self._work(run)
+            else:
+                workers = AsyncWorkers()
+                for _ in range(concurrency):
+                    workers.start(self._work, run)
+                await workers.join()
+        finally:
+            run.finish()
+            await keeper.join()
+        return run.processed
+
+    async def _work(self, run: _Run) -> None:
+        """One consume worker: pop a batch, handle it, repeat until stopped."""
+        failures = 0
+        try:
+            while not run.stopping():
+                wanted = run.reserve(run.batch)
+                if wanted == 0:
+                    return
+                try:
+                    messages = await self.pop_many(wanted, _CONSUME_POLL)
+                except AuthenticationError:
+                    run.unreserve(wanted)
+                    raise
+                except BackendError as exc:
+                    run.unreserve(wanted)
+                    pause = backoff_delay(failures, base=0.1, cap=5.0)
+                    failures += 1
+                    log.warning(
+                        "queue %r: pop failed on %s (retrying in %.2f s): %s",
+                        self._name,
+                        self._where,
+                        pause,
+                        exc,
+                    )
+                    await asleep(pause)
+                    continue
+                failures = 0
+                run.unreserve(wanted - len(messages))
+                run.hold(messages)
+                for index, message in enumerate(messages):
+                    if run.stopping():
+                        rest = messages[index:]
+                        run.drop(rest)
+                        run.unreserve(len(rest))
+                        await self._give_back(rest)
+                        return
+                    await self._handle(run, message)
+        except BaseException:
+            run.close()  # one worker failing stops the others
+            raise
+
+    async def _handle(self, run: _Run, message: Message) -> None:
+        try:
+            result = await acall(run.handler, message)
+        except Exception as exc:
+            run.done(message)
+            delay = min(_RETRY_CAP, _RETRY_BASE * 2 ** (message.deliveries - 1))
+            log.error(
+                "queue %r: handler failed on message %s (delivery %d of %d); retrying in %g s",
+                self._name,
+                message.id,
+                message.deliveries,
+                self._max_deliveries,
+                delay,
+                exc_info=exc,
+            )
+            try:
+                await self.nack(message, delay=delay)
+            except BackendError as nack_exc:
+                log.warning(
+                    "queue %r: could not nack message %s (its lease will expire): %s",
+                    self._name,
+                    message.id,
+                    nack_exc,
+                )
+            return
+        except BaseException:
+            run.drop([message])
+            await self._give_back([message])
+            raise
+        if inspect.isawaitable(result):
+            # Only the sync client can get here: an ``async def`` handler was never run.
+            getattr(result, "close", lambda: None)()
+            run.drop([message])
+            await self._give_back([message])
+            raise InvalidArgument(
+                "the handler returned an awaitable: use an async handler with AsyncClient"
+            )
+        run.done(message)
+        try:
+            await self.ack(message)
+        except BackendError as exc:
+            log.warning(
+                "queue %r: could not ack message %s (it will be delivered again): %s",
+                self._name,
+                message.id,
+                exc,
+            )
+
+    async def _keep_leases(self, run: _Run) -> None:
+        """Renew the leases of messages held longer than a third of the visibility timeout."""
+        tick = run.renew_after / 2
+        while True:
+            version = run.notifier.version
+            if run.is_finished():
+                return
+            await await_notified(run.notifier, version, tick)
+            if run.is_finished():
+                return
+            for message in run.due():
+                try:
+                    if not await self.extend(message):
+                        log.warning(
+                            "queue %r: lease of message %s was lost while its handler ran",
+                            self._name,
+                            message.id,
+                        )
+                except BackendError as exc:
+                    log.warning(
+                        "queue %r: could not renew the lease of message %s: %s",
+                        self._name,
+                        message.id,
+                        exc,
+                    )
+
+    # -- inspection and administration ----------------------------------------------------------
+    async def stats(self) -> QueueStats:
+        """Return a snapshot of the queue as seen by this queue's group.
+
+        Ready, pending (in flight), delayed and dead messages, the group's active
+        consumers and the age of the longest-held lease (see :class:`kvkit.QueueStats`).
+        """
+        values = await self._driver.stats(self._key, self._group, _CONSUMER_IDLE_MS, self._maxlen)
+        return QueueStats(*values)
+
+    async def dead_letters(self, count: int = 100) -> list[Message]:
+        """Return up to ``count`` dead letters, oldest first (they stay in the DLQ).
+
+        Each has ``reason`` set. A payload that cannot be decoded is returned as the raw
+        ``bytes``.
+
+        Raises:
+            InvalidArgument: bad ``count``.
+        """
+        count = _count(count, "count")
+        out: list[Message] = []
+        for raw in await self._driver.dead_letters(self._key, count):
+            payload: Any = raw.payload
+            if payload is not None:
+                # Undecodable: keep the raw bytes, which is what the reason talks about.
+                with contextlib.suppress(DecodeError):
+                    payload = self._codec.decode(self._name, payload)
+            out.append(
+                Message(
+                    raw.id,
+                    payload,
+                    self._name,
+                    raw.deliveries,
+                    raw.enqueued_ms / 1000.0,
+                    (self, None, 0),
+                    reason=raw.reason,
+                )
+            )
+        return out
+
+    async def requeue_dead(self, ids: Iterable[str] | None = None) -> int:
+        """Move dead letters back to the queue with their delivery count reset.
+
+        Args:
+            ids: Message ids to requeue; ``None`` requeues every dead letter.
+
+        Returns:
+            How many were requeued.
+
+        Raises:
+            InvalidArgument: ``ids`` is not an iterable of str.
+        """
+        wanted: set[str] | None = None
+        if ids is not None:
+            if isinstance(ids, (str, bytes)) or not hasattr(ids, "__iter__"):
+                raise InvalidArgument(f"ids must be an iterable of str, not {type(ids).__name__!r}")
+            wanted = set()
+            for message_id in ids:
+                if not isinstance(message_id, str):
+                    raise InvalidArgument(f"ids must be str, not {type(message_id).__name__!r}")
+                wanted.add(message_id)
+            if not wanted:
+                return 0
+        return await self._driver.requeue_dead(self._key, wanted, self._maxlen)
+
+    async def purge(self, *, dead: bool = False) -> int:
+        """Delete every message of the queue: ready, in flight and delayed.
+
+        Dedupe records are forgotten too. Consumers holding a purged message get 0 from
+        ``ack``.
+
+        Args:
+            dead: Also empty the dead-letter queue.
+
+        Returns:
+            How many messages were deleted.
+        """
+        return await self._driver.purge(self._key, self._group, bool(dead))
+
+    async def _maybe_gc(self) -> None:
+        # Each queue object that pops adds a consumer to the group; remove the idle ones
+        # now and then so that short-lived queue objects do not pile up forever.
+        slot = (self._key, self._group)
+        now = monotonic()
+        if _gc_due.get(slot, 0.0) > now:
+            return
+        _gc_due[slot] = now + _GC_EVERY
+        await self._driver.gc(self._key, self._group, _CONSUMER_IDLE_MS)
