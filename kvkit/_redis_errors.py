@@ -21,7 +21,9 @@ from ._errors import (
 
 __all__ = ["REDIS_ERRORS", "is_retryable", "translate"]
 
-REDIS_ERRORS = (rexc.RedisError, OSError, asyncio.TimeoutError)
+# RedisClusterException is not a RedisError: the cluster client raises it when no startup
+# node answers or the slot map is incomplete (with the real cause chained), and for misuse.
+REDIS_ERRORS = (rexc.RedisError, rexc.RedisClusterException, OSError, asyncio.TimeoutError)
 
 _POOL_EXHAUSTED = ("no connection available", "too many connections")
 
@@ -36,7 +38,14 @@ def translate(exc: BaseException, where: str) -> KVKitError:
     Returns:
         The kvkit exception to raise ``from exc``.
     """
+    cause = _cluster_cause(exc)
+    if cause is not None:
+        # "Redis Cluster cannot be connected ..." wraps what really happened (refused,
+        # timed out, wrong password): classify by that.
+        return translate(cause, where)
     text = str(exc)
+    if _cluster_unavailable(exc):
+        return BackendUnavailable(f"{where}: cluster unavailable: {text}")
     if isinstance(exc, (rexc.AuthenticationError, rexc.AuthorizationError, rexc.NoPermissionError)):
         return AuthenticationError(f"{where}: authentication failed: {text}")
     if isinstance(exc, (rexc.MaxConnectionsError,)) or (
@@ -57,6 +66,11 @@ def is_retryable(exc: BaseException) -> bool:
     are transient. Authentication failures and an exhausted pool are not: retrying a wrong
     password only locks accounts, and retrying on a full pool makes the congestion worse.
     """
+    cause = _cluster_cause(exc)
+    if cause is not None:
+        return is_retryable(cause)
+    if _cluster_unavailable(exc):
+        return True
     if isinstance(exc, (rexc.AuthenticationError, rexc.AuthorizationError, rexc.NoPermissionError)):
         return False
     if isinstance(exc, rexc.MaxConnectionsError):
@@ -75,3 +89,28 @@ def is_retryable(exc: BaseException) -> bool:
             asyncio.TimeoutError,
         ),
     )
+
+
+# Messages of RedisClusterException that mean "the cluster (or its slot map) is not reachable
+# right now" rather than "kvkit misused the client": transient, like a refused connection.
+_CLUSTER_TRANSIENT = ("cannot be connected", "not covered", "could not agree")
+
+
+def _cluster_cause(exc: BaseException) -> BaseException | None:
+    """The redis-py/socket error a RedisClusterException wraps, if it wraps one."""
+    if not isinstance(exc, rexc.RedisClusterException):
+        return None
+    cause = exc.__cause__
+    if isinstance(cause, (rexc.RedisError, OSError, asyncio.TimeoutError)):
+        return cause
+    return None
+
+
+def _cluster_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the cluster topology is unreachable or incomplete (transient)."""
+    if isinstance(exc, rexc.SlotNotCoveredError):
+        return True
+    if isinstance(exc, rexc.RedisClusterException):
+        text = str(exc).lower()
+        return any(marker in text for marker in _CLUSTER_TRANSIENT)
+    return False

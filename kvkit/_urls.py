@@ -19,6 +19,7 @@ from ._errors import ConfigError
 __all__ = ["ParsedURL", "SchemeSpec", "parse_url", "redact_url", "register_scheme", "schemes"]
 
 DEFAULT_PORT = 6379
+SENTINEL_PORT = 26379
 
 
 def _positive_float(name: str, raw: str) -> float:
@@ -143,9 +144,12 @@ def _builtin(scheme: str, family: str, description: str, tls: bool = False) -> N
             options.update(_TLS_OPTIONS)
         if family == "unix":
             options["db"] = lambda n, r: _int(n, r, 0)
+        if family == "sentinel":
+            # Also send the URL's user/password to the Sentinels (when they require auth).
+            options["sentinel_auth"] = _bool
         impl = {
             "cluster": "cluster:{}ClusterBackend",
-            "sentinel": "redis:{}SentinelBackend",
+            "sentinel": "sentinel:{}SentinelBackend",
         }.get(family, "redis:{}RedisBackend")
     module, _, cls = impl.partition(":")
     register_scheme(
@@ -166,6 +170,17 @@ _builtin("fakeredis", "fakeredis", "fakeredis://[NAME] — the Redis driver over
 _builtin("redis", "redis", "redis://[[user]:pass@]host[:port][/db] — Redis over TCP")
 _builtin("rediss", "redis", "rediss://… — Redis over TLS (verified)", tls=True)
 _builtin("unix", "unix", "unix:///path/redis.sock[?db=N] — Redis over a unix socket")
+_builtin(
+    "redis+cluster",
+    "cluster",
+    "redis+cluster://[[user]:pass@]host:port[,host:port…] — Redis Cluster (db 0 only)",
+)
+_builtin("rediss+cluster", "cluster", "rediss+cluster://… — Redis Cluster over TLS", tls=True)
+_builtin(
+    "redis+sentinel",
+    "sentinel",
+    "redis+sentinel://[[user]:pass@]host:port[,host:port…]/SERVICE[/db] — master via Sentinel",
+)
 
 
 def _load_entry_points() -> None:
@@ -265,7 +280,7 @@ def _split_userinfo(netloc: str) -> tuple[str | None, str | None, str]:
     return (unquote(user) or None), (unquote(password) if colon else None), hostpart
 
 
-def _parse_hostport(item: str, redacted: str) -> tuple[str, int]:
+def _parse_hostport(item: str, redacted: str, default: int = DEFAULT_PORT) -> tuple[str, int]:
     if item.startswith("["):  # IPv6 literal
         host, _, rest = item[1:].partition("]")
         port_text = rest[1:] if rest.startswith(":") else ""
@@ -274,7 +289,7 @@ def _parse_hostport(item: str, redacted: str) -> tuple[str, int]:
     if not host:
         raise ConfigError(f"missing host in {redacted}")
     if not port_text:
-        return host, DEFAULT_PORT
+        return host, default
     try:
         port = int(port_text)
     except ValueError:
@@ -403,7 +418,8 @@ def parse_url(url: Any) -> ParsedURL:
             items = ["localhost"] if family == "redis" else []
         if not items or any(not h for h in items):
             raise ConfigError(f"missing host in {redacted!r}")
-        hosts = tuple(_parse_hostport(h, redacted) for h in items)
+        default_port = SENTINEL_PORT if family == "sentinel" else DEFAULT_PORT
+        hosts = tuple(_parse_hostport(h, redacted, default_port) for h in items)
         segments = [s for s in url_path.split("/") if s]
         if family == "sentinel":
             if not segments:

@@ -12,6 +12,7 @@ BACKENDS = [
     pytest.param("memory", id="memory"),
     pytest.param("fakeredis", id="fakeredis"),
     pytest.param("redis", id="redis", marks=pytest.mark.redis),
+    pytest.param("cluster", id="cluster", marks=pytest.mark.cluster),
 ]
 
 
@@ -26,6 +27,8 @@ def settings_for(
         url = "fakeredis://"
     elif backend == "redis":
         url = request.getfixturevalue("redis_url")
+    elif backend == "cluster":
+        url = request.getfixturevalue("redis_cluster").url
     else:  # pragma: no cover - a typo in a parametrization
         raise AssertionError(backend)
     return kvkit.Settings(url=url, prefix=prefix, **overrides)  # type: ignore[arg-type]

@@ -246,7 +246,7 @@ def test_clear_does_not_touch_other_prefixes(request, backend):
         settings_b = kvkit.Settings(url="memory://clear-iso", prefix="appb")
     else:
         base = settings_for(request, backend)
-        url = base.url if backend == "redis" else "fakeredis://clear-iso"
+        url = base.url if backend in ("redis", "cluster") else "fakeredis://clear-iso"
         settings_a = kvkit.Settings(url=url, prefix=base.prefix + "a")
         settings_b = kvkit.Settings(url=url, prefix=base.prefix + "b")
     with (

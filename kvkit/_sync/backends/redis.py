@@ -61,6 +61,22 @@ def _raw_command(pool: Any, args: tuple[Any, ...]) -> Any:
         pool.release(conn)
 
 
+def maint_notifications_off() -> dict[str, Any]:
+    """Connection-pool kwargs that switch redis-py's maintenance notifications off.
+
+    redis-py >= 7 defaults them to "auto" (even on RESP2) and, while they are on, skips its
+    check that a pooled connection is still alive when it is handed out: a connection the
+    server closed (restart, CLIENT KILL, idle timeout) would then fail the next command,
+    which for a non-idempotent operation cannot be retried. kvkit speaks RESP2, where the
+    notifications do not exist anyway. Older redis-py has neither the option nor the problem.
+    """
+    try:
+        from redis.maint_notifications import MaintNotificationsConfig
+    except ImportError:  # pragma: no cover - redis-py < 7
+        return {}
+    return {"maint_notifications_config": MaintNotificationsConfig(enabled=False)}
+
+
 def _glob_escape(text: str) -> str:
     """Escape SCAN MATCH metacharacters so a prefix only matches itself."""
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
@@ -95,7 +111,7 @@ class RedisCacheDriver(CacheDriver):
     def get_many(self, keys: list[str]) -> list[bytes | None]:
         if not keys:
             return []
-        return list(self._b.run(True, lambda r: r.mget(keys)))
+        return list(self._b.command(True, "MGET", *keys))
 
     def set_many(self, items: list[tuple[str, bytes]], ttl_ms: int | None) -> None:
         if not items:
@@ -205,6 +221,7 @@ class RedisBackend(Backend):
             "retry": Retry(NoBackoff(), 0),
             "health_check_interval": url.options.get("health_check_interval", 30),
             "client_name": url.options.get("client_name"),
+            **maint_notifications_off(),
         }
         if url.path is not None:
             kwargs["connection_class"] = UnixDomainSocketConnection

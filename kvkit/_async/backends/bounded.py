@@ -1,0 +1,81 @@
+"""A bounded-concurrency base for Redis clients whose redis-py pool cannot wait.
+
+redis-py's standalone client has a ``BlockingConnectionPool`` that waits for a free
+connection; the Cluster client (one small pool per node) and the Sentinel pool do not: they
+raise ``MaxConnectionsError`` at once. SPEC §10 wants every pool bounded *and* waiting up to
+the socket timeout, then :class:`kvkit.BackendTimeout`. So these backends put a gate of
+``max_connections`` slots in front of every operation: at most ``max_connections`` operations
+run at a time, each using at most one connection per server, so no server ever sees more
+than ``max_connections`` connections from this backend, and a caller beyond that waits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from redis.exceptions import MaxConnectionsError
+
+from ..._compat import AsyncGate
+from .redis import AsyncRedisBackend
+
+if TYPE_CHECKING:
+    from ..._settings import Settings
+    from ..._urls import ParsedURL
+
+__all__ = ["AsyncBoundedRedisBackend", "tls_kwargs"]
+
+
+def tls_kwargs(url: ParsedURL) -> dict[str, Any]:
+    """redis-py TLS arguments for a ``rediss+…://`` URL: verified unless told otherwise."""
+    options = url.options
+    cert_reqs = options.get("ssl_cert_reqs", "required")
+    kwargs: dict[str, Any] = {
+        "ssl": True,
+        "ssl_cert_reqs": cert_reqs,
+        # Hostname checking follows certificate checking unless set explicitly.
+        "ssl_check_hostname": options.get("ssl_check_hostname", cert_reqs != "none"),
+    }
+    for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
+        if name in options:
+            kwargs[name] = options[name]
+    return kwargs
+
+
+class AsyncBoundedRedisBackend(AsyncRedisBackend):
+    """A Redis backend whose operations pass a gate of ``max_connections`` slots.
+
+    Subclasses build their redis-py client in :meth:`_build_client`; the gate is rebuilt with
+    it (on the async side, once per event loop, because asyncio primitives are loop-bound).
+    """
+
+    def __init__(self, url: ParsedURL, settings: Settings) -> None:
+        super().__init__(url, settings)
+        self._gate = AsyncGate(self.max_connections)
+
+    def _build(self) -> Any:
+        self._gate = AsyncGate(self.max_connections)
+        return self._build_client()
+
+    def _build_client(self) -> Any:
+        """Create the redis-py client (no I/O on the async side)."""
+        raise NotImplementedError
+
+    async def run(self, idempotent: bool, op: Callable[[Any], Awaitable[Any]]) -> Any:
+        """Run ``op`` like :meth:`AsyncRedisBackend.run`, at most ``max_connections`` at once.
+
+        Waiting for a slot counts as waiting for a pool connection: bounded by the socket
+        timeout, then :class:`kvkit.BackendTimeout` (not retried, like an exhausted pool).
+        """
+
+        async def bounded(client: Any) -> Any:
+            # The gate of the client's own loop: both were created by the same _build().
+            gate = self._gate
+            if not await gate.acquire(self.socket_timeout):
+                raise MaxConnectionsError("no connection available")
+            try:
+                return await op(client)
+            finally:
+                gate.release()
+
+        return await super().run(idempotent, bounded)

@@ -1,0 +1,232 @@
+"""``redis+cluster://`` and ``rediss+cluster://``: Redis Cluster through redis-py's RedisCluster.
+
+Keys are spread over 16384 hash slots, and a command may only touch keys of one slot. The
+single-key primitives of :class:`AsyncRedisCacheDriver` therefore run unchanged, except
+that its one-key MULTI pipelines become Lua scripts (see ``_INCR``). The multi-key
+operations group their keys by slot and send one command per slot, all in one pipeline --
+redis-py sends the pipeline to every node involved at once, so a batch costs one round trip
+per node, not per key. ``clear()`` scans every primary.
+
+Batches that span slots are not atomic on Cluster (no MULTI across slots): a reader may see
+part of a ``set_many`` while it is applied. Everything else keeps its single-server meaning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from redis.asyncio.cluster import ClusterNode
+from redis.asyncio.cluster import RedisCluster as AsyncRedisClusterClient
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.crc import key_slot
+
+from ..._compat import aprepare_cluster
+from .bounded import AsyncBoundedRedisBackend, tls_kwargs
+from .redis import AsyncRedisCacheDriver, _glob_escape
+
+if TYPE_CHECKING:
+    from ..._settings import Settings
+    from ..._urls import ParsedURL
+
+__all__ = ["AsyncClusterBackend", "AsyncClusterCacheDriver", "group_by_slot"]
+
+# Keys per UNLINK while clearing: small enough to keep each command short on the server.
+_CLEAR_BATCH = 500
+
+# redis.asyncio's Cluster pipeline with transaction=True runs every queued command in a new
+# thread with its own event loop (and may open connections bound to that loop), so the
+# single-key MULTI pipelines of the base driver become Lua scripts here: just as atomic,
+# one round trip, and the same code for the sync and async clients.
+_INCR = """
+if ARGV[2] ~= '' then redis.call('SET', KEYS[1], '0', 'PX', ARGV[2], 'NX') end
+return redis.call('INCRBY', KEYS[1], ARGV[1])
+"""
+# PERSIST answers 0 both for "missing" and "had no TTL"; EXISTS tells them apart.
+_PERSIST = """
+local exists = redis.call('EXISTS', KEYS[1])
+redis.call('PERSIST', KEYS[1])
+return exists
+"""
+
+
+def group_by_slot(keys: list[str]) -> dict[int, list[int]]:
+    """Return ``{slot: [indexes into keys]}``, slots in first-seen order.
+
+    Hash tags are honoured (``{user1}:a`` and ``{user1}:b`` share a slot), exactly as the
+    server computes them.
+    """
+    groups: dict[int, list[int]] = {}
+    for index, key in enumerate(keys):
+        groups.setdefault(key_slot(key.encode()), []).append(index)
+    return groups
+
+
+class AsyncClusterCacheDriver(AsyncRedisCacheDriver):
+    """Cache primitives on Cluster: multi-key operations split by hash slot."""
+
+    async def get_many(self, keys: list[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        groups = group_by_slot(keys)
+        if len(groups) == 1:
+            return list(await self._b.run(True, lambda r: r.mget(keys)))
+
+        async def fetch(r: Any) -> Any:
+            pipe = r.pipeline(transaction=False)
+            for indexes in groups.values():
+                # redis-py blocks pipe.mget() on Cluster only because it cannot know the
+                # keys share a slot; these do, so the raw command is safe.
+                pipe.execute_command("MGET", *[keys[i] for i in indexes])
+            return await pipe.execute()
+
+        replies = await self._b.run(True, fetch)
+        out: list[bytes | None] = [None] * len(keys)
+        for indexes, values in zip(groups.values(), replies, strict=True):
+            for index, value in zip(indexes, values, strict=True):
+                out[index] = value
+        return out
+
+    async def set_many(self, items: list[tuple[str, bytes]], ttl_ms: int | None) -> None:
+        if not items:
+            return
+        groups = group_by_slot([key for key, _ in items])
+
+        async def write(r: Any) -> Any:
+            pipe = r.pipeline(transaction=False)
+            if ttl_ms is None:
+                for indexes in groups.values():
+                    args: list[Any] = []
+                    for i in indexes:
+                        args += items[i]
+                    pipe.execute_command("MSET", *args)
+            else:
+                for key, value in items:
+                    pipe.set(key, value, px=ttl_ms)
+            return await pipe.execute()
+
+        await self._b.run(True, write)
+
+    async def delete_many(self, keys: list[str]) -> int:
+        if not keys:
+            return 0
+        groups = group_by_slot(keys)
+
+        async def delete(r: Any) -> Any:
+            pipe = r.pipeline(transaction=False)
+            for indexes in groups.values():
+                pipe.execute_command("DEL", *[keys[i] for i in indexes])
+            return await pipe.execute()
+
+        return sum(int(n) for n in await self._b.run(True, delete))
+
+    async def incr(self, key: str, delta: int, ttl_ms: int | None) -> int:
+        script = self._b.script(_INCR)
+        args = [delta, "" if ttl_ms is None else ttl_ms]
+        # Not retried: a retry after a lost reply would add delta twice.
+        return int(await self._b.run(False, lambda r: script(keys=[key], args=args, client=r)))
+
+    async def expire(self, key: str, ttl_ms: int | None) -> bool:
+        if ttl_ms is not None:
+            return await super().expire(key, ttl_ms)
+        script = self._b.script(_PERSIST)
+        return bool(await self._b.run(True, lambda r: script(keys=[key], args=[], client=r)))
+
+    async def clear(self, prefix: str) -> int:
+        pattern = _glob_escape(prefix) + "*"
+
+        async def unlink(r: Any, batch: list[bytes]) -> int:
+            pipe = r.pipeline(transaction=False)
+            for indexes in group_by_slot([k.decode() for k in batch]).values():
+                pipe.execute_command("UNLINK", *[batch[i] for i in indexes])
+            return sum(int(n) for n in await pipe.execute())
+
+        async def sweep(r: Any) -> int:
+            deleted = 0
+            batch: list[bytes] = []
+            # PRIMARIES: SCAN runs on every primary, each with its own cursor (a replica
+            # holds the same keys again). The flag is resolved after redis-py has loaded
+            # the slot map, so this also works as the very first command of a client.
+            async for key in r.scan_iter(match=pattern, count=1000, target_nodes=r.PRIMARIES):
+                batch.append(key)
+                if len(batch) >= _CLEAR_BATCH:
+                    deleted += await unlink(r, batch)
+                    batch = []
+            if batch:
+                deleted += await unlink(r, batch)
+            return deleted
+
+        return int(await self._b.run(True, sweep))
+
+
+class AsyncClusterBackend(AsyncBoundedRedisBackend):
+    """``redis+cluster://host:port[,host:port…]`` (``rediss+cluster://`` for TLS).
+
+    Any reachable node is enough to discover the whole cluster. ``max_connections`` bounds
+    the connections to *each* node, and (through the gate of
+    :class:`~kvkit._async.backends.bounded.AsyncBoundedRedisBackend`) callers beyond it wait
+    up to the socket timeout. Only database 0 exists on Cluster.
+    """
+
+    kind = "cluster"
+
+    def __init__(self, url: ParsedURL, settings: Settings) -> None:
+        super().__init__(url, settings)
+        self._cache = AsyncClusterCacheDriver(self)
+
+    def _build_client(self) -> Any:
+        url = self.url
+        kwargs: dict[str, Any] = {
+            "username": url.username,
+            "password": url.password,
+            "socket_timeout": self.socket_timeout,
+            "socket_connect_timeout": self.connect_timeout,
+            # Idle connections are PINGed before reuse (the sync client also checks each
+            # pooled connection for a server-side close when it is taken from the pool).
+            "health_check_interval": url.options.get("health_check_interval", 30),
+            "client_name": url.options.get("client_name"),
+            "max_connections": self.max_connections,
+            "require_full_coverage": True,
+            # kvkit decides what is retried (idempotent operations only, in run()), not
+            # redis-py; MOVED/ASK redirections are still followed by redis-py itself.
+            "retry": Retry(NoBackoff(), 0),
+        }
+        if url.spec.tls:
+            kwargs.update(tls_kwargs(url))
+        # The sync ClusterNode is untyped in redis-py, the async one is typed.
+        nodes = [
+            ClusterNode(host, port)  # type: ignore[no-untyped-call,unused-ignore]
+            for host, port in url.hosts
+        ]
+        return AsyncRedisClusterClient(startup_nodes=nodes, **kwargs)
+
+    async def run(self, idempotent: bool, op: Callable[[Any], Awaitable[Any]]) -> Any:
+        """Run ``op`` under the bounded policy, with the slot map loaded first."""
+
+        async def ready(client: Any) -> Any:
+            await aprepare_cluster(client)
+            return await op(client)
+
+        return await super().run(idempotent, ready)
+
+    def script(self, source: str) -> Any:
+        """Return a callable running ``source`` (EVALSHA with EVAL fallback) on a client.
+
+        Registration waits for the first call, inside :meth:`run`: the sync RedisCluster
+        connects in its constructor, so touching :attr:`client` here could raise a raw
+        redis-py error outside kvkit's error policy when the cluster is unreachable.
+        """
+        scripts = self._scripts  # cleared whenever the client is rebuilt
+
+        def call(*, keys: list[Any], args: list[Any], client: Any) -> Any:
+            script = scripts.get(source)
+            if script is None:
+                script = scripts[source] = client.register_script(source)
+            return script(keys=keys, args=args, client=client)
+
+        return call
+
+    async def command(self, idempotent: bool, *args: Any) -> Any:
+        """Run one command under :meth:`run`'s policy, routed to its key's slot by redis-py."""
+        return await self.run(idempotent, lambda r: r.execute_command(*args))

@@ -1,0 +1,258 @@
+"""Security (SPEC §2 Secrets, §10): no secret shown, no pickle run, no session id reused.
+
+Secrets are checked where they could leak: ``repr``/``str`` of every kvkit object, error
+messages and their chained causes, every log record at DEBUG (kvkit's and redis-py's),
+health output and CLI output.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import pickle
+import threading
+import time
+import traceback
+import uuid
+from pathlib import Path
+
+import pytest
+
+import kvkit
+from kvkit.cli import main as cli_main
+from tests.backends import BACKENDS, settings_for
+from tests.servers import HOST, free_port
+
+SECRET = "s3cr3t-Pa55"  # distinctive, so any leak is found by a plain substring search
+
+
+def _texts_of(exc: BaseException) -> list[str]:
+    """Everything an exception shows: str, repr, the full formatted chain."""
+    return [str(exc), repr(exc), "".join(traceback.format_exception(exc))]
+
+
+def _assert_no_secret(*texts: str) -> None:
+    for text in texts:
+        assert SECRET not in text, text
+
+
+@pytest.fixture
+def debug_logs(caplog):
+    """Capture every log record at DEBUG, from every logger (kvkit and redis-py)."""
+    caplog.set_level(logging.DEBUG)
+    return caplog
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+@pytest.mark.redis
+def test_no_secret_in_any_output_standalone(redis_server_factory, debug_logs, capsys):
+    """Right and wrong passwords, a dead server: the password never shows anywhere."""
+    server = redis_server_factory(password=SECRET)
+    good = f"redis://:{SECRET}@{HOST}:{server.port}/0"
+    bad = f"redis://:wrong-{SECRET}@{HOST}:{server.port}/0"
+    down = f"redis://app:{SECRET}@{HOST}:{free_port()}/0"
+    shown: list[str] = []
+    with kvkit.Client(good) as client:
+        client.cache.set("k", 1)
+        client.redis().client_kill_filter(_id=client.redis().client_id())
+        assert client.cache.get("k") == 1  # a retried failure: redis-py logs at DEBUG
+        shown += [repr(client), str(client), repr(client.settings), repr(client.cache)]
+        shown += [repr(client.backend()), str(client.health()), repr(client.sessions)]
+        client.cache.clear()
+    for url in (bad, down):
+        settings = kvkit.Settings(url=url, retries=1, connect_timeout=0.5)
+        with kvkit.Client(settings=settings) as client:
+            with pytest.raises(kvkit.BackendError) as info:
+                client.cache.get("k")
+            shown += _texts_of(info.value)
+            shown += [str(client.health()), repr(client)]
+    with pytest.raises(kvkit.ConfigError) as config_error:
+        kvkit.Client(f"redis://:{SECRET}@{HOST}:{server.port}/0?nope=1")
+    shown += _texts_of(config_error.value)
+    out = io.StringIO()
+    assert cli_main(["demo", "--url", good], out=out) == 0
+    assert cli_main(["demo", "--url", bad], out=out) != 0
+    captured = capsys.readouterr()
+    shown += [out.getvalue(), captured.out, captured.err]
+    shown += [r.getMessage() for r in debug_logs.records] + [debug_logs.text]
+    _assert_no_secret(*shown)
+    assert any("redis://:***@" in text for text in shown)
+
+
+@pytest.mark.redis
+async def test_no_secret_in_async_output(redis_server_factory, debug_logs):
+    """The async client: errors, health and logs never show the password."""
+    server = redis_server_factory(password=SECRET)
+    shown: list[str] = []
+    async with kvkit.AsyncClient(f"redis://:{SECRET}@{HOST}:{server.port}/0") as client:
+        await client.cache.set("k", 1)
+        shown += [repr(client), str(await client.health())]
+        await client.cache.clear()
+    bad = kvkit.Settings(url=f"redis://:x{SECRET}@{HOST}:{server.port}/0", retries=0)
+    async with kvkit.AsyncClient(settings=bad) as client:
+        with pytest.raises(kvkit.AuthenticationError) as info:
+            await client.cache.get("k")
+        shown += [*_texts_of(info.value), str(await client.health())]
+    shown += [debug_logs.text]
+    _assert_no_secret(*shown)
+
+
+@pytest.mark.redis
+def test_acl_user_secret_never_shown(redis_server_factory, debug_logs):
+    """redis://user:pass@ with an ACL user: works; a wrong password fails fast and quietly."""
+    server = redis_server_factory(acl_users=[f"user app on >{SECRET} ~* +@all"])
+    with kvkit.Client(f"redis://app:{SECRET}@{HOST}:{server.port}/0") as client:
+        client.cache.set("k", "v")
+        assert client.cache.get("k") == "v"
+        shown = [repr(client), str(client.health())]
+    with kvkit.Client(f"redis://app:bad{SECRET}@{HOST}:{server.port}/0") as client:
+        start = time.monotonic()
+        with pytest.raises(kvkit.AuthenticationError) as info:
+            client.cache.get("k")
+        assert time.monotonic() - start < 1.0  # never retried, no backoff
+        shown += _texts_of(info.value)
+    shown += [debug_logs.text]
+    _assert_no_secret(*shown)
+    assert "redis://***:***@" in shown[0]
+
+
+@pytest.mark.cluster
+def test_no_secret_in_cluster_and_sentinel_output(redis_cluster, debug_logs):
+    """Cluster and Sentinel URLs: repr, errors (reachable or not) and logs stay clean."""
+    seeds = ",".join(f"{HOST}:{node.port}" for node in redis_cluster.nodes)
+    urls = [
+        f"redis+cluster://app:{SECRET}@{seeds}",
+        f"redis+cluster://:{SECRET}@{HOST}:{free_port()}",
+        f"rediss+cluster://:{SECRET}@{HOST}:{free_port()}?ssl_cert_reqs=none",
+        f"redis+sentinel://:{SECRET}@{HOST}:{free_port()}/mymaster?sentinel_auth=true",
+    ]
+    shown: list[str] = []
+    for url in urls:
+        with kvkit.Client(settings=kvkit.Settings(url=url, retries=0)) as client:
+            shown += [repr(client), repr(client.backend()), repr(client.settings)]
+            with pytest.raises(kvkit.BackendError) as info:
+                client.cache.get("k")
+            shown += [*_texts_of(info.value), str(client.health())]
+    shown += [debug_logs.text]
+    _assert_no_secret(*shown)
+
+
+# --------------------------------------------------------------------------- pickle
+
+
+class _Exploit:
+    """Unpickling this would write the marker file: proof of code execution."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (Path(self.marker).write_text, ("pwned",))
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request) -> str:
+    """Every backend of the conformance suite."""
+    return str(request.param)
+
+
+async def test_planted_pickle_never_executes(request, backend, tmp_path):
+    """Pickle payloads planted in the cache and in a session raise DecodeError, run nothing."""
+    marker = tmp_path / "pwned"
+    payload = pickle.dumps(_Exploit(marker))
+    async with kvkit.AsyncClient(settings=settings_for(request, backend)) as client:
+        cache = client.cache
+        await cache._driver.set(cache.prefix + "evil", payload, None)
+        with pytest.raises(kvkit.DecodeError, match="evil"):
+            await cache.get("evil")
+        with pytest.raises(kvkit.DecodeError):
+            await cache.get_many(["evil"])
+        with pytest.raises(kvkit.DecodeError):
+            await cache.get_or_set("evil", lambda: 1)
+        sessions = client.sessions
+        sid = await sessions.create({"user": "ann"})
+        assert await sessions._driver.replace(sessions._key(sid), {"user": payload})
+        with pytest.raises(kvkit.DecodeError):
+            await sessions.get(sid)
+        for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+            await cache._driver.set(
+                cache.prefix + "p", pickle.dumps(_Exploit(marker), protocol), None
+            )
+            with pytest.raises(kvkit.DecodeError):
+                await cache.get("p")
+        await sessions.delete(sid)
+        await cache.clear()
+    assert not marker.exists()
+
+
+def test_no_pickle_import_in_kvkit():
+    """kvkit's source never imports pickle (or marshal/shelve)."""
+    root = Path(kvkit.__file__).parent
+    for path in root.rglob("*.py"):
+        text = path.read_text()
+        for module in ("pickle", "marshal", "shelve", "dill", "cloudpickle"):
+            assert f"import {module}" not in text, path
+            assert f"from {module}" not in text, path
+
+
+# --------------------------------------------------------------------------- session ids
+
+
+async def test_session_ids_are_never_reused(request, backend):
+    """Ids are unique and >= 256 bits; deleted and rotated ids are dead for good."""
+    async with kvkit.AsyncClient(settings=settings_for(request, backend)) as client:
+        sessions = client.sessions
+        first = [await sessions.create({"n": i}) for i in range(300)]
+        assert len(set(first)) == 300
+        assert all(len(sid) >= 43 for sid in first)  # 256 bits in URL-safe base64
+        for sid in first[:150]:
+            assert await sessions.delete(sid)
+        rotated = [await sessions.rotate(sid) for sid in first[150:]]
+        assert None not in rotated
+        second = [await sessions.create({"n": i}) for i in range(300)]
+        every = first + rotated + second
+        assert len(set(every)) == len(every)
+        for sid in first:  # deleted or rotated away: never honoured again
+            assert await sessions.get(sid) is None
+            assert await sessions.set(sid, {"x": 1}) is False
+            assert await sessions.update(sid, {"x": 1}) is None
+            assert await sessions.touch(sid) is False
+            assert await sessions.rotate(sid) is None
+        for sid in rotated + second:
+            await sessions.delete(sid)
+
+
+async def test_forged_ids_are_never_honoured(request, backend):
+    """An id the store did not create is not honoured, even one shaped like a real id."""
+    async with kvkit.AsyncClient(settings=settings_for(request, backend)) as client:
+        sessions = client.sessions
+        real = await sessions.create({"a": 1})
+        forged = real[:-4] + ("AAAA" if real[-4:] != "AAAA" else "BBBB")
+        for sid in (forged, "x", "", "../" + real, real + "x", real.upper()):
+            if sid == real:
+                continue
+            assert await sessions.get(sid) is None
+            assert await sessions.set(sid, {"b": 2}) is False
+        assert await sessions.get(real) == {"a": 1}
+        await sessions.delete(real)
+
+
+def test_session_ids_unique_across_threads():
+    """8 threads creating sessions at once never receive the same id."""
+    ids: list[str] = []
+    lock = threading.Lock()
+    with kvkit.Client(f"memory://ids-{uuid.uuid4().hex}") as client:
+
+        def work() -> None:
+            mine = [client.sessions.create() for _ in range(500)]
+            with lock:
+                ids.extend(mine)
+
+        threads = [threading.Thread(target=work) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert len(ids) == len(set(ids)) == 4000
