@@ -20,7 +20,7 @@ TEST_DEPS = [
     "uvicorn>=0.30",
     "build>=1.0",
 ]
-LINT_DEPS = ["ruff>=0.6", "mypy>=1.11", "types-cachetools"]
+LINT_DEPS = ["ruff>=0.6", "mypy>=1.11", "types-cachetools", "pytest>=8"]
 
 
 @nox.session(python=PYTHON)
