@@ -11,7 +11,7 @@ from cachetools import LRUCache
 
 from .._errors import ConfigError, InvalidArgument
 
-__all__ = ["CacheSpace", "MemoryStore", "drop_store", "get_store"]
+__all__ = ["CacheSpace", "MemoryStore", "compact", "drop_store", "get_store"]
 
 _T = TypeVar("_T")
 # Every this many writes, expired cache entries are swept so that keys nobody reads again
@@ -19,6 +19,15 @@ _T = TypeVar("_T")
 _SWEEP_EVERY = 1024
 
 monotonic = time.monotonic
+
+
+def compact(data: bytes) -> bytes:
+    """Return ``data`` in a right-sized buffer, for values that are kept in memory.
+
+    orjson returns small ``bytes`` inside a ~4 KiB allocation; kept as they are, a cached
+    100-byte value would cost 4 KiB of memory. Copying costs ~0.1 µs.
+    """
+    return bytes(memoryview(data))
 
 
 class CacheSpace:
@@ -47,7 +56,7 @@ class CacheSpace:
         return entry
 
     def _store(self, key: str, value: bytes, ttl_ms: int | None, now: float) -> None:
-        self._data[key] = (value, None if ttl_ms is None else now + ttl_ms / 1000.0)
+        self._data[key] = (compact(value), None if ttl_ms is None else now + ttl_ms / 1000.0)
         self._writes += 1
         if self._writes % _SWEEP_EVERY == 0:
             self._sweep(now)
@@ -123,7 +132,7 @@ class CacheSpace:
         with self.lock:
             now = monotonic()
             entry = self._live(key, now)
-            new = func(None if entry is None else entry[0])
+            new = compact(func(None if entry is None else entry[0]))
             if entry is None:
                 self._store(key, new, ttl_ms, now)
             else:

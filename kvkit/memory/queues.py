@@ -28,6 +28,7 @@ from collections import deque
 
 from .._compat import Notifier
 from .._queue_types import RawMessage
+from .engine import compact
 
 __all__ = ["MemoryQueue", "QueueSpace"]
 
@@ -232,11 +233,12 @@ class MemoryQueue:
                 due = now + delay_ms / 1000.0
                 for id, payload in items:
                     heapq.heappush(
-                        self._delayed, (due, next(self._seq), _Delayed(id, payload, enqueued, 0))
+                        self._delayed,
+                        (due, next(self._seq), _Delayed(id, compact(payload), enqueued, 0)),
                     )
             else:
                 for id, payload in items:
-                    self._add(id, payload, enqueued, 0)
+                    self._add(id, compact(payload), enqueued, 0)
                 self._trim(maxlen)
         # Delayed pushes wake waiters too: they must shorten their wait to the due time.
         self.notifier.notify()

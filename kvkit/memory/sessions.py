@@ -14,6 +14,8 @@ import threading
 import time
 from collections.abc import Iterable
 
+from .engine import compact
+
 __all__ = ["SessionSpace"]
 
 # Every this many writes, expired sessions are swept so that sessions nobody reads again
@@ -21,6 +23,11 @@ __all__ = ["SessionSpace"]
 _SWEEP_EVERY = 1024
 
 monotonic = time.monotonic
+
+
+def _compacted(fields: dict[str, bytes]) -> dict[str, bytes]:
+    """A copy of ``fields`` whose values sit in right-sized buffers (see ``compact``)."""
+    return {name: compact(value) for name, value in fields.items()}
 
 
 class _Session:
@@ -108,7 +115,7 @@ class SessionSpace:
             if old is not None:
                 self._drop(key, old)
             deadline = None if max_age_ms is None else now + max_age_ms / 1000.0
-            session = _Session(dict(fields), idle_ms, deadline, index)
+            session = _Session(_compacted(fields), idle_ms, deadline, index)
             self._sessions[key] = session
             if index is not None:
                 self._users.setdefault(index, {})[key] = None
@@ -131,7 +138,7 @@ class SessionSpace:
             session = self._live(key, now)
             if session is None or not self._slide(key, session, now):
                 return False
-            session.fields = dict(fields)
+            session.fields = _compacted(fields)
             self._wrote(now)
             return True
 
@@ -146,7 +153,7 @@ class SessionSpace:
                 return None
             for name in remove:
                 session.fields.pop(name, None)
-            session.fields.update(fields)
+            session.fields.update(_compacted(fields))
             self._wrote(now)
             return dict(session.fields)
 
