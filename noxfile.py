@@ -56,5 +56,9 @@ def generate(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
     """Benchmarks against raw redis-py and the peer libraries (prints ratios, writes a plot)."""
-    session.install("-e", ".[all]", "cashews", "aiocache", "matplotlib")
+    session.install(
+        "-e", ".[all]", "cashews", "aiocache", "matplotlib", "rq", "dogpile.cache", "click"
+    )
+    # arq pins redis<6; without --no-deps it would downgrade the redis-py being measured.
+    session.install("--no-deps", "arq")
     session.run("python", "-m", "benchmarks", *session.posargs)

@@ -10,6 +10,8 @@ get them, which favours them.
 from __future__ import annotations
 
 import functools
+import gc
+import itertools
 import json
 from typing import Any
 
@@ -162,3 +164,70 @@ for _op in ("get", "set"):
         ops=30_000,
         tags=("peers",),
     )(functools.partial(_aiocache, op=_op))
+
+
+# --------------------------------------------------------------------------- bytes per item
+
+ITEMS = 10_000
+"""Items stored per memory measurement."""
+
+
+def _bytes_per_item(store: Any) -> float:
+    """Bytes ``store(key, value)`` keeps per item for ITEMS items (tracemalloc)."""
+    import tracemalloc
+
+    items = [(f"user:{i}", {**VALUE, "id": i}) for i in range(ITEMS)]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for key, value in items:
+            store(key, value)
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    return (after - before) / ITEMS
+
+
+def _memory_size(env: Env) -> Case:
+    from cachetools import TTLCache
+
+    def kvkit_bytes() -> float:
+        # A fresh named store each time (memory://NAME is process-wide): only its items.
+        name = f"kvbench-size-{next(_stores)}"
+        client = kvkit.Client(settings=kvkit.Settings(url=f"memory://{name}", prefix=PREFIX))
+        cache = client.cache
+        try:
+            cache.set("warm", 0, ttl=TTL)  # create the store before measuring
+            return _bytes_per_item(lambda key, value: cache.set(key, value, ttl=TTL))
+        finally:
+            cache.clear()
+            client.close()
+
+    def cachetools_bytes() -> float:
+        peer: TTLCache[str, bytes] = TTLCache(maxsize=2 * ITEMS, ttl=TTL)
+        dumps = json.dumps
+
+        def store(key: str, value: Any) -> None:
+            peer[f"{PREFIX}:cache:{key}"] = dumps(value).encode()
+
+        return _bytes_per_item(store)
+
+    return Case(kvkit_bytes, cachetools_bytes)
+
+
+_stores = itertools.count()
+
+register(
+    "memory",
+    "bytes per cached item",
+    mode="timed",
+    backend="memory://",
+    baseline="cachetools TTLCache + json bytes",
+    ops=1,
+    needs_redis=False,
+    unit="B/item",
+    note=f"tracemalloc, {ITEMS:,} items of the cache value with a TTL; ratio = cachetools "
+    "bytes / kvkit bytes (> 1: kvkit stores less)",
+)(_memory_size)

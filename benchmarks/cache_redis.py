@@ -396,3 +396,125 @@ register(
     items=MANY,
     tags=_MANY,
 )(functools.partial(_async_many, op="set_many"))
+
+
+# --------------------------------------------------------------------------- dogpile.cache
+
+
+def _dogpile_single(env: Env, op: str) -> Case:
+    try:
+        from dogpile.cache import make_region
+        from dogpile.cache.api import NO_VALUE
+    except ImportError:
+        raise Skip("dogpile.cache is not installed (pip install dogpile.cache)") from None
+    host, port, db, password = host_port(env)
+    client = kvkit_sync(env)
+    cache = client.cache
+    # dogpile's redis backend with its defaults (pickle, a metadata envelope per value)
+    # except the pool: kvkit's size and socket timeout.
+    region = make_region().configure(
+        "dogpile.cache.redis",
+        expiration_time=TTL,
+        arguments={
+            "host": host,
+            "port": port,
+            "db": db,
+            "password": password,
+            "redis_expiration_time": TTL,
+            "connection_kwargs": {"max_connections": 20, "socket_timeout": 5.0},
+        },
+    )
+    cache.set(KEY, VALUE, ttl=TTL)
+    region.set(PEER_KEY, VALUE)
+
+    def teardown() -> None:
+        region.delete(PEER_KEY)
+        client.close()
+
+    if op == "get":
+
+        def kvkit_get() -> Any:
+            return cache.get(KEY)
+
+        def peer_get() -> Any:
+            value = region.get(PEER_KEY)
+            return None if value is NO_VALUE else value
+
+        if kvkit_get() != VALUE or peer_get() != VALUE:
+            raise RuntimeError("the get rows do not read the value back")
+        return Case(kvkit_get, peer_get, teardown)
+
+    def kvkit_set() -> None:
+        cache.set(KEY, VALUE, ttl=TTL)
+
+    def peer_set() -> None:
+        region.set(PEER_KEY, VALUE)
+
+    return Case(kvkit_set, peer_set, teardown)
+
+
+for _op in ("get", "set"):
+    register(
+        "cache",
+        f"cache.{_op}",
+        mode="sync",
+        baseline="dogpile.cache redis backend (default pickle)",
+        ops=4000,
+        tags=_PEERS,
+    )(functools.partial(_dogpile_single, op=_op))
+
+
+# --------------------------------------------------------------------------- fakeredis
+
+
+def _fakeredis_single(env: Env, op: str) -> Case:
+    try:
+        import fakeredis
+    except ImportError:
+        raise Skip("fakeredis is not installed (pip install kvkit[fakeredis])") from None
+    import json
+
+    import kvkit
+
+    client = kvkit.Client(settings=kvkit.Settings(url="fakeredis://", prefix=PREFIX))
+    cache = client.cache
+    # A separate fake server: what a test suite using fakeredis directly would create.
+    raw = fakeredis.FakeRedis()
+    cache.set(KEY, VALUE, ttl=TTL)
+    raw.set(BASE_KEY, json.dumps(VALUE), ex=TTL)
+
+    def teardown() -> None:
+        client.close()
+        raw.close()
+
+    if op == "get":
+
+        def kvkit_get() -> Any:
+            return cache.get(KEY)
+
+        def base_get() -> Any:
+            return json.loads(raw.get(BASE_KEY))  # type: ignore[arg-type]
+
+        if kvkit_get() != VALUE or base_get() != VALUE:
+            raise RuntimeError("the get rows do not read the value back")
+        return Case(kvkit_get, base_get, teardown)
+
+    def kvkit_set() -> None:
+        cache.set(KEY, VALUE, ttl=TTL)
+
+    def base_set() -> None:
+        raw.set(BASE_KEY, json.dumps(VALUE), ex=TTL)
+
+    return Case(kvkit_set, base_set, teardown)
+
+
+for _op, _base in (("get", "GET"), ("set", "SET EX")):
+    register(
+        "cache",
+        f"cache.{_op}",
+        mode="sync",
+        backend="fakeredis://",
+        baseline=f"fakeredis.FakeRedis {_base} + json",
+        ops=3000,
+        tags=("fakeredis",),
+    )(functools.partial(_fakeredis_single, op=_op))

@@ -21,7 +21,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from . import cache_memory, cache_redis, imports  # noqa: F401  (they register their rows)
+from . import (  # noqa: F401  (they register their rows)
+    cache_memory,
+    cache_redis,
+    e2e,
+    imports,
+    queues,
+    scaling,
+    sessions,
+)
 from .common import cleanup
 from .harness import Env, Result, run_comparison, select
 from .report import (
@@ -31,6 +39,7 @@ from .report import (
     markdown,
     write_json,
     write_png,
+    write_scaling_png,
 )
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -56,8 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated groups/modes/tags: cache, memory, import, sync, async, "
-        "concurrent, peers, many",
+        help="comma-separated groups/modes/tags: cache, memory, sessions, queues, e2e, "
+        "scaling, import, sync, async, concurrent, threads, timed, peers, many, fakeredis",
     )
     parser.add_argument("--rounds", type=int, help="rounds per row (default 7, quick 3)")
     parser.add_argument(
@@ -154,8 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.md").write_text(report)
     write_json(out / "results.json", results, meta)
-    skipped = write_png(out / "ratios.png", results, meta)
+    ratio_rows = [r for r in results if r.comparison.group != "scaling"]
+    skipped = write_png(out / "ratios.png", ratio_rows, meta)
+    scaling_skipped = write_scaling_png(out / "scaling.png", results, meta)
     written = ["results.md", "results.json"] + ([] if skipped else ["ratios.png"])
+    written += [] if scaling_skipped else ["scaling.png"]
     print(f"wrote {', '.join(written)} to {out}")
     if skipped:
         print(f"chart skipped: {skipped}")

@@ -27,6 +27,7 @@ import asyncio
 import gc
 import inspect
 import statistics
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -45,15 +46,20 @@ __all__ = [
     "select",
 ]
 
-Mode = Literal["sync", "async", "concurrent", "timed"]
+Mode = Literal["sync", "async", "concurrent", "threads", "timed"]
 """How a row's ops are driven.
 
 * ``sync``: ``op()`` in a plain loop.
 * ``async``: ``await op()`` in a sequential loop (latency-bound).
-* ``concurrent``: :data:`CONCURRENCY` tasks, each awaiting ``op()`` in a loop, under
-  ``asyncio.gather`` (throughput-bound; both sides share a pool of the same size).
-* ``timed``: ``op()`` measures itself and returns the seconds one operation took (used
-  for subprocess-based rows such as import time, where our own loop would be noise).
+* ``concurrent``: :attr:`Comparison.concurrency` tasks (default :data:`CONCURRENCY`), each
+  awaiting ``op()`` in a loop, under ``asyncio.gather`` (throughput-bound; both sides
+  share a pool of the same size).
+* ``threads``: :attr:`Comparison.concurrency` threads, each calling ``op()`` in a loop
+  (sync throughput; both sides share a pool of the same size).
+* ``timed``: ``op()`` measures itself and returns what one operation cost: seconds by
+  default (subprocess-based rows such as import time, where our own loop would be noise;
+  end-to-end rows that time only their drain phase), or another lower-is-better quantity
+  named by :attr:`Comparison.unit` (bytes per item). A coroutine function on async rows.
 """
 
 CONCURRENCY = 50
@@ -87,12 +93,16 @@ class Case:
         teardown: Closes clients and removes keys (sync or async like the ops).
         check: Optional verification run after the rounds (e.g. that both sides really
             wrote the same value); raise to fail the row.
+        prepare: Optional ``prepare(n)``, called untimed before each timed slice with the
+            number of operations each side is about to run (e.g. to refill the queues a
+            pop row drains). Sync or async like the ops.
     """
 
     kvkit_op: Callable[[], Any]
     baseline_op: Callable[[], Any]
     teardown: Callable[[], Any] | None = None
     check: Callable[[], Any] | None = None
+    prepare: Callable[[int], Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +123,10 @@ class Comparison:
         needs_redis: Whether the row needs :attr:`Env.url`.
         tags: Extra names ``--only`` accepts (``sync``, ``async``, ``peers``...).
         note: A footnote for the table (codec, configuration...).
+        concurrency: Tasks (``concurrent``) or threads (``threads``) driving the ops.
+        unit: For ``timed`` rows, what ``op()`` returns: ``"s"`` (seconds per operation,
+            shown as ms), ``"items/s"`` (seconds per operation of :attr:`items` items,
+            shown as a rate) or a lower-is-better quantity such as ``"B/item"``.
     """
 
     group: str
@@ -128,11 +142,16 @@ class Comparison:
     needs_redis: bool = True
     tags: frozenset[str] = frozenset()
     note: str = ""
+    concurrency: int = CONCURRENCY
+    unit: str = "s"
 
     @property
     def label(self) -> str:
         """``"cache.get (sync, redis://)"``."""
-        mode = {"concurrent": f"async x{CONCURRENCY} tasks"}.get(self.mode, self.mode)
+        mode = {
+            "concurrent": f"async x{self.concurrency} tasks",
+            "threads": f"sync x{self.concurrency} threads",
+        }.get(self.mode, self.mode)
         if self.mode == "timed":
             return self.name
         return f"{self.name} ({mode}, {self.backend})"
@@ -154,7 +173,7 @@ class Comparison:
 COMPARISONS: list[Comparison] = []
 """The registry (modules register their rows at import)."""
 
-GROUP_ORDER = ("cache", "memory", "sessions", "queues", "import")
+GROUP_ORDER = ("cache", "memory", "sessions", "queues", "e2e", "scaling", "import")
 """Table order of the groups; rows keep their registration order within a group."""
 
 
@@ -172,6 +191,8 @@ def register(
     needs_redis: bool | None = None,
     tags: Iterable[str] = (),
     note: str = "",
+    concurrency: int = CONCURRENCY,
+    unit: str = "s",
 ) -> Callable[[Callable[[Env], Any]], Callable[[Env], Any]]:
     """Decorator: register ``setup`` as a :class:`Comparison` (see its attributes)."""
 
@@ -193,6 +214,8 @@ def register(
                 else needs_redis,
                 tags=frozenset(tags),
                 note=note,
+                concurrency=concurrency,
+                unit=unit,
             )
         )
         return setup
@@ -315,46 +338,83 @@ ratio compares the summed times of the two sides' slices.
 """
 
 
-def _time_sync(op: Callable[[], Any], n: int) -> float:
+def _time_sync(op: Callable[[], Any], n: int, _: int) -> float:
     start = time.perf_counter()
     for _ in range(n):
         op()
     return time.perf_counter() - start
 
 
-def _time_measured(op: Callable[[], float], n: int) -> float:
+def _time_measured(op: Callable[[], float], n: int, _: int) -> float:
     return sum(op() for _ in range(n))
 
 
-async def _time_async(op: Callable[[], Awaitable[Any]], n: int) -> float:
+def _time_threads(op: Callable[[], Any], n: int, threads: int) -> float:
+    per_thread = n // threads
+    barrier = threading.Barrier(threads + 1)
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        barrier.wait()
+        try:
+            for _ in range(per_thread):
+                op()
+        except BaseException as exc:  # reported by the caller
+            errors.append(exc)
+
+    pool = [threading.Thread(target=worker, daemon=True) for _ in range(threads)]
+    for thread in pool:
+        thread.start()
+    barrier.wait()  # every thread is up: start the clock with all of them ready
+    start = time.perf_counter()
+    for thread in pool:
+        thread.join()
+    elapsed = time.perf_counter() - start
+    if errors:
+        raise errors[0]
+    return elapsed
+
+
+async def _time_async(op: Callable[[], Awaitable[Any]], n: int, _: int) -> float:
     start = time.perf_counter()
     for _ in range(n):
         await op()
     return time.perf_counter() - start
 
 
-async def _time_concurrent(op: Callable[[], Awaitable[Any]], n: int) -> float:
-    per_task = n // CONCURRENCY
+async def _time_async_measured(op: Callable[[], Awaitable[float]], n: int, _: int) -> float:
+    total = 0.0
+    for _ in range(n):
+        total += await op()
+    return total
+
+
+async def _time_concurrent(op: Callable[[], Awaitable[Any]], n: int, tasks: int) -> float:
+    per_task = n // tasks
 
     async def worker() -> None:
         for _ in range(per_task):
             await op()
 
     start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    await asyncio.gather(*(worker() for _ in range(tasks)))
     return time.perf_counter() - start
+
+
+def _unit(comparison: Comparison) -> int:
+    """Ops per slice come in multiples of this (whole batches of tasks or threads)."""
+    return comparison.concurrency if comparison.mode in ("concurrent", "threads") else 1
 
 
 def _ops_for(comparison: Comparison, scale: float) -> int:
     n = max(1, round(comparison.ops * scale))
-    if comparison.mode == "concurrent":
-        n = max(CONCURRENCY, n - n % CONCURRENCY)
-    return n
+    unit = _unit(comparison)
+    return max(unit, n - n % unit)
 
 
 def _slices(comparison: Comparison, n: int) -> list[int]:
-    """Split ``n`` ops into at most :data:`SLICES` slices (whole task batches if concurrent)."""
-    unit = CONCURRENCY if comparison.mode == "concurrent" else 1
+    """Split ``n`` ops into at most :data:`SLICES` slices (whole task/thread batches)."""
+    unit = _unit(comparison)
     units = n // unit
     count = max(1, min(SLICES, units))
     base, extra = divmod(units, count)
@@ -369,22 +429,26 @@ def _record(result: Result, n: int, kvkit_s: float, baseline_s: float) -> None:
 
 
 def _run_sync(comparison: Comparison, case: Case, rounds: int, n: int, result: Result) -> None:
-    timer: Callable[[Callable[[], Any], int], float]
-    timer = _time_measured if comparison.mode == "timed" else _time_sync
-    warm = max(1, n // 10)
-    timer(case.kvkit_op, warm)
-    timer(case.baseline_op, warm)
+    timer: Callable[[Callable[[], Any], int, int], float]
+    timer = {"timed": _time_measured, "threads": _time_threads}.get(comparison.mode, _time_sync)
+    c = comparison.concurrency
+    prepare = case.prepare or (lambda _: None)
+    warm = max(_unit(comparison), n // 10)
+    prepare(warm)
+    timer(case.kvkit_op, warm, c)
+    timer(case.baseline_op, warm, c)
     slices = _slices(comparison, n)
     for r in range(rounds):
         gc.collect()
         k = b = 0.0
         for i, size in enumerate(slices):
+            prepare(size)
             if (r + i) % 2 == 0:
-                k += timer(case.kvkit_op, size)
-                b += timer(case.baseline_op, size)
+                k += timer(case.kvkit_op, size, c)
+                b += timer(case.baseline_op, size, c)
             else:
-                b += timer(case.baseline_op, size)
-                k += timer(case.kvkit_op, size)
+                b += timer(case.baseline_op, size, c)
+                k += timer(case.kvkit_op, size, c)
         _record(result, n, k, b)
 
 
@@ -393,22 +457,34 @@ async def _run_async(comparison: Comparison, env: Env, rounds: int, n: int, resu
     if inspect.isawaitable(case):
         case = await case
     assert isinstance(case, Case)
-    timer = _time_concurrent if comparison.mode == "concurrent" else _time_async
+    timer = {"concurrent": _time_concurrent, "timed": _time_async_measured}.get(
+        comparison.mode, _time_async
+    )
+    c = comparison.concurrency
+
+    async def prepare(size: int) -> None:
+        if case.prepare is not None:
+            done = case.prepare(size)
+            if inspect.isawaitable(done):
+                await done
+
     try:
-        warm = max(CONCURRENCY if comparison.mode == "concurrent" else 1, n // 10)
-        await timer(case.kvkit_op, warm)
-        await timer(case.baseline_op, warm)
+        warm = max(_unit(comparison), n // 10)
+        await prepare(warm)
+        await timer(case.kvkit_op, warm, c)
+        await timer(case.baseline_op, warm, c)
         slices = _slices(comparison, n)
         for r in range(rounds):
             gc.collect()
             k = b = 0.0
             for i, size in enumerate(slices):
+                await prepare(size)
                 if (r + i) % 2 == 0:
-                    k += await timer(case.kvkit_op, size)
-                    b += await timer(case.baseline_op, size)
+                    k += await timer(case.kvkit_op, size, c)
+                    b += await timer(case.baseline_op, size, c)
                 else:
-                    b += await timer(case.baseline_op, size)
-                    k += await timer(case.kvkit_op, size)
+                    b += await timer(case.baseline_op, size, c)
+                    k += await timer(case.kvkit_op, size, c)
             _record(result, n, k, b)
         if case.check is not None:
             checked = case.check()
@@ -441,7 +517,10 @@ def run_comparison(comparison: Comparison, env: Env, *, rounds: int, scale: floa
     result.ops_per_round = n
     start = time.perf_counter()
     try:
-        if comparison.mode in ("async", "concurrent"):
+        if inspect.iscoroutinefunction(comparison.setup) or comparison.mode in (
+            "async",
+            "concurrent",
+        ):
             asyncio.run(_run_async(comparison, env, rounds, n, result))
         else:
             case = comparison.setup(env)

@@ -20,7 +20,10 @@ LIBRARIES = (
     "cashews",
     "aiocache",
     "cachetools",
+    "dogpile.cache",
     "fakeredis",
+    "arq",
+    "rq",
     "matplotlib",
 )
 
@@ -92,7 +95,11 @@ def library_versions() -> dict[str, str | None]:
 def _rate(result: Result, rate: float) -> str:
     c = result.comparison
     if c.mode == "timed":
-        return f"{1000.0 / rate:.1f} ms"
+        if c.unit == "s":
+            return f"{1000.0 / rate:.1f} ms"
+        if c.unit == "items/s":
+            return f"{rate * c.items:,.0f} msgs/s"
+        return f"{1.0 / rate:,.0f} {c.unit}"
     if c.items > 1:
         return f"{rate:,.0f} ({rate * c.items:,.0f} items/s)"
     return f"{rate:,.0f}"
@@ -155,17 +162,32 @@ def markdown(results: list[Result], meta: dict[str, Any]) -> str:
         "- redis-py baselines use kvkit's connection settings: `BlockingConnectionPool("
         "max_connections=20)`, same timeouts, hiredis when installed, no redis-py retries. "
         "cashews and aiocache keep their defaults except the pool (20 connections, blocking).",
-        f"- `async xN tasks`: {CONCURRENCY} tasks share one client through "
-        "`asyncio.gather` (more tasks than pooled connections); `async`: one sequential "
-        "`await` loop (latency-bound).",
+        f"- `async xN tasks`: N tasks ({CONCURRENCY} in the cache rows) share one client "
+        "through `asyncio.gather`; `sync xN threads`: N threads share one client; `async`: "
+        "one sequential `await` loop (latency-bound). Both sides use a pool of 20 "
+        "connections (kvkit's default).",
         "- `json` = stdlib `json.dumps`/`json.loads` written by hand next to redis-py; "
         f"kvkit uses its own codec ({versions.get('kvkit codec')}), which also round-trips "
         "datetimes, UUIDs, tuples, sets... (tagged JSON).",
-        "- `*_many` rows: ops/s counts calls (100 items each).",
+        "- batch rows (`*_many`, `pop_many`): ops/s counts calls, items/s in parentheses.",
+        "- queues: the raw baselines are `XADD` / `XREADGROUP` (parsed by redis-py) + `XACK`, "
+        "and never delete entries; kvkit also leases (redelivery, delivery counts), keeps "
+        "an id index (ack by id from any queue object), deletes acknowledged entries and "
+        "makes pushes idempotent (`benchmarks/queues.py`). Pop rows refill both queues, "
+        "untimed, before each timed slice.",
+        "- sessions: kvkit runs one Lua script per call (sliding idle TTL capped by the "
+        "absolute lifetime, id checks); the baselines one `MULTI` transaction "
+        "(`benchmarks/sessions.py`).",
+        "- consume rows: drain time of pre-enqueued no-op jobs, kvkit acknowledging each "
+        "message (`benchmarks/e2e.py`).",
+        "- scaling rows: see `scaling.png` (ops/s of both sides against N).",
     ]
+    noted: dict[str, list[str]] = {}
     for r in results:
         if r.comparison.note and r.skipped is None:
-            lines.append(f"- {r.comparison.label}: {r.comparison.note}.")
+            noted.setdefault(r.comparison.note, []).append(r.comparison.label)
+    for note, labels in noted.items():
+        lines.append(f"- {'; '.join(labels)}: {note}.")
     return "\n".join(lines) + "\n"
 
 
@@ -220,7 +242,10 @@ def write_png(path: Path, results: list[Result], meta: dict[str, Any]) -> str | 
     lo = min(0.5, min(min(r.ratios) for r in rows) * 0.85)
     hi = max(2.0, max(max(r.ratios) for r in rows) * 1.25)
     ax.set_xlim(lo, hi)
-    ticks = [t for t in (0.25, 0.5, 0.7, 0.8, 0.9, 1, 1.25, 1.5, 2, 3, 4, 8, 16) if lo <= t <= hi]
+    steps = (0.25, 0.5, 0.7, 0.8, 0.9, 1, 1.25, 1.5, 2, 3, 4, 8, 16)
+    if hi > 12:  # a wide range (the end-to-end rows): fine steps near 1 would overlap
+        steps = (0.25, 0.5, 0.8, 1, 1.25, 2, 4, 8, 16, 32, 64)
+    ticks = [t for t in steps if lo <= t <= hi]
     ax.set_xticks(ticks)
     ax.set_xticklabels([f"{t:g}x" for t in ticks], fontsize=8)
     ax.minorticks_off()
@@ -240,3 +265,66 @@ def write_png(path: Path, results: list[Result], meta: dict[str, Any]) -> str | 
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return None
+
+
+def write_scaling_png(path: Path, results: list[Result], meta: dict[str, Any]) -> str | None:
+    """Plot the ``scaling`` rows: ops/s of kvkit and its baseline against concurrency.
+
+    Returns:
+        ``None`` on success, else why the chart was skipped.
+    """
+    rows = [r for r in results if r.comparison.group == "scaling" and r.skipped is None]
+    if not rows:
+        return "no scaling rows in this run"
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "matplotlib is not installed (pip install matplotlib, or nox -s bench)"
+    panels = [
+        ("threads", "sync client, N threads", "redis-py"),
+        ("concurrent", "async client, N tasks", "redis.asyncio"),
+    ]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, (mode, title, base_name) in zip(axes, panels, strict=True):
+        mine = sorted((r for r in rows if r.comparison.mode == mode), key=_concurrency)
+        if not mine:
+            ax.set_visible(False)
+            continue
+        xs = [_concurrency(r) for r in mine]
+        ax.plot(xs, [r.kvkit_rate for r in mine], "o-", color="#2e7d32", label="kvkit")
+        ax.plot(
+            xs,
+            [r.baseline_rate for r in mine],
+            "s--",
+            color="#555555",
+            label=f"{base_name} GET + json",
+        )
+        ax.axvline(20, color="#bbbbbb", linewidth=0.8, linestyle=":")
+        ax.text(20, ax.get_ylim()[0], " pool size 20", fontsize=7, color="#777777")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(xs)
+        ax.set_xticklabels([str(x) for x in xs])
+        ax.minorticks_off()
+        ax.set_xlabel("concurrency")
+        ax.set_ylabel("cache.get ops/s (median of rounds)")
+        ax.set_title(title, fontsize=9)
+        ax.set_ylim(bottom=0)
+        ax.grid(color="#dddddd", linewidth=0.5)
+        ax.legend(fontsize=8)
+    machine = meta["machine"]
+    fig.suptitle(
+        f"Throughput vs concurrency, default pool of 20 connections - {machine['python']}, "
+        f"{machine['cpus']} CPUs, redis-server {machine['redis_server'] or '-'}",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return None
+
+
+def _concurrency(result: Result) -> int:
+    return result.comparison.concurrency

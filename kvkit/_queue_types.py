@@ -13,7 +13,7 @@ import attrs
 
 from ._errors import InvalidArgument
 
-__all__ = ["Message", "QueueStats", "RawMessage"]
+__all__ = ["Message", "QueueStats", "RawMessage", "new_message"]
 
 
 class RawMessage(NamedTuple):
@@ -96,6 +96,39 @@ class Message:
         Same as ``queue.extend(message, seconds)``; awaitable on the async client.
         """
         return self._bound().extend(self, seconds)
+
+
+_new_object = object.__new__
+_slot_setters = tuple(
+    Message.__dict__[name].__set__
+    for name in ("id", "payload", "queue", "deliveries", "enqueued_at", "_handle", "reason")
+)
+
+
+def new_message(
+    id: str,
+    payload: Any,
+    queue: str,
+    deliveries: int,
+    enqueued_at: float,
+    handle: tuple[Any, str | None, int],
+) -> Message:
+    """Internal: ``Message(id, payload, queue, deliveries, enqueued_at, handle)``, faster.
+
+    A pop builds a Message per delivery; setting the slots directly skips the generated
+    ``__init__``'s per-field ``object.__setattr__`` lookups (what ``attrs`` does for a
+    frozen class), about a quarter of a Message's cost. Same object, same fields.
+    """
+    message = _new_object(Message)
+    s_id, s_payload, s_queue, s_deliveries, s_enqueued, s_handle, s_reason = _slot_setters
+    s_id(message, id)
+    s_payload(message, payload)
+    s_queue(message, queue)
+    s_deliveries(message, deliveries)
+    s_enqueued(message, enqueued_at)
+    s_handle(message, handle)
+    s_reason(message, None)
+    return message
 
 
 @attrs.frozen

@@ -32,7 +32,7 @@ from .._backoff import backoff_delay
 from .._compat import Notifier, Workers, call, sleep, wait_notified
 from .._errors import AuthenticationError, BackendError, DecodeError, InvalidArgument
 from .._keys import validate_key
-from .._queue_types import Message, QueueStats, RawMessage
+from .._queue_types import Message, QueueStats, RawMessage, new_message
 from .._serde import Codec
 
 __all__ = ["Processing", "Queue", "QueueDriver", "QueueService"]
@@ -624,8 +624,25 @@ class QueueService:
 
     def _decode(self, raws: list[RawMessage]) -> tuple[list[Message], list[tuple[RawMessage, str]]]:
         """Decode payloads: the messages, and the entries to dead-letter with the reason."""
-        # One tight loop (no call per message): a pop may decode hundreds of entries.
-        decode, name = self._codec.decode, self._name
+        name = self._name
+        payloads = [raw[2] for raw in raws]
+        values: Any = None
+        if None not in payloads:
+            # The usual case: every payload decodes. One batch call (one orjson pass and
+            # one tag search) keyed by receipt, which is unique within a pop.
+            try:
+                decoded = self._codec.decode_many([raw[0] for raw in raws], payloads)
+            except DecodeError:
+                pass  # find the culprits one by one below
+            else:
+                if len(decoded) == len(raws):
+                    values = decoded.values()
+        if values is not None:
+            return [
+                new_message(raw[1], value, name, raw[4], raw[3] / 1000.0, (self, raw[0], raw[5]))
+                for raw, value in zip(raws, values, strict=True)
+            ], []
+        decode = self._codec.decode
         messages: list[Message] = []
         bad: list[tuple[RawMessage, str]] = []
         for raw in raws:
@@ -639,14 +656,7 @@ class QueueService:
                 bad.append((raw, f"undecodable payload: {exc}"))
                 continue
             messages.append(
-                Message(
-                    raw[1],
-                    payload,
-                    name,
-                    raw[4],
-                    raw[3] / 1000.0,
-                    (self, raw[0], raw[5]),
-                )
+                new_message(raw[1], payload, name, raw[4], raw[3] / 1000.0, (self, raw[0], raw[5]))
             )
         return messages, bad
 
@@ -679,10 +689,17 @@ class QueueService:
             InvalidArgument: an argument is neither a Message nor a str.
         """
         items: list[tuple[str, str | None]] = []
+        append, name = items.append, self._name
         for item in messages_or_ids:
+            if type(item) is Message:
+                # Inline _target for the usual argument: a message this queue delivered.
+                if item.queue == name:
+                    handle = item._handle
+                    append((item.id, None if handle is None else handle[1]))
+                continue
             target = self._target(item)
             if target is not None:
-                items.append((target[0], target[1]))
+                append((target[0], target[1]))
         if not items:
             return 0
         return self._driver.ack(self._key, self._group, items)

@@ -6,9 +6,11 @@ Key layout of queue ``NAME`` (``{prefix}`` is the client's ``{settings.prefix}:q
 the name in braces is a Cluster hash tag, so every key of a queue is in one slot:
 
 ========================================  ==================================================
-``{prefix}{NAME}:stream``                 stream of live messages; fields ``id``,
-                                          ``payload``, ``enqueued_ms``, ``prior_deliveries``;
-                                          consumer groups live on it
+``{prefix}{NAME}:stream``                 stream of live messages; fields ``id`` and
+                                          ``payload`` (a fresh push: the entry id holds the
+                                          enqueue time), plus ``enqueued_ms`` and
+                                          ``prior_deliveries`` for a message added again
+                                          (nack, delay, requeue); consumer groups live on it
 ``{prefix}{NAME}:ids``                    hash message id -> current stream entry id
                                           (ack/nack/extend by id)
 ``{prefix}{NAME}:delayed``                sorted set of delayed messages, score = due time
@@ -30,13 +32,16 @@ is atomic and one round trip. A pop is one round trip too: a pipeline of the rec
 copying a batch of entries into Lua and back costs more than the read itself. A blocking
 pop blocks in ``XREADGROUP BLOCK`` slices shorter than the socket timeout and runs the
 reclaim script again between slices, so that due delayed messages and expired leases are
-noticed.
+noticed. After a reclaim run that found nothing to do, pops that keep finding new messages
+skip the script for up to ``_SKIP_MAX_MS`` (see ``pop``): on a busy queue it cost the
+server as much as the read. A pop that finds no new message always runs it.
 
 Message ids are kvkit's (see the queue service), not stream entry ids, because a message
 keeps its id when it is given back, delayed or requeued (which appends a new entry).
-Acknowledged entries are deleted (XACK + XDEL in one script). When several consumer groups
-read one stream (fan-out), an entry is deleted only once no other group still has to read
-it or holds it.
+Acknowledged entries are deleted (XACK, then XTRIM MINID up to the first entry still
+pending, and XDEL for the ones acknowledged out of order, in one script). When several
+consumer groups read one stream (fan-out), an entry is deleted only once no other group
+still has to read it or holds it.
 """
 
 from __future__ import annotations
@@ -62,6 +67,10 @@ if TYPE_CHECKING:
 _RETRY_WINDOW_MS = 120_000
 # Due delayed messages promoted per pop (bounds the script's run time).
 _PROMOTE_LIMIT = 1000
+# Longest interval (ms) between two reclaim scans of a group's expired leases.
+_SCAN_MAX_MS = 1000
+# Longest a busy consumer skips the reclaim script (see the driver's pop), in ms.
+_SKIP_MAX_MS = 100
 # Dead letters scanned per requeue round trip.
 _REQUEUE_BATCH = 500
 
@@ -126,6 +135,14 @@ local function trim(stream, ids, maxlen)
     redis.call('XDEL', stream, e[1])
   end
 end
+-- When the message of a stream entry was first pushed: a fresh push stores only id and
+-- payload (its entry id holds the time), a re-added message its original time.
+local function enqueued(f, eid)
+  return f['enqueued_ms'] or string.match(eid, '^(%d+)')
+end
+local function add_new(stream, ids, id, payload)
+  redis.call('HSET', ids, id, redis.call('XADD', stream, '*', 'id', id, 'payload', payload))
+end
 local function add(stream, ids, id, payload, enq, prior)
   local eid = redis.call('XADD', stream, '*', 'id', id, 'payload', payload,
                          'enqueued_ms', enq, 'prior_deliveries', prior)
@@ -150,6 +167,7 @@ local function promote(stream, delayed, ids, now, limit, maxlen)
     redis.call('ZREM', delayed, m)
   end
   if #due > 0 then trim(stream, ids, maxlen) end
+  return #due
 end
 """
 
@@ -170,16 +188,15 @@ if dedupe_ms > 0 then
   end
   redis.call('SET', KEYS[4], gen .. ':' .. ARGV[4], 'PX', dedupe_ms)
 end
-local now = now_ms()
 local delay = tonumber(ARGV[3])
 if delay > 0 then
+  local now = now_ms()
   local due = fmt(now + delay)
   for i = 4, #ARGV, 2 do
     redis.call('ZADD', KEYS[2], due, member(ARGV[i], '0', fmt(now), ARGV[i + 1]))
   end
 else
-  local enq = fmt(now)
-  for i = 4, #ARGV, 2 do add(KEYS[1], KEYS[3], ARGV[i], ARGV[i + 1], enq, '0') end
+  for i = 4, #ARGV, 2 do add_new(KEYS[1], KEYS[3], ARGV[i], ARGV[i + 1]) end
   trim(KEYS[1], KEYS[3], tonumber(ARGV[2]))
 end
 return false
@@ -189,8 +206,9 @@ return false
 # KEYS: stream, delayed, dead, ids, cursors
 # ARGV: group, consumer, count, visibility_ms, max_deliveries, maxlen, promote_limit, reason,
 #       scan_interval_ms
-# Returns {entries, ms_until_due, ms_until_expiry} (-1: nothing scheduled); an entry is
-# {entry_id, fields, delivery_counter}.
+# Returns {entries, ms_until_due, ms_until_expiry, more}: -1 for nothing scheduled; more is
+# 1 when work is left for the next run (an XAUTOCLAIM pass in progress, or the promotion
+# limit reached). An entry is {entry_id, fields, delivery_counter}.
 _RECLAIM = (
     _LIB
     + r"""
@@ -204,12 +222,15 @@ local now = now_ms()
 --    every pop pay for scanning them. (A missing group fails here, before any write.)
 local cursor = redis.call('HGET', cursors, group) or '0-0'
 local claimed = nil
+local more = 0
 if cursor ~= '0-0' or now >= (tonumber(redis.call('HGET', cursors, group .. ':next')) or 0) then
   claimed = redis.call('XAUTOCLAIM', stream, group, consumer, ARGV[4], cursor,
                        'COUNT', ARGV[3])
   if claimed[1] ~= cursor then redis.call('HSET', cursors, group, claimed[1]) end
   if claimed[1] == '0-0' then
     redis.call('HSET', cursors, group .. ':next', fmt(now + tonumber(ARGV[9])))
+  else
+    more = 1
   end
 else
   claimed = {cursor, {}}
@@ -223,7 +244,7 @@ for _, e in ipairs(claimed[2]) do
     local prior = tonumber(f['prior_deliveries']) or 0
     if prior + c > maxd then
       if not looked then groups = others(stream, group); looked = true end
-      bury(dead, f['id'] or e[1], f['payload'] or '', f['enqueued_ms'] or fmt(now),
+      bury(dead, f['id'] or e[1], f['payload'] or '', enqueued(f, e[1]),
            fmt(prior + c - 1), ARGV[8], group, now)
       finish(stream, ids, group, groups, e[1], f['id'])
     else
@@ -232,7 +253,8 @@ for _, e in ipairs(claimed[2]) do
   end
 end
 -- 2. Promote due delayed messages (the XREADGROUP that follows in the pipeline reads them).
-promote(stream, delayed, ids, now, tonumber(ARGV[7]), tonumber(ARGV[6]))
+local limit = tonumber(ARGV[7])
+if promote(stream, delayed, ids, now, limit, tonumber(ARGV[6])) >= limit then more = 1 end
 -- 3. When a blocking caller may have to wait: when something becomes available by itself.
 local due, expiry = -1, -1
 if #out == 0 then
@@ -241,21 +263,23 @@ if #out == 0 then
   local p = redis.call('XPENDING', stream, group, '-', '+', 1)
   if #p > 0 then expiry = math.max(0, tonumber(ARGV[4]) - tonumber(p[1][3])) end
 end
-return {out, due, expiry}
+return {out, due, expiry, more}
 """
 )
 
 # KEYS: stream, ids
-# ARGV: group, n, the n receipts' message ids joined by ',', the n receipts, then ids to
-# look up. (One joined argument instead of n: arguments are what an ack mostly costs.)
+# ARGV: group, n, the n receipts' message ids joined by ',', the n receipts joined by ',',
+# then ids to look up. (Joined: one argument instead of n each. Arguments are much of what
+# an ack costs: parsing them on the server, handing them to Lua, packing them here.)
 _ACK = (
     _LIB
     + r"""
 local stream, ids, group = KEYS[1], KEYS[2], ARGV[1]
 if redis.call('EXISTS', stream) == 0 then return 0 end
 local n = tonumber(ARGV[2])
-local mids = {}
-for mid in string.gmatch(ARGV[3], '[^,]+') do mids[#mids + 1] = mid end
+local mids, rec = {}, {}
+for mid in string.gmatch(ARGV[3] .. ',', '([^,]*),') do mids[#mids + 1] = mid end
+for eid in string.gmatch(ARGV[4], '[^,]+') do rec[#rec + 1] = eid end
 local mine, groups = nil, nil
 for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
   local m = fmap(g)
@@ -275,9 +299,9 @@ if n > 0 and not groups then
   -- entries acknowledged out of order need XDEL. A receipt that is no longer pending has
   -- been settled (its entry deleted) already, so deleting it again is harmless.
   local all = true
-  for i = 4, 3 + n, 500 do
-    local j = math.min(i + 499, 3 + n)
-    local k = redis.call('XACK', stream, group, unpack(ARGV, i, j))
+  for i = 1, n, 500 do
+    local j = math.min(i + 499, n)
+    local k = redis.call('XACK', stream, group, unpack(rec, i, j))
     acked = acked + k
     if k < j - i + 1 then all = false end
   end
@@ -286,8 +310,8 @@ if n > 0 and not groups then
     redis.call('XTRIM', stream, 'MINID', p[1][1])
     -- Some receipts may lie above the first pending entry. XDEL of an entry the trim
     -- already removed is a cheap no-op, cheaper than sorting them out here in Lua.
-    for i = 4, 3 + n, 500 do
-      redis.call('XDEL', stream, unpack(ARGV, i, math.min(i + 499, 3 + n)))
+    for i = 1, n, 500 do
+      redis.call('XDEL', stream, unpack(rec, i, math.min(i + 499, n)))
     end
   else
     -- Nothing pending: every delivered entry is acknowledged; cut up to the last one.
@@ -300,13 +324,13 @@ if n > 0 and not groups then
     end
   else
     for i = 1, n do
-      local eid = ARGV[3 + i]
+      local eid = rec[i]
       if redis.call('HGET', ids, mids[i]) == eid then redis.call('HDEL', ids, mids[i]) end
     end
   end
 else
   for i = 1, n do
-    local eid = ARGV[3 + i]
+    local eid = rec[i]
     if redis.call('XACK', stream, group, eid) == 1 then
       acked = acked + 1
       finish(stream, ids, group, groups, eid, mids[i])
@@ -314,7 +338,7 @@ else
   end
 end
 -- Ids: the index gives the current entry, which must be leased to be acknowledged.
-for i = 4 + n, #ARGV do
+for i = 5, #ARGV do
   local eid = redis.call('HGET', ids, ARGV[i])
   if eid and redis.call('XACK', stream, group, eid) == 1 then
     acked = acked + 1
@@ -350,7 +374,7 @@ local f = fmap(e[1][2])
 local id = f['id'] or eid
 local payload = f['payload'] or ''
 local now = now_ms()
-local enq = f['enqueued_ms'] or fmt(now)
+local enq = enqueued(f, eid)
 local prior = (tonumber(f['prior_deliveries']) or 0) + c
 local groups = others(stream, group)
 if ARGV[7] == '1' then
@@ -406,7 +430,7 @@ end
 local f = fmap(e[1][2])
 local now = now_ms()
 local deliveries = (tonumber(f['prior_deliveries']) or 0) + tonumber(p[1][4])
-bury(dead, f['id'] or eid, f['payload'] or '', f['enqueued_ms'] or fmt(now),
+bury(dead, f['id'] or eid, f['payload'] or '', enqueued(f, eid),
      fmt(deliveries), ARGV[3], group, now)
 finish(stream, ids, group, others(stream, group), eid, f['id'])
 return 1
@@ -589,29 +613,22 @@ def _text(value: Any) -> str:
 
 
 _new_raw = tuple.__new__
+monotonic = time.monotonic
 
 
 def _raw(receipt: Any, fields: Any, lease: int) -> RawMessage:
     """Build a :class:`RawMessage` from a stream entry's fields (flat list or dict)."""
     eid = receipt.decode() if isinstance(receipt, bytes) else str(receipt)
-    if (
-        type(fields) is list
-        and len(fields) == 8
-        and fields[0] == b"id"
-        and fields[2] == b"payload"
-        and fields[4] == b"enqueued_ms"
-        and fields[6] == b"prior_deliveries"
-    ):
-        # The layout kvkit writes: read it by position (a pop decodes many entries).
-        mid, payload, enqueued, prior = fields[1], fields[3], fields[5], fields[7]
+    if isinstance(fields, dict):
+        m = fields
     else:
-        if isinstance(fields, dict):
-            m = fields
-        else:
-            it = iter(fields)
-            m = dict(zip(it, it, strict=True))
-        mid, payload = m.get(b"id"), m.get(b"payload")
-        enqueued, prior = m.get(b"enqueued_ms"), m.get(b"prior_deliveries")
+        it = iter(fields)
+        m = dict(zip(it, it, strict=True))
+    mid, payload = m.get(b"id"), m.get(b"payload")
+    enqueued, prior = m.get(b"enqueued_ms"), m.get(b"prior_deliveries")
+    if enqueued is None:
+        # A fresh push stores no time: its entry id holds it.
+        enqueued = eid.partition("-")[0]
     # tuple.__new__ skips NamedTuple's Python-level constructor.
     return _new_raw(
         RawMessage,
@@ -619,7 +636,7 @@ def _raw(receipt: Any, fields: Any, lease: int) -> RawMessage:
             eid,
             eid if mid is None else mid.decode(),
             payload,
-            int(enqueued) if enqueued else 0,
+            int(enqueued) if enqueued and enqueued.isdigit() else 0,
             (int(prior) if prior else 0) + lease,
             lease,
             None,
@@ -668,11 +685,54 @@ def _entries(reply: Any) -> list[Any]:
     return list(reply[0][1])
 
 
+def _raws(entries: list[Any], lease: int | None) -> list[RawMessage]:
+    """:class:`RawMessage` of each stream entry (see :func:`_raw`).
+
+    ``lease`` is the delivery counter of every entry (1: new messages, read as
+    ``[entry id, fields]``), or ``None`` for reclaimed entries, which come as
+    ``[entry id, fields, counter]``.
+    """
+    if lease is None:
+        return [_raw(e[0], e[1], int(e[2])) for e in entries]
+    new, raw = _new_raw, RawMessage
+    out: list[RawMessage] = []
+    append = out.append
+    # A fresh push's entry (id and payload; the entry id holds the enqueue time), as a raw
+    # reply has it, is read inline: a pop reads many. Anything else takes _raw.
+    for eid, f in entries:
+        if (
+            type(f) is list
+            and len(f) == 4
+            and f[0] == b"id"
+            and f[2] == b"payload"
+            and type(eid) is bytes
+        ):
+            append(
+                new(
+                    raw,
+                    (
+                        eid.decode(),
+                        f[1].decode(),
+                        f[3],
+                        int(eid[: eid.find(b"-")]),
+                        lease,
+                        lease,
+                        None,
+                    ),
+                )
+            )
+        else:
+            append(_raw(eid, f, lease))
+    return out
+
+
 class RedisQueueDriver:
     """Queues on one Redis backend (also fakeredis and Cluster)."""
 
     def __init__(self, backend: RedisBackend) -> None:
         self._b = backend
+        # (stream, group) -> monotonic time until which pops may skip the reclaim script.
+        self._skip_until: dict[tuple[str, str], float] = {}
 
     def _eval(self, script: _Script, keys: list[str], args: list[Any]) -> Any:
         """EVALSHA through the backend's raw-command path; load the script on NOSCRIPT.
@@ -734,6 +794,8 @@ class RedisQueueDriver:
         for message_id, payload in items:
             args.append(message_id)
             args.append(payload)
+        if delay_ms:
+            self._delayed(stream, delay_ms)
         original = self._eval(PUSH, [stream, delayed, ids, record, f"{key}:gen"], args)
         if original is None or dedupe is None:
             return None
@@ -751,28 +813,38 @@ class RedisQueueDriver:
         def op(r: Any) -> Any:
             # Cluster clients have no single pool: they take redis-py's pipeline.
             pool = getattr(r, "connection_pool", None)
-            for attempt in (0, 1):
-                if pool is not None:
-                    replies = _raw_pipeline(pool, [reclaim, read])
-                else:
-                    pipe = r.pipeline(transaction=False)
-                    pipe.execute_command(*reclaim)
-                    pipe.execute_command(*read)
-                    replies = pipe.execute(raise_on_error=False)
-                error = next((x for x in replies if isinstance(x, Exception)), None)
-                if error is None:
-                    return replies
-                if attempt or not isinstance(error, NoScriptError):
-                    raise error
+            if pool is not None:
+                replies = _raw_pipeline(pool, [reclaim, read])
+            else:
+                pipe = r.pipeline(transaction=False)
+                pipe.execute_command(*reclaim)
+                pipe.execute_command(*read)
+                replies = pipe.execute(raise_on_error=False)
+            if isinstance(replies[0], NoScriptError):
+                # The script was not loaded (a new or restarted server). The read may
+                # have leased entries already: keep them, and run the script on its own.
                 r.script_load(RECLAIM.source)
-            raise AssertionError("unreachable")  # pragma: no cover
+                replies[0] = r.execute_command(*reclaim)
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply  # the script's first: it reports a missing group
+            return replies
 
-        (claimed, due, expiry), fresh = self._b.run(True, op)
-        out = [_raw(e[0], e[1], int(e[2])) for e in claimed]
+        (claimed, due, expiry, more), fresh = self._b.run(True, op)
+        due, expiry = int(due), int(expiry)
+        # When may the next pop skip the script (see pop)? Not while it has work left
+        # (an XAUTOCLAIM pass under way, more due messages than one promotion takes, or
+        # leases it just reclaimed: more may follow); else until the next delayed message
+        # is due, and never for longer than the reclaim scan interval.
+        skip_ms = -1 if claimed or int(more) else min(_SKIP_MAX_MS, args[8])
+        if 0 <= due < skip_ms:
+            skip_ms = due
+        self._skip_until[(stream, group)] = monotonic() + skip_ms / 1000.0
+        out = _raws(claimed, None)
         entries = _entries(fresh)
         if entries:
             room = count - len(out)
-            out.extend(_raw(eid, fields, 1) for eid, fields in entries[:room])
+            out.extend(_raws(entries[:room], 1))
             if len(entries) > room:
                 # Reclaimed and new messages together exceed count: hand the surplus back
                 # as "never delivered" (counter 0, idle long enough to be reclaimed first).
@@ -790,7 +862,20 @@ class RedisQueueDriver:
                         justid=True,
                     ),
                 )
-        return out, int(due), int(expiry)
+        return out, due, expiry
+
+    def _read(self, stream: str, group: str, consumer: str, count: int) -> list[RawMessage]:
+        """A plain ``XREADGROUP`` of new messages (the pop without the reclaim script)."""
+        reply = self._b.command(
+            True, "XREADGROUP", "GROUP", group, consumer, "COUNT", count, "STREAMS", stream, ">"
+        )
+        return _raws(_entries(reply), 1)
+
+    def _delayed(self, stream: str, delay_ms: int) -> None:
+        """A message of ours becomes due in ``delay_ms``: the pop must not skip past it."""
+        for slot, until in self._skip_until.items():
+            if slot[0] == stream:
+                self._skip_until[slot] = min(until, monotonic() + delay_ms / 1000.0)
 
     def pop(
         self,
@@ -805,6 +890,20 @@ class RedisQueueDriver:
     ) -> list[RawMessage]:
         keys = list(_keys(key))
         stream = keys[0]
+        # The reclaim script (promote due delayed messages, reclaim expired leases) costs
+        # the server as much as the read itself, and it usually finds nothing: after a run
+        # that found nothing due, pops skip it for a while (until the next delayed message
+        # this process knows of is due, at most the reclaim scan interval) as long as new
+        # messages keep coming. A pop that finds no new message always runs it, so an idle
+        # or polling consumer sees due and expired messages at once; a busy one within
+        # the scan interval -- the same bound the server-side scan throttle already gives.
+        if monotonic() < self._skip_until.get((stream, group), 0.0):
+            found: list[RawMessage] = self._grouped(
+                key, group, lambda: self._read(stream, group, consumer, count)
+            )
+            if found:
+                return found
+        scan_ms = min(_SCAN_MAX_MS, max(10, visibility_ms // 10))
         reason = f"max_deliveries ({max_deliveries}) exceeded"
         args: list[Any] = [
             group,
@@ -817,7 +916,7 @@ class RedisQueueDriver:
             reason,
             # Expired leases are looked for at most this often: redelivery may come this
             # much after the visibility timeout, and idle pops stay cheap.
-            min(1000, max(10, visibility_ms // 10)),
+            scan_ms,
         ]
         deadline = None if timeout is None else time.monotonic() + timeout
         # Block in slices the socket timeout cannot cut short; between slices the reclaim
@@ -854,15 +953,25 @@ class RedisQueueDriver:
             )
             entries = _entries(reply)
             if entries:
-                return [_raw(eid, fields, 1) for eid, fields in entries]
+                return _raws(entries, 1)
 
     def ack(self, key: str, group: str, items: list[tuple[str, str | None]]) -> int:
         stream, _, _, ids, _ = _keys(key)
-        receipts = [(mid, receipt) for mid, receipt in items if receipt]
-        lookups = [mid for mid, receipt in items if not receipt]
-        args: list[Any] = [group, len(receipts), ",".join(mid for mid, _ in receipts)]
-        args.extend(receipt for _, receipt in receipts)
-        args.extend(lookups)
+        mids: list[str] = []
+        receipts: list[str] = []
+        lookups: list[str] = []
+        for mid, receipt in items:
+            if receipt:
+                mids.append(mid)
+                receipts.append(receipt)
+            else:
+                lookups.append(mid)
+        joined = ",".join(mids)
+        if joined.count(",") != len(mids) - 1:
+            # An id with a comma (a foreign entry's: kvkit's are hex) would shift the others;
+            # it is sent empty, which is harmless: foreign entries are not in the id index.
+            joined = ",".join("" if "," in mid else mid for mid in mids)
+        args: list[Any] = [group, len(receipts), joined, ",".join(receipts), *lookups]
         try:
             # Retry-safe: a repeat finds the entries acknowledged (it may count 0).
             return int(self._eval(ACK, [stream, ids], args))
@@ -896,6 +1005,8 @@ class RedisQueueDriver:
             reason,
             maxlen or 0,
         ]
+        if delay_ms:
+            self._delayed(stream, delay_ms)
         try:
             # Retry-safe: after a lost reply the retry finds the entry no longer leased.
             return int(self._eval(NACK, [stream, delayed, dead, ids], args))
