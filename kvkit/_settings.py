@@ -10,7 +10,7 @@ from typing import Any
 import attrs
 
 from ._errors import ConfigError
-from ._urls import parse_url, redact_url
+from ._urls import parse_bool, parse_url, redact_url
 
 __all__ = ["Settings"]
 
@@ -161,12 +161,10 @@ def _reason(exc: Exception) -> str:
 
 
 def _env_bool(raw: str) -> bool:
-    lowered = raw.lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError("expected true/false")
+    value = parse_bool(raw)
+    if value is None:
+        raise ValueError("expected true/false")
+    return value
 
 
 def _env_number(raw: str) -> float:

@@ -13,7 +13,7 @@ from typing import Any, Final, Literal, Union
 
 from ._errors import InvalidArgument
 
-__all__ = ["FOREVER", "TTL", "TTLResolver", "seconds_to_ms"]
+__all__ = ["FOREVER", "TTL", "TTLResolver", "remaining_seconds", "seconds_to_ms"]
 
 
 class _Forever:
@@ -62,6 +62,13 @@ def seconds_to_ms(seconds: Any, what: str = "ttl") -> int:
     if not math.isfinite(value) or value <= 0:
         raise InvalidArgument(f"{what} must be positive and finite, got {value!r}")
     return max(1, math.ceil(value * 1000))
+
+
+def remaining_seconds(ms: int | None) -> float | None:
+    """Turn a PTTL-style answer into seconds: ``None`` if missing, ``math.inf`` if no expiry."""
+    if ms is None:
+        return None
+    return math.inf if ms < 0 else ms / 1000.0
 
 
 class TTLResolver:

@@ -48,13 +48,28 @@ def _int(name: str, raw: str, minimum: int) -> int:
     return value
 
 
-def _bool(name: str, raw: str) -> bool:
+_TRUE = frozenset(("1", "true", "yes", "on"))
+_FALSE = frozenset(("0", "false", "no", "off"))
+
+
+def parse_bool(raw: str) -> bool | None:
+    """Read a true/false word (``1/true/yes/on``, ``0/false/no/off``); ``None`` otherwise.
+
+    One definition for URL options, environment variables and framework config.
+    """
     lowered = raw.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
+    if lowered in _TRUE:
         return True
-    if lowered in ("0", "false", "no", "off"):
+    if lowered in _FALSE:
         return False
-    raise ConfigError(f"option {name!r} must be true or false, got {raw!r}")
+    return None
+
+
+def _bool(name: str, raw: str) -> bool:
+    value = parse_bool(raw)
+    if value is None:
+        raise ConfigError(f"option {name!r} must be true or false, got {raw!r}")
+    return value
 
 
 def _choice(*choices: str) -> Callable[[str, str], str]:

@@ -31,20 +31,12 @@ class _Fail(Exception):
     """An expected failure: message for stderr, exit code 1."""
 
 
-def _settings(args: argparse.Namespace, default_url: str | None = None) -> Settings:
+def _settings(args: argparse.Namespace) -> Settings:
+    """``--url``, else the environment (whose default URL is ``memory://``)."""
     url = getattr(args, "url", None)
     if url:
         return Settings(url=url)
-    env_prefix = getattr(args, "env", None) or "KVKIT_"
-    settings = Settings.from_env(prefix=env_prefix)
-    if default_url is not None and not any(
-        (settings.cache_url, settings.session_url, settings.queue_url)
-    ):
-        import os
-
-        if not os.environ.get(env_prefix + "URL"):
-            return Settings(url=default_url)
-    return settings
+    return Settings.from_env(prefix=getattr(args, "env", None) or "KVKIT_")
 
 
 def _client(settings: Settings) -> Any:
@@ -56,7 +48,7 @@ def _client(settings: Settings) -> Any:
 # -- demo ----------------------------------------------------------------------------------------
 def _demo(args: argparse.Namespace, out: TextIO) -> int:
     """Walk through the cache, sessions and a queue with readable output."""
-    with _client(_settings(args, default_url="memory://")) as client:
+    with _client(_settings(args)) as client:
         backend = client.backend("cache")
         out.write(f"kvkit demo on {backend.url.redacted} ({backend.kind})\n")
 
@@ -309,7 +301,7 @@ def _percentile(sorted_values: list[float], fraction: float) -> float:
 
 def _bench(args: argparse.Namespace, out: TextIO) -> int:
     """Per-operation latency (p50/p99) and throughput against the configured backend."""
-    settings = _settings(args, default_url="memory://")
+    settings = _settings(args)
     if args.ops < 1:
         raise _Fail("--ops must be at least 1")
     tty = out.isatty() if hasattr(out, "isatty") else False

@@ -79,7 +79,6 @@ from __future__ import annotations
 import abc
 import base64
 import hashlib
-import math
 import re
 import secrets
 from collections.abc import Iterable, Mapping
@@ -88,7 +87,7 @@ from typing import Any, Protocol, runtime_checkable
 from .._errors import InvalidArgument, SerializationError
 from .._keys import validate_key
 from .._serde import Codec
-from .._ttl import TTL, TTLResolver, seconds_to_ms
+from .._ttl import TTL, TTLResolver, remaining_seconds, seconds_to_ms
 
 __all__ = ["AsyncSessionDriver", "AsyncSessionService", "AsyncSessionStore"]
 
@@ -482,10 +481,7 @@ class AsyncSessionService:
         key = self._key(session_id)
         if key is None:
             return None
-        ms = await self._driver.pttl(key)
-        if ms is None:
-            return None
-        return math.inf if ms < 0 else ms / 1000.0
+        return remaining_seconds(await self._driver.pttl(key))
 
     async def exists(self, session_id: str) -> bool:
         """Return whether the session is live, without extending it.

@@ -8,7 +8,6 @@ import functools
 import hashlib
 import inspect
 import logging
-import math
 import secrets
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -18,7 +17,7 @@ from .._compat import Lock, call, sleep
 from .._errors import BackendError, InvalidArgument
 from .._keys import validate_key, validate_keys
 from .._serde import Codec
-from .._ttl import TTL, TTLResolver, seconds_to_ms
+from .._ttl import TTL, TTLResolver, remaining_seconds, seconds_to_ms
 from .._types import CacheStats
 from .backends.base import CacheDriver
 
@@ -168,9 +167,7 @@ class CacheService:
         except BackendError as exc:
             self._failed(exc, "ttl")
             return None
-        if ms is None:
-            return None
-        return math.inf if ms < 0 else ms / 1000.0
+        return remaining_seconds(ms)
 
     # -- writes ------------------------------------------------------------------------------
     def set(self, key: str, value: Any, ttl: TTL = None) -> None:

@@ -81,7 +81,6 @@ from __future__ import annotations
 import abc
 import base64
 import hashlib
-import math
 import re
 import secrets
 from collections.abc import Iterable, Mapping
@@ -90,7 +89,7 @@ from typing import Any, Protocol, runtime_checkable
 from .._errors import InvalidArgument, SerializationError
 from .._keys import validate_key
 from .._serde import Codec
-from .._ttl import TTL, TTLResolver, seconds_to_ms
+from .._ttl import TTL, TTLResolver, remaining_seconds, seconds_to_ms
 
 __all__ = ["SessionDriver", "SessionService", "SessionStore"]
 
@@ -484,10 +483,7 @@ class SessionService:
         key = self._key(session_id)
         if key is None:
             return None
-        ms = self._driver.pttl(key)
-        if ms is None:
-            return None
-        return math.inf if ms < 0 else ms / 1000.0
+        return remaining_seconds(self._driver.pttl(key))
 
     def exists(self, session_id: str) -> bool:
         """Return whether the session is live, without extending it.

@@ -89,6 +89,7 @@ from .._sync.health import (
     redis_health,
     services_health,
 )
+from .._urls import parse_bool
 
 __all__ = [
     "KVKit",
@@ -226,11 +227,10 @@ def _config_bool(config: Mapping[str, Any], key: str, *, default: bool) -> bool:
         return default
     if isinstance(value, bool):
         return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off", ""):
-        return False
+    text = str(value)
+    parsed = parse_bool(text) if text.strip() else False
+    if parsed is not None:
+        return parsed
     raise ConfigError(f"config key {key} must be true or false, got {value!r}")
 
 

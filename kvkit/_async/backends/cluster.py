@@ -35,21 +35,6 @@ __all__ = ["AsyncClusterBackend", "AsyncClusterCacheDriver", "group_by_slot"]
 # Keys per UNLINK while clearing: small enough to keep each command short on the server.
 _CLEAR_BATCH = 500
 
-# redis.asyncio's Cluster pipeline with transaction=True runs every queued command in a new
-# thread with its own event loop (and may open connections bound to that loop), so the
-# single-key MULTI pipelines of the base driver become Lua scripts here: just as atomic,
-# one round trip, and the same code for the sync and async clients.
-_INCR = """
-if ARGV[2] ~= '' then redis.call('SET', KEYS[1], '0', 'PX', ARGV[2], 'NX') end
-return redis.call('INCRBY', KEYS[1], ARGV[1])
-"""
-# PERSIST answers 0 both for "missing" and "had no TTL"; EXISTS tells them apart.
-_PERSIST = """
-local exists = redis.call('EXISTS', KEYS[1])
-redis.call('PERSIST', KEYS[1])
-return exists
-"""
-
 
 def group_by_slot(keys: list[str]) -> dict[int, list[int]]:
     """Return ``{slot: [indexes into keys]}``, slots in first-seen order.
@@ -120,18 +105,6 @@ class AsyncClusterCacheDriver(AsyncRedisCacheDriver):
             return await pipe.execute()
 
         return sum(int(n) for n in await self._b.run(True, delete))
-
-    async def incr(self, key: str, delta: int, ttl_ms: int | None) -> int:
-        script = self._b.script(_INCR)
-        args = [delta, "" if ttl_ms is None else ttl_ms]
-        # Not retried: a retry after a lost reply would add delta twice.
-        return int(await self._b.run(False, lambda r: script(keys=[key], args=args, client=r)))
-
-    async def expire(self, key: str, ttl_ms: int | None) -> bool:
-        if ttl_ms is not None:
-            return await super().expire(key, ttl_ms)
-        script = self._b.script(_PERSIST)
-        return bool(await self._b.run(True, lambda r: script(keys=[key], args=[], client=r)))
 
     async def clear(self, prefix: str) -> int:
         pattern = _glob_escape(prefix) + "*"
@@ -209,23 +182,6 @@ class AsyncClusterBackend(AsyncBoundedRedisBackend):
             return await op(client)
 
         return await super().run(idempotent, ready)
-
-    def script(self, source: str) -> Any:
-        """Return a callable running ``source`` (EVALSHA with EVAL fallback) on a client.
-
-        Registration waits for the first call, inside :meth:`run`: the sync RedisCluster
-        connects in its constructor, so touching :attr:`client` here could raise a raw
-        redis-py error outside kvkit's error policy when the cluster is unreachable.
-        """
-        scripts = self._scripts  # cleared whenever the client is rebuilt
-
-        def call(*, keys: list[Any], args: list[Any], client: Any) -> Any:
-            script = scripts.get(source)
-            if script is None:
-                script = scripts[source] = client.register_script(source)
-            return script(keys=keys, args=args, client=client)
-
-        return call
 
     async def command(self, idempotent: bool, *args: Any) -> Any:
         """Run one command under :meth:`run`'s policy, routed to its key's slot by redis-py."""

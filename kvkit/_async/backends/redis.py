@@ -18,10 +18,12 @@ from redis.asyncio import Redis as AsyncRedisClient
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 
 from ..._backoff import backoff_delay
 from ..._compat import acurrent_loop, adrop_client, asleep
+from ..._errors import BackendError
+from ..._lua import LuaScript
 from ..._redis_errors import REDIS_ERRORS, is_retryable, translate
 from .base import AsyncBackend, AsyncCacheDriver
 
@@ -31,10 +33,22 @@ if TYPE_CHECKING:
 
 
 # Compare-and-delete: release a lock only while we still own it.
-_DELETE_IF_EQUAL = """
+# Creates the key with its TTL only when absent; INCRBY keeps an existing key's TTL.
+# (Lua rather than MULTI: redis.asyncio's Cluster pipelines cannot run transactions.)
+_INCR = LuaScript("""
+if ARGV[2] ~= '' then redis.call('SET', KEYS[1], '0', 'PX', ARGV[2], 'NX') end
+return redis.call('INCRBY', KEYS[1], ARGV[1])
+""")
+# PERSIST answers 0 both for "missing" and "had no TTL"; EXISTS tells them apart.
+_PERSIST = LuaScript("""
+local exists = redis.call('EXISTS', KEYS[1])
+redis.call('PERSIST', KEYS[1])
+return exists
+""")
+_DELETE_IF_EQUAL = LuaScript("""
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
-"""
+""")
 
 
 async def _raw_command(pool: Any, args: tuple[Any, ...]) -> Any:
@@ -132,17 +146,9 @@ class AsyncRedisCacheDriver(AsyncCacheDriver):
         return int(await self._b.run(True, lambda r: r.delete(*keys)))
 
     async def incr(self, key: str, delta: int, ttl_ms: int | None) -> int:
-        async def incr(r: Any) -> Any:
-            pipe = r.pipeline(transaction=True)
-            if ttl_ms is not None:
-                # Creates the key with its TTL only when absent; INCRBY keeps the TTL.
-                pipe.set(key, b"0", px=ttl_ms, nx=True)
-            pipe.incrby(key, delta)
-            return await pipe.execute()
-
+        args = [delta, "" if ttl_ms is None else ttl_ms]
         # Not retried: a retry after a lost reply would add delta twice.
-        results = await self._b.run(False, incr)
-        return int(results[-1])
+        return int(await self._b.eval(False, _INCR, [key], args))
 
     async def pttl(self, key: str) -> int | None:
         value = int(await self._b.run(True, lambda r: r.pttl(key)))
@@ -150,15 +156,7 @@ class AsyncRedisCacheDriver(AsyncCacheDriver):
 
     async def expire(self, key: str, ttl_ms: int | None) -> bool:
         if ttl_ms is None:
-            # PERSIST answers 0 both for "missing" and "had no TTL"; EXISTS tells them apart.
-            async def persist(r: Any) -> Any:
-                pipe = r.pipeline(transaction=True)
-                pipe.exists(key)
-                pipe.persist(key)
-                return await pipe.execute()
-
-            exists, _ = await self._b.run(True, persist)
-            return bool(exists)
+            return bool(await self._b.eval(True, _PERSIST, [key], []))
         return bool(await self._b.run(True, lambda r: r.pexpire(key, ttl_ms)))
 
     async def clear(self, prefix: str) -> int:
@@ -179,8 +177,7 @@ class AsyncRedisCacheDriver(AsyncCacheDriver):
         return int(await self._b.run(True, sweep))
 
     async def delete_if_equal(self, key: str, value: bytes) -> bool:
-        script = self._b.script(_DELETE_IF_EQUAL)
-        return bool(await self._b.run(True, lambda r: script(keys=[key], args=[value], client=r)))
+        return bool(await self._b.eval(True, _DELETE_IF_EQUAL, [key], [value]))
 
 
 class AsyncRedisBackend(AsyncBackend):
@@ -203,7 +200,6 @@ class AsyncRedisBackend(AsyncBackend):
         self._client: Any = None
         self._loop: object = None
         self._build_lock = threading.Lock()
-        self._scripts: dict[str, Any] = {}
         self._cache = AsyncRedisCacheDriver(self)
 
     # -- connection management ---------------------------------------------------------
@@ -262,7 +258,6 @@ class AsyncRedisBackend(AsyncBackend):
                         adrop_client(self._client)
                     self._client = self._build()
                     self._loop = loop
-                    self._scripts.clear()
                 client = self._client
         return client
 
@@ -276,12 +271,22 @@ class AsyncRedisBackend(AsyncBackend):
         """
         return await self.run(idempotent, lambda r: _raw_command(r.connection_pool, args))
 
-    def script(self, source: str) -> Any:
-        """Return a registered script (EVALSHA with automatic EVAL fallback)."""
-        script = self._scripts.get(source)
-        if script is None:
-            script = self._scripts[source] = self.client.register_script(source)
-        return script
+    async def eval(
+        self, idempotent: bool, script: LuaScript, keys: list[str], args: list[Any]
+    ) -> Any:
+        """Run ``script`` with EVALSHA (raw reply), loading it first if the server lacks it.
+
+        A NOSCRIPT reply means the script did not run, so loading it and running it again is
+        safe even for a non-idempotent script.
+        """
+        try:
+            return await self.command(idempotent, "EVALSHA", script.sha, len(keys), *keys, *args)
+        except BackendError as exc:
+            if not isinstance(exc.__cause__, NoScriptError):
+                raise
+        # One token, as redis-py expects: on Cluster it routes "SCRIPT LOAD" to every primary.
+        await self.command(True, "SCRIPT LOAD", script.source)
+        return await self.command(idempotent, "EVALSHA", script.sha, len(keys), *keys, *args)
 
     async def run(self, idempotent: bool, op: Callable[[Any], Awaitable[Any]]) -> Any:
         """Run ``op(client)``, translating errors and retrying idempotent operations.

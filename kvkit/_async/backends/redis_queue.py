@@ -45,7 +45,6 @@ still has to read it or holds it.
 from __future__ import annotations
 
 import functools
-import hashlib
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -54,6 +53,7 @@ from typing import TYPE_CHECKING, Any
 from redis.exceptions import NoScriptError, ResponseError
 
 from ..._errors import BackendError
+from ..._lua import LuaScript
 from ..._queue_types import RawMessage
 from .redis import AsyncRedisBackend
 
@@ -563,26 +563,16 @@ return {math.max(ready, 0), pending, redis.call('ZCARD', delayed), redis.call('X
 )
 
 
-class _Script:
-    """A Lua script run with EVALSHA, loaded on demand (NOSCRIPT) -- also in pipelines."""
-
-    __slots__ = ("sha", "source")
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
-
-
-PUSH = _Script(_PUSH)
-RECLAIM = _Script(_RECLAIM)
-ACK = _Script(_ACK)
-NACK = _Script(_NACK)
-EXTEND = _Script(_EXTEND)
-DEAD_LETTER = _Script(_DEAD_LETTER)
-REQUEUE = _Script(_REQUEUE)
-PURGE = _Script(_PURGE)
-GC = _Script(_GC)
-STATS = _Script(_STATS)
+PUSH = LuaScript(_PUSH)
+RECLAIM = LuaScript(_RECLAIM)
+ACK = LuaScript(_ACK)
+NACK = LuaScript(_NACK)
+EXTEND = LuaScript(_EXTEND)
+DEAD_LETTER = LuaScript(_DEAD_LETTER)
+REQUEUE = LuaScript(_REQUEUE)
+PURGE = LuaScript(_PURGE)
+GC = LuaScript(_GC)
+STATS = LuaScript(_STATS)
 
 # XCLAIM IDLE for "reclaimable at once": more than any visibility timeout, yet below the
 # server's clock in ms (Redis treats an idle time beyond "now" as 0).
@@ -732,21 +722,6 @@ class AsyncRedisQueueDriver:
         # (stream, group) -> monotonic time until which pops may skip the reclaim script.
         self._skip_until: dict[tuple[str, str], float] = {}
 
-    async def _eval(self, script: _Script, keys: list[str], args: list[Any]) -> Any:
-        """EVALSHA through the backend's raw-command path; load the script on NOSCRIPT.
-
-        Every script here is safe to repeat after a lost reply (see each caller), so it
-        runs as idempotent: retried on connection errors.
-        """
-        command = self._b.command
-        try:
-            return await command(True, "EVALSHA", script.sha, len(keys), *keys, *args)
-        except BackendError as exc:
-            if not isinstance(exc.__cause__, NoScriptError):
-                raise
-        await command(True, "SCRIPT LOAD", script.source)
-        return await command(True, "EVALSHA", script.sha, len(keys), *keys, *args)
-
     async def _grouped(self, key: str, group: str, op: Callable[[], Awaitable[Any]]) -> Any:
         """Run ``op`` that needs the group; create the group if it is missing, then rerun."""
         try:
@@ -794,7 +769,9 @@ class AsyncRedisQueueDriver:
             args.append(payload)
         if delay_ms:
             self._delayed(stream, delay_ms)
-        original = await self._eval(PUSH, [stream, delayed, ids, record, f"{key}:gen"], args)
+        original = await self._b.eval(
+            True, PUSH, [stream, delayed, ids, record, f"{key}:gen"], args
+        )
         if original is None or dedupe is None:
             return None
         return _text(original)
@@ -972,7 +949,7 @@ class AsyncRedisQueueDriver:
         args: list[Any] = [group, len(receipts), joined, ",".join(receipts), *lookups]
         try:
             # Retry-safe: a repeat finds the entries acknowledged (it may count 0).
-            return int(await self._eval(ACK, [stream, ids], args))
+            return int(await self._b.eval(True, ACK, [stream, ids], args))
         except BackendError as exc:
             if _nogroup(exc):
                 return 0
@@ -1007,7 +984,7 @@ class AsyncRedisQueueDriver:
             self._delayed(stream, delay_ms)
         try:
             # Retry-safe: after a lost reply the retry finds the entry no longer leased.
-            return int(await self._eval(NACK, [stream, delayed, dead, ids], args))
+            return int(await self._b.eval(True, NACK, [stream, delayed, dead, ids], args))
         except BackendError as exc:
             if _nogroup(exc):
                 return 0
@@ -1019,7 +996,7 @@ class AsyncRedisQueueDriver:
         stream, _, _, ids, _ = _keys(key)
         args: list[Any] = [group, id, receipt or "", lease, idle_ms]
         try:
-            return bool(await self._eval(EXTEND, [stream, ids], args))
+            return bool(await self._b.eval(True, EXTEND, [stream, ids], args))
         except BackendError as exc:
             if _nogroup(exc):
                 return False
@@ -1029,7 +1006,7 @@ class AsyncRedisQueueDriver:
         stream, _, dead, ids, _ = _keys(key)
         try:
             return bool(
-                await self._eval(DEAD_LETTER, [stream, dead, ids], [group, receipt, reason])
+                await self._b.eval(True, DEAD_LETTER, [stream, dead, ids], [group, receipt, reason])
             )
         except BackendError as exc:
             if _nogroup(exc):
@@ -1069,7 +1046,7 @@ class AsyncRedisQueueDriver:
             args.extend(wanted)
             # Not strictly idempotent (a repeat could move a later batch), but it only ever
             # moves dead letters back, which is what the caller asked for.
-            count, start = await self._eval(REQUEUE, [stream, dead, index], args)
+            count, start = await self._b.eval(True, REQUEUE, [stream, dead, index], args)
             moved += int(count)
             start = _text(start)
             if not start or (ids is not None and moved >= len(wanted)):
@@ -1077,21 +1054,21 @@ class AsyncRedisQueueDriver:
 
     async def purge(self, key: str, group: str, dead: bool) -> int:
         keys = [*_keys(key), f"{key}:gen"]
-        return int(await self._eval(PURGE, keys, ["1" if dead else "0"]))
+        return int(await self._b.eval(True, PURGE, keys, ["1" if dead else "0"]))
 
     async def stats(
         self, key: str, group: str, consumer_idle_ms: int, maxlen: int | None
     ) -> tuple[int, int, int, int, int, float | None]:
         stream, delayed, dead, ids, _ = _keys(key)
         args: list[Any] = [group, consumer_idle_ms, maxlen or 0]
-        ready, pending, n_delayed, n_dead, consumers, oldest = await self._eval(
-            STATS, [stream, delayed, dead, ids], args
+        ready, pending, n_delayed, n_dead, consumers, oldest = await self._b.eval(
+            True, STATS, [stream, delayed, dead, ids], args
         )
         oldest_s = None if int(oldest) < 0 else int(oldest) / 1000.0
         return int(ready), int(pending), int(n_delayed), int(n_dead), int(consumers), oldest_s
 
     async def gc(self, key: str, group: str, consumer_idle_ms: int) -> None:
-        await self._eval(GC, [_keys(key)[0]], [group, consumer_idle_ms])
+        await self._b.eval(True, GC, [_keys(key)[0]], [group, consumer_idle_ms])
 
 
 if TYPE_CHECKING:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..._errors import DecodeError
+from ..._lua import LuaScript
 from ..sessions import AsyncSessionDriver
 
 if TYPE_CHECKING:
@@ -96,7 +97,7 @@ end
 # KEYS: session. ARGV: idle ms (0: none), max age ms (0: none), index key ('': none),
 # then field/value pairs. Replaces whatever is under the (fresh, random) key, so a retry
 # after a lost reply just writes the same session again.
-_CREATE = (
+_CREATE = LuaScript(
     _LIB
     + """
 local key = KEYS[1]
@@ -116,7 +117,7 @@ return 1
 )
 
 # KEYS: session. Returns the flat HGETALL (after sliding) or nil.
-_GET = (
+_GET = LuaScript(
     _LIB
     + """
 local key = KEYS[1]
@@ -135,7 +136,7 @@ return h
 )
 
 # KEYS: session. ARGV: field/value pairs replacing every data field. Returns 1/0.
-_REPLACE = (
+_REPLACE = LuaScript(
     _LIB
     + """
 local key = KEYS[1]
@@ -155,7 +156,7 @@ return 1
 # KEYS: session. ARGV: n, n field names to delete, then field/value pairs to set.
 # Returns the flat HGETALL after the change, or nil when the session does not exist
 # (checked first: HSET must never create a session).
-_UPDATE = (
+_UPDATE = LuaScript(
     _LIB
     + """
 local key = KEYS[1]
@@ -174,7 +175,7 @@ return redis.call('HGETALL', key)
 )
 
 # KEYS: session. Returns how many sessions were deleted (0/1).
-_DELETE = (
+_DELETE = LuaScript(
     _LIB
     + """
 local key = KEYS[1]
@@ -189,7 +190,7 @@ return n
 )
 
 # KEYS: session. ARGV: new idle ms ('-1': keep the stored one; '0': none). Returns 1/0.
-_TOUCH = (
+_TOUCH = LuaScript(
     _LIB
     + """
 local key = KEYS[1]
@@ -207,7 +208,7 @@ return 0
 # KEYS: old session, new session (same slot: same tag). Returns 1 when the session is
 # under the new key afterwards. The new key is fresh and random, so finding it already
 # there means this very call ran before and its reply was lost: report success again.
-_ROTATE = (
+_ROTATE = LuaScript(
     _LIB
     + """
 local old, new = KEYS[1], KEYS[2]
@@ -223,7 +224,7 @@ return 0
 
 # KEYS: user index. Returns the keys of the live sessions, pruning dead members (expired,
 # or deleted behind kvkit's back).
-_MEMBERS = (
+_MEMBERS = LuaScript(
     _LIB
     + """
 local index = KEYS[1]
@@ -240,7 +241,7 @@ return live
 )
 
 # KEYS: user index. Deletes every session in it and the index; returns how many existed.
-_DELETE_MEMBERS = (
+_DELETE_MEMBERS = LuaScript(
     _LIB
     + """
 local index = KEYS[1]
@@ -286,10 +287,6 @@ class AsyncRedisSessionDriver(AsyncSessionDriver):
     def __init__(self, backend: AsyncRedisBackend) -> None:
         self._b = backend
 
-    async def _eval(self, source: str, keys: list[str], args: list[Any]) -> Any:
-        script = self._b.script(source)
-        return await self._b.run(True, lambda r: script(keys=keys, args=args, client=r))
-
     async def create(
         self,
         key: str,
@@ -299,32 +296,32 @@ class AsyncRedisSessionDriver(AsyncSessionDriver):
         index: str | None,
     ) -> None:
         args: list[Any] = [idle_ms or 0, max_age_ms or 0, index or "", *_pairs(fields)]
-        await self._eval(_CREATE, [key], args)
+        await self._b.eval(True, _CREATE, [key], args)
 
     async def get(self, key: str) -> dict[str, bytes] | None:
-        flat = await self._eval(_GET, [key], [])
+        flat = await self._b.eval(True, _GET, [key], [])
         return None if flat is None else _data(key, flat)
 
     async def replace(self, key: str, fields: dict[str, bytes]) -> bool:
-        return bool(await self._eval(_REPLACE, [key], _pairs(fields)))
+        return bool(await self._b.eval(True, _REPLACE, [key], _pairs(fields)))
 
     async def update(
         self, key: str, fields: dict[str, bytes], remove: list[str]
     ) -> dict[str, bytes] | None:
         args: list[Any] = [len(remove), *(b"d:" + n.encode("utf-8") for n in remove)]
         args.extend(_pairs(fields))
-        flat = await self._eval(_UPDATE, [key], args)
+        flat = await self._b.eval(True, _UPDATE, [key], args)
         return None if flat is None else _data(key, flat)
 
     async def delete(self, key: str) -> bool:
-        return bool(await self._eval(_DELETE, [key], []))
+        return bool(await self._b.eval(True, _DELETE, [key], []))
 
     async def touch(self, key: str, idle_ms: int | None, change: bool) -> bool:
         arg = (idle_ms or 0) if change else -1
-        return bool(await self._eval(_TOUCH, [key], [arg]))
+        return bool(await self._b.eval(True, _TOUCH, [key], [arg]))
 
     async def rotate(self, old: str, new: str) -> bool:
-        return bool(await self._eval(_ROTATE, [old, new], []))
+        return bool(await self._b.eval(True, _ROTATE, [old, new], []))
 
     async def pttl(self, key: str) -> int | None:
         value = int(await self._b.run(True, lambda r: r.pttl(key)))
@@ -334,8 +331,8 @@ class AsyncRedisSessionDriver(AsyncSessionDriver):
         return bool(await self._b.run(True, lambda r: r.exists(key)))
 
     async def members(self, index: str) -> list[str]:
-        keys = await self._eval(_MEMBERS, [index], [])
+        keys = await self._b.eval(True, _MEMBERS, [index], [])
         return [k.decode("utf-8", "replace") for k in keys]
 
     async def delete_members(self, index: str) -> int:
-        return int(await self._eval(_DELETE_MEMBERS, [index], []))
+        return int(await self._b.eval(True, _DELETE_MEMBERS, [index], []))

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..._errors import DecodeError
+from ..._lua import LuaScript
 from ..sessions import SessionDriver
 
 if TYPE_CHECKING:
@@ -98,7 +99,7 @@ end
 # KEYS: session. ARGV: idle ms (0: none), max age ms (0: none), index key ('': none),
 # then field/value pairs. Replaces whatever is under the (fresh, random) key, so a retry
 # after a lost reply just writes the same session again.
-_CREATE = (
+_CREATE = LuaScript(
     _LIB
     + """
 local key = KEYS[1]
@@ -118,7 +119,7 @@ return 1
 )
 
 # KEYS: session. Returns the flat HGETALL (after sliding) or nil.
-_GET = (
+_GET = LuaScript(
     _LIB
     + """
 local key = KEYS[1]
@@ -137,7 +138,7 @@ return h
 )
 
 # KEYS: session. ARGV: field/value pairs replacing every data field. Returns 1/0.
-_REPLACE = (
+_REPLACE = LuaScript(
     _LIB
     + """
 local key = KEYS[1]
@@ -157,7 +158,7 @@ return 1
 # KEYS: session. ARGV: n, n field names to delete, then field/value pairs to set.
 # Returns the flat HGETALL after the change, or nil when the session does not exist
 # (checked first: HSET must never create a session).
-_UPDATE = (
+_UPDATE = LuaScript(
     _LIB
     + """
 local key = KEYS[1]
@@ -176,7 +177,7 @@ return redis.call('HGETALL', key)
 )
 
 # KEYS: session. Returns how many sessions were deleted (0/1).
-_DELETE = (
+_DELETE = LuaScript(
     _LIB
     + """
 local key = KEYS[1]
@@ -191,7 +192,7 @@ return n
 )
 
 # KEYS: session. ARGV: new idle ms ('-1': keep the stored one; '0': none). Returns 1/0.
-_TOUCH = (
+_TOUCH = LuaScript(
     _LIB
     + """
 local key = KEYS[1]
@@ -209,7 +210,7 @@ return 0
 # KEYS: old session, new session (same slot: same tag). Returns 1 when the session is
 # under the new key afterwards. The new key is fresh and random, so finding it already
 # there means this very call ran before and its reply was lost: report success again.
-_ROTATE = (
+_ROTATE = LuaScript(
     _LIB
     + """
 local old, new = KEYS[1], KEYS[2]
@@ -225,7 +226,7 @@ return 0
 
 # KEYS: user index. Returns the keys of the live sessions, pruning dead members (expired,
 # or deleted behind kvkit's back).
-_MEMBERS = (
+_MEMBERS = LuaScript(
     _LIB
     + """
 local index = KEYS[1]
@@ -242,7 +243,7 @@ return live
 )
 
 # KEYS: user index. Deletes every session in it and the index; returns how many existed.
-_DELETE_MEMBERS = (
+_DELETE_MEMBERS = LuaScript(
     _LIB
     + """
 local index = KEYS[1]
@@ -288,10 +289,6 @@ class RedisSessionDriver(SessionDriver):
     def __init__(self, backend: RedisBackend) -> None:
         self._b = backend
 
-    def _eval(self, source: str, keys: list[str], args: list[Any]) -> Any:
-        script = self._b.script(source)
-        return self._b.run(True, lambda r: script(keys=keys, args=args, client=r))
-
     def create(
         self,
         key: str,
@@ -301,32 +298,32 @@ class RedisSessionDriver(SessionDriver):
         index: str | None,
     ) -> None:
         args: list[Any] = [idle_ms or 0, max_age_ms or 0, index or "", *_pairs(fields)]
-        self._eval(_CREATE, [key], args)
+        self._b.eval(True, _CREATE, [key], args)
 
     def get(self, key: str) -> dict[str, bytes] | None:
-        flat = self._eval(_GET, [key], [])
+        flat = self._b.eval(True, _GET, [key], [])
         return None if flat is None else _data(key, flat)
 
     def replace(self, key: str, fields: dict[str, bytes]) -> bool:
-        return bool(self._eval(_REPLACE, [key], _pairs(fields)))
+        return bool(self._b.eval(True, _REPLACE, [key], _pairs(fields)))
 
     def update(
         self, key: str, fields: dict[str, bytes], remove: list[str]
     ) -> dict[str, bytes] | None:
         args: list[Any] = [len(remove), *(b"d:" + n.encode("utf-8") for n in remove)]
         args.extend(_pairs(fields))
-        flat = self._eval(_UPDATE, [key], args)
+        flat = self._b.eval(True, _UPDATE, [key], args)
         return None if flat is None else _data(key, flat)
 
     def delete(self, key: str) -> bool:
-        return bool(self._eval(_DELETE, [key], []))
+        return bool(self._b.eval(True, _DELETE, [key], []))
 
     def touch(self, key: str, idle_ms: int | None, change: bool) -> bool:
         arg = (idle_ms or 0) if change else -1
-        return bool(self._eval(_TOUCH, [key], [arg]))
+        return bool(self._b.eval(True, _TOUCH, [key], [arg]))
 
     def rotate(self, old: str, new: str) -> bool:
-        return bool(self._eval(_ROTATE, [old, new], []))
+        return bool(self._b.eval(True, _ROTATE, [old, new], []))
 
     def pttl(self, key: str) -> int | None:
         value = int(self._b.run(True, lambda r: r.pttl(key)))
@@ -336,8 +333,8 @@ class RedisSessionDriver(SessionDriver):
         return bool(self._b.run(True, lambda r: r.exists(key)))
 
     def members(self, index: str) -> list[str]:
-        keys = self._eval(_MEMBERS, [index], [])
+        keys = self._b.eval(True, _MEMBERS, [index], [])
         return [k.decode("utf-8", "replace") for k in keys]
 
     def delete_members(self, index: str) -> int:
-        return int(self._eval(_DELETE_MEMBERS, [index], []))
+        return int(self._b.eval(True, _DELETE_MEMBERS, [index], []))
