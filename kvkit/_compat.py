@@ -296,8 +296,20 @@ async def aprepare_cluster(client: Any) -> None:
     first command at once, redis-py 8 can disconnect a node connection another task is still
     setting up (a raw ``AttributeError``). ``initialize()`` is locked and returns at once when
     the map is loaded, so calling it before every operation serializes (re)loading the map.
+
+    The first load asks a *startup* node for the map over a connection of its own, and
+    redis.asyncio then talks to the cluster through new node objects: that startup
+    connection would stay open beside the node's pool, one more than ``max_connections``.
+    It is closed once, right after the first load.
     """
     await client.initialize()
+    if getattr(client, "_kvkit_startup_closed", False):
+        return
+    client._kvkit_startup_closed = True
+    manager = client.nodes_manager
+    for name, node in list(manager.startup_nodes.items()):
+        if manager.nodes_cache.get(name) is not node:
+            await node.disconnect()
 
 
 def prepare_cluster(client: Any) -> None:
