@@ -471,7 +471,7 @@ def _fakeredis_single(env: Env, op: str) -> Case:
     try:
         import fakeredis
     except ImportError:
-        raise Skip("fakeredis is not installed (pip install kvkit[fakeredis])") from None
+        raise Skip("fakeredis is not installed (pip install kvkit-sdk[fakeredis])") from None
     import json
 
     import kvkit

@@ -21,7 +21,7 @@ def fake_server(name: str | None) -> Any:
         import fakeredis
     except ImportError:
         raise ConfigError(
-            "fakeredis:// needs fakeredis; install it with: pip install 'kvkit[fakeredis]'"
+            "fakeredis:// needs fakeredis; install it with: pip install 'kvkit-sdk[fakeredis]'"
         ) from None
     if name is None:
         return fakeredis.FakeServer()

@@ -13,7 +13,22 @@ from typing import Any, Final, Literal, Union
 
 from ._errors import InvalidArgument
 
-__all__ = ["FOREVER", "TTL", "TTLResolver", "remaining_seconds", "seconds_to_ms"]
+__all__ = [
+    "FOREVER",
+    "MAX_SECONDS",
+    "TTL",
+    "TTLResolver",
+    "remaining_seconds",
+    "seconds_to_ms",
+]
+
+MAX_SECONDS: Final = 100 * 365 * 86400
+"""The longest duration (TTL, delay, lease) kvkit accepts: 100 years, in seconds.
+
+Redis keeps expiry deadlines as signed 64-bit milliseconds and Lua computes with doubles,
+so values near those limits overflow or lose precision on one backend and not on another.
+A bound far below both keeps every backend exact and identical; use ``FOREVER`` for "never".
+"""
 
 
 class _Forever:
@@ -61,6 +76,11 @@ def seconds_to_ms(seconds: Any, what: str = "ttl") -> int:
         )
     if not math.isfinite(value) or value <= 0:
         raise InvalidArgument(f"{what} must be positive and finite, got {value!r}")
+    if value > MAX_SECONDS:
+        raise InvalidArgument(
+            f"{what} must be at most {MAX_SECONDS} seconds (100 years), got {value!r}; "
+            "use kvkit.FOREVER for no expiry"
+        )
     return max(1, math.ceil(value * 1000))
 
 

@@ -9,8 +9,9 @@ from datetime import timedelta
 import pytest
 
 import kvkit
+from kvkit._errors import InvalidArgument
 from kvkit._keys import validate_key, validate_keys
-from kvkit._ttl import TTLResolver, seconds_to_ms
+from kvkit._ttl import MAX_SECONDS, TTLResolver, seconds_to_ms
 
 R = TTLResolver(3600, 300, 604800)
 
@@ -96,3 +97,11 @@ def test_validate_keys_rejects_a_bare_string():
     with pytest.raises(kvkit.InvalidArgument):
         validate_keys(5)
     assert validate_keys(iter(["a", "b"])) == ["a", "b"]
+
+
+@pytest.mark.parametrize("seconds", [MAX_SECONDS + 1, 1e16, 1e300, timedelta(days=365 * 101)])
+def test_durations_beyond_100_years_are_invalid(seconds):
+    """Huge TTLs are rejected up front on every backend instead of overflowing on one."""
+    with pytest.raises(InvalidArgument, match="at most"):
+        seconds_to_ms(seconds)
+    assert seconds_to_ms(MAX_SECONDS) == MAX_SECONDS * 1000

@@ -39,7 +39,7 @@ def test_wheel_installs_and_plugin_works(tmp_path):
         capture_output=True,
         timeout=300,
     )
-    wheels = list(dist.glob("kvkit-*.whl"))
+    wheels = list(dist.glob("kvkit_sdk-*.whl"))
     assert len(wheels) == 1
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
@@ -72,5 +72,8 @@ def test_wheel_installs_and_plugin_works(tmp_path):
 
     names = zipfile.ZipFile(wheels[0]).namelist()
     assert "kvkit/py.typed" in names
+    # The distribution is kvkit-sdk: "kvkit" on the package index is another project.
+    metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
+    assert "\nName: kvkit-sdk\n" in zipfile.ZipFile(wheels[0]).read(metadata).decode()
     assert not any(name.startswith("tests/") for name in names)
     shutil.rmtree(env_dir, ignore_errors=True)

@@ -1,5 +1,5 @@
 """Web framework integrations: :mod:`kvkit.ext.fastapi` and :mod:`kvkit.ext.flask`.
 
 Each module imports its framework; ``import kvkit`` imports neither. Install the extra
-(``pip install "kvkit[fastapi]"`` / ``"kvkit[flask]"``) to use one.
+(``pip install "kvkit-sdk[fastapi]"`` / ``"kvkit-sdk[flask]"``) to use one.
 """

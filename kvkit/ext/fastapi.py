@@ -55,7 +55,7 @@ try:
     from starlette.requests import HTTPConnection
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
-        "kvkit.ext.fastapi needs FastAPI; install it with: pip install 'kvkit[fastapi]'"
+        "kvkit.ext.fastapi needs FastAPI; install it with: pip install 'kvkit-sdk[fastapi]'"
     ) from exc
 
 from .._async.client import AsyncClient

@@ -76,7 +76,7 @@ try:
     from werkzeug.datastructures import CallbackDict
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
-        "kvkit.ext.flask needs Flask; install it with: pip install 'kvkit[flask]'"
+        "kvkit.ext.flask needs Flask; install it with: pip install 'kvkit-sdk[flask]'"
     ) from exc
 
 from .._errors import ConfigError, SerializationError
