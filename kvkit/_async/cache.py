@@ -175,6 +175,10 @@ class AsyncCacheService:
             InvalidArgument: the key or TTL is invalid (nothing is sent).
             SerializationError: the value cannot be encoded (nothing is written).
         """
+        await self._set(key, value, ttl)
+
+    async def _set(self, key: str, value: Any, ttl: TTL) -> bool:
+        """:meth:`set`, telling whether the value was stored (``False``: failed open)."""
         full = self._key(key)
         ttl_ms = self._ttl.ms(ttl)
         data = self._codec.encode(key, value)
@@ -182,8 +186,9 @@ class AsyncCacheService:
             await self._driver.set(full, data, ttl_ms)
         except BackendError as exc:
             self._failed(exc, "set")
-            return
+            return False
         self._stats.sets += 1
+        return True
 
     async def add(self, key: str, value: Any, ttl: TTL = None) -> bool:
         """Store ``value`` only if ``key`` is absent (atomic); return whether it was stored."""

@@ -85,6 +85,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 from .._errors import InvalidArgument, SerializationError
+from .._idhash import decode_errors_name
 from .._keys import validate_key
 from .._serde import Codec
 from .._ttl import TTL, TTLResolver, remaining_seconds, seconds_to_ms
@@ -305,7 +306,9 @@ class AsyncSessionService:
             out[_field_name(name)] = encode(name, value)
         return out
 
-    def _decode(self, fields: dict[str, bytes]) -> dict[str, Any]:
+    def _decode(self, fields: dict[str, bytes] | None) -> dict[str, Any] | None:
+        if fields is None:
+            return None
         decode = self._codec.decode
         return {name: decode(name, raw) for name, raw in fields.items()}
 
@@ -354,8 +357,8 @@ class AsyncSessionService:
         key = self._key(session_id)
         if key is None:
             return None
-        fields = await self._driver.get(key)
-        return None if fields is None else self._decode(fields)
+        with decode_errors_name(session_id):
+            return self._decode(await self._driver.get(key))
 
     async def set(self, session_id: str, data: Mapping[str, Any]) -> bool:
         """Replace the data of an existing session (and restart its idle TTL).
@@ -415,8 +418,8 @@ class AsyncSessionService:
         key = self._key(session_id)
         if key is None:
             return None
-        new = await self._driver.update(key, fields, removed)
-        return None if new is None else self._decode(new)
+        with decode_errors_name(session_id):
+            return self._decode(await self._driver.update(key, fields, removed))
 
     async def delete(self, session_id: str) -> bool:
         """Delete the session; return whether it existed.

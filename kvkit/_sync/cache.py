@@ -177,6 +177,10 @@ class CacheService:
             InvalidArgument: the key or TTL is invalid (nothing is sent).
             SerializationError: the value cannot be encoded (nothing is written).
         """
+        self._set(key, value, ttl)
+
+    def _set(self, key: str, value: Any, ttl: TTL) -> bool:
+        """:meth:`set`, telling whether the value was stored (``False``: failed open)."""
         full = self._key(key)
         ttl_ms = self._ttl.ms(ttl)
         data = self._codec.encode(key, value)
@@ -184,8 +188,9 @@ class CacheService:
             self._driver.set(full, data, ttl_ms)
         except BackendError as exc:
             self._failed(exc, "set")
-            return
+            return False
         self._stats.sets += 1
+        return True
 
     def add(self, key: str, value: Any, ttl: TTL = None) -> bool:
         """Store ``value`` only if ``key`` is absent (atomic); return whether it was stored."""

@@ -19,16 +19,21 @@ The original ``session_set`` wrote under an id chosen by the caller. The strict 
 store (``client.sessions``) never does that: it only honours ids it created itself (256
 random bits), which is what defeats session fixation. The two are kept apart:
 
-* ``session_set(session_id, data, expire)`` with an id that ``client.sessions.create()``
-  issued (recognised by its format, then by existence) replaces that session's data; every
-  other id is *upserted* in a separate namespace, ``{prefix}:session-legacy:{session_id}``
-  on the sessions role's backend, as one JSON object with the TTL ``expire`` (default:
-  ``Settings.session_ttl``). Legacy entries expire ``expire`` seconds after the last
-  ``session_set``, as in the original (reads do not extend them).
-* ``session_get`` / ``session_delete`` look an id of the strict format up in the strict
-  store first and fall back to the legacy namespace, so they work for both kinds of id.
+* An id of the strict format (47 URL-safe characters, what ``client.sessions.create()``
+  issues) is served by the strict store *alone*, by all three methods:
+  ``session_set`` replaces the data of a live session and returns ``False`` (writing
+  nothing) when the session is unknown, expired or logged out, so a strict id is never
+  revived, not even as a legacy entry (a logged-out session stays logged out and a
+  second ``delete_user`` still returns 0).
+* Every other id is *upserted* by ``session_set`` in a separate namespace,
+  ``{prefix}:session-legacy:{session_id}`` on the sessions role's backend, as one JSON
+  object with the TTL ``expire`` (default: ``Settings.session_ttl``). Legacy entries
+  expire ``expire`` seconds after the last ``session_set``, as in the original (reads do
+  not extend them).
 * On ``memory://?maxsize=N`` the legacy namespace lives in its own unbounded space: like
   all session data it is never evicted.
+* Ids are bearer secrets: error messages name a session by :func:`kvkit._idhash.id_hash`
+  (a short hash), never by its id.
 
 Queues
 ------
@@ -45,14 +50,15 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .._errors import DecodeError, InvalidArgument, SerializationError
+from .._idhash import id_hash
 from .._keys import validate_key
 from .._ttl import TTL, TTLResolver
-from .cache import CacheService
 
 if TYPE_CHECKING:
     from .._serde import Codec
     from .._settings import Settings
     from .backends.base import Backend, CacheDriver
+    from .cache import CacheService
     from .queue import QueueService
     from .sessions import SessionService
 
@@ -86,7 +92,7 @@ class RedisService(Protocol):
         ...
 
     def session_set(self, session_id: str, data: Mapping[str, Any], expire: TTL = None) -> bool:
-        """Upsert the session ``session_id`` with ``data``."""
+        """Upsert the session ``session_id`` with ``data`` (never revives a strict id)."""
         ...
 
     def session_get(self, session_id: str) -> dict[str, Any] | None:
@@ -129,7 +135,7 @@ class RedisServiceMixin:
         def backend(self, role: str = "cache") -> Backend: ...
 
     # Created on first use (the client's constructor stays free of I/O and of this mixin).
-    _legacy_sessions: CacheService | None = None
+    _legacy_sessions: tuple[CacheDriver, str] | None = None
     _service_queues: dict[str, QueueService] | None = None
 
     # -- cache ---------------------------------------------------------------------------------
@@ -143,17 +149,16 @@ class RedisServiceMixin:
                 …); ``None``: ``Settings.cache_ttl``.
 
         Returns:
-            ``True`` once the value is stored. (With ``cache_fail_open`` a write dropped
-            because the backend is down also returns ``True``; it is logged and counted in
-            ``client.cache.stats.errors``.)
+            ``True`` once the value is stored; ``False`` when the backend failed and
+            ``cache_fail_open`` dropped the write (it is logged and counted in
+            ``client.cache.stats.errors``), as the original ``RedisService`` did.
 
         Raises:
             InvalidArgument: bad key or TTL.
             SerializationError: the value cannot be encoded (nothing is written).
             BackendError: the backend failed (unless ``cache_fail_open``).
         """
-        self.cache.set(key, value, expire)
-        return True
+        return self.cache._set(key, value, expire)
 
     def cache_get(self, key: str) -> Any | None:
         """Return the value under ``key``, or ``None`` when missing (``client.cache.get``).
@@ -176,11 +181,12 @@ class RedisServiceMixin:
 
     # -- sessions ------------------------------------------------------------------------------
     def session_set(self, session_id: str, data: Mapping[str, Any], expire: TTL = None) -> bool:
-        """Store ``data`` as the session ``session_id``, creating it if needed (legacy upsert).
+        """Store ``data`` as the session ``session_id`` (legacy upsert, see the module docstring).
 
-        An id issued by ``client.sessions.create()`` updates that session (and, with
-        ``expire``, gives it that idle TTL); any other id is stored in the legacy namespace
-        (see the module docstring) and expires ``expire`` after this call.
+        An id of the strict format (as ``client.sessions.create()`` issues) replaces the data
+        of that live session (and, with ``expire``, gives it that idle TTL); it is never
+        created or revived. Any other id is upserted in the legacy namespace and expires
+        ``expire`` after this call.
 
         Args:
             session_id: The caller's session id (a valid key).
@@ -188,7 +194,8 @@ class RedisServiceMixin:
             expire: TTL argument; ``None``: ``Settings.session_ttl``.
 
         Returns:
-            ``True`` once stored.
+            ``True`` once stored; ``False`` for a strict-format id whose session is unknown,
+            expired or deleted (nothing is written).
 
         Raises:
             InvalidArgument: bad id, TTL, or ``data`` is not a mapping.
@@ -206,19 +213,25 @@ class RedisServiceMixin:
                 )
         settings = self.settings
         # Validate the TTL before anything is written, whichever store takes the data.
-        TTLResolver(settings.session_ttl, settings.temp_ttl, settings.long_ttl).ms(expire)
-        if self._issued_id(session_id) and self.sessions.set(session_id, data):
+        ttl_ms = TTLResolver(settings.session_ttl, settings.temp_ttl, settings.long_ttl).ms(expire)
+        if self._issued_id(session_id):
+            # The strict store alone: an id it no longer knows (expired, logged out) must
+            # stay dead, so this never falls back to creating a legacy entry.
+            if not self.sessions.set(session_id, data):
+                return False
             if expire is not None:
                 self.sessions.touch(session_id, expire)
             return True
-        self._legacy_session_view().set(session_id, dict(data), expire)
+        raw = self._codec.encode(_legacy_label(session_id), dict(data))
+        driver, prefix = self._legacy_store()
+        driver.set(prefix + session_id, raw, ttl_ms)
         return True
 
     def session_get(self, session_id: str) -> dict[str, Any] | None:
         """Return the data of the session ``session_id``, or ``None``.
 
-        Ids issued by ``client.sessions`` are read from the strict store (which slides
-        their idle TTL); other ids from the legacy namespace.
+        Ids of the strict format are read from the strict store only (which slides their
+        idle TTL); other ids from the legacy namespace.
 
         Raises:
             InvalidArgument: bad id.
@@ -227,14 +240,15 @@ class RedisServiceMixin:
         """
         validate_key(session_id, "session id")
         if self._issued_id(session_id):
-            data = self.sessions.get(session_id)
-            if data is not None:
-                return data
-        value = self._legacy_session_view().get(session_id)
-        if value is None:
+            return self.sessions.get(session_id)
+        driver, prefix = self._legacy_store()
+        raw = driver.get(prefix + session_id)
+        if raw is None:
             return None
+        label = _legacy_label(session_id)
+        value = self._codec.decode(label, raw)
         if not isinstance(value, dict):
-            raise DecodeError(f"legacy session {session_id!r} does not hold a JSON object")
+            raise DecodeError(f"{label} does not hold a JSON object")
         return value
 
     def session_delete(self, session_id: str) -> bool:
@@ -245,31 +259,26 @@ class RedisServiceMixin:
             BackendError: the backend failed.
         """
         validate_key(session_id, "session id")
-        if self._issued_id(session_id) and self.sessions.delete(session_id):
-            return True
-        return self._legacy_session_view().delete(session_id)
+        if self._issued_id(session_id):
+            return self.sessions.delete(session_id)
+        driver, prefix = self._legacy_store()
+        return driver.delete(prefix + session_id)
 
     def _issued_id(self, session_id: str) -> bool:
         """Whether ``session_id`` has the format of ids issued by ``client.sessions``."""
         # The store's own check, so that this never drifts from the id format.
         return self.sessions._key(session_id) is not None
 
-    def _legacy_session_view(self) -> CacheService:
-        view = self._legacy_sessions
-        if view is None:
-            settings = self.settings
-            backend = self.backend("sessions")
-            view = CacheService(
-                _legacy_driver(backend),
-                prefix=f"{settings.prefix}:{LEGACY_SESSION_SEGMENT}:",
-                lock_prefix=f"{settings.prefix}:lock:",
-                ttl=TTLResolver(settings.session_ttl, settings.temp_ttl, settings.long_ttl),
-                codec=self._codec,
-                fail_open=False,  # sessions never fail open (SPEC §5)
-                where=backend.url.redacted,
-            )
-            self._legacy_sessions = view
-        return view
+    def _legacy_store(self) -> tuple[CacheDriver, str]:
+        """The driver and key prefix of legacy sessions (never failing open, SPEC §5).
+
+        Not a cache view: a cache view names the key -- here the secret id -- in its errors.
+        """
+        store = self._legacy_sessions
+        if store is None:
+            prefix = f"{self.settings.prefix}:{LEGACY_SESSION_SEGMENT}:"
+            store = self._legacy_sessions = (_legacy_driver(self.backend("sessions")), prefix)
+        return store
 
     # -- queues ----------------------------------------------------------------------------------
     def queue_push(self, queue_name: str, data: Any) -> str:
@@ -318,6 +327,11 @@ class RedisServiceMixin:
                 queues.clear()  # a bound, not an LRU: names come from code, not from users
             queue = queues.setdefault(name, queue)
         return queue
+
+
+def _legacy_label(session_id: str) -> str:
+    """How messages name a legacy session: by a hash, never by its (secret) id."""
+    return f"legacy session {id_hash(session_id)}"
 
 
 def _legacy_driver(backend: Backend) -> CacheDriver:

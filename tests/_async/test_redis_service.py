@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import time
+import traceback
 import uuid
 from decimal import Decimal
 
@@ -12,6 +13,7 @@ import pytest
 
 import kvkit
 from kvkit._compat import asleep
+from kvkit._idhash import id_hash
 from tests.backends import settings_for
 
 RICH = {
@@ -112,6 +114,20 @@ async def test_cache_bad_input(client):
     assert await client.cache_get("k") is None
 
 
+@pytest.mark.redis
+async def test_cache_set_returns_false_when_fail_open_drops_the_write(fresh_redis_server):
+    """cache_fail_open: a write dropped because the server is down returns False."""
+    settings = kvkit.Settings(
+        url=fresh_redis_server.url, cache_fail_open=True, retries=0, socket_timeout=2
+    )
+    async with kvkit.AsyncClient(settings=settings) as c:
+        assert await c.cache_set("k", 1) is True
+        fresh_redis_server.stop()
+        assert await c.cache_set("k", 2) is False
+        assert await c.cache_get("k") is None  # a failed-open read: a miss
+        assert c.cache.stats.errors == 2
+
+
 # -- sessions -------------------------------------------------------------------------------------
 async def test_session_set_upserts_under_callers_id(client):
     """session_set creates, then replaces, the session under the caller's id."""
@@ -150,15 +166,56 @@ async def test_session_get_returns_a_fresh_dict(client):
 
 
 async def test_legacy_session_never_enters_the_strict_store(client):
-    """A caller-chosen id is not honoured by client.sessions, even in the strict format."""
+    """A caller-chosen id is not honoured by client.sessions; a strict-format one is refused."""
     await client.session_set("chosen", {"a": 1})
-    await client.session_set(FORGED_ID, {"b": 2})
     assert await client.sessions.get("chosen") is None
+    assert await client.session_set(FORGED_ID, {"b": 2}) is False
     assert await client.sessions.get(FORGED_ID) is None
     assert not await client.sessions.exists(FORGED_ID)
-    assert await client.session_get(FORGED_ID) == {"b": 2}
-    assert await client.session_delete(FORGED_ID) is True
     assert await client.session_get(FORGED_ID) is None
+    assert await client.session_delete(FORGED_ID) is False
+
+
+async def test_session_set_never_revives_a_strict_id(client):
+    """A logged-out, deleted or expired issued id stays dead: session_set returns False."""
+    admin = await client.sessions.create({"role": "admin"}, user_id="root")
+    assert await client.sessions.delete_user("root") == 1
+    assert await client.session_set(admin, {"role": "admin"}) is False
+    assert await client.session_set(admin, {"role": "admin"}, expire=3600) is False
+    assert await client.session_get(admin) is None
+    assert not await client.sessions.exists(admin)
+    assert await client.sessions.delete_user("root") == 0
+    assert await client.session_delete(admin) is False
+
+    deleted = await client.sessions.create({"a": 1})
+    assert await client.session_delete(deleted) is True
+    assert await client.session_set(deleted, {"a": 1}) is False
+    assert await client.session_get(deleted) is None
+
+    expired = await client.sessions.create({"a": 1}, ttl=0.1)
+    await asleep(0.3)
+    assert await client.session_set(expired, {"a": 1}) is False
+    assert await client.session_get(expired) is None
+    assert not await client.sessions.exists(expired)
+
+
+async def test_session_errors_never_show_the_id(client):
+    """Legacy encode/decode errors name the session by a short hash, never by its id."""
+    secret = "legacy-bearer-secret-0123456789"
+    with pytest.raises(kvkit.SerializationError) as info:
+        await client.session_set(secret, {"bad": object()})
+    assert id_hash(secret) in str(info.value)
+    driver, prefix = client._legacy_store()
+    for raw in (b"\xffnot json", b'{"__kvkit__": "uuid", "v": 1}', b"[1, 2]"):
+        await driver.set(prefix + secret, raw, None)
+        with pytest.raises(kvkit.DecodeError) as info:
+            await client.session_get(secret)
+        assert id_hash(secret) in str(info.value)
+        assert secret not in "".join(traceback.format_exception(info.value))
+    issued = await client.sessions.create({"a": 1})
+    with pytest.raises(kvkit.SerializationError) as info:
+        await client.session_set(issued, {"bad": object()})
+    assert issued not in "".join(traceback.format_exception(info.value))
 
 
 async def test_issued_ids_are_served_by_the_strict_store(client):
@@ -224,13 +281,6 @@ async def test_issued_id_bad_expire_writes_nothing(client):
     with pytest.raises(kvkit.InvalidArgument):
         await client.session_set(sid, {"a": 2}, expire=0)
     assert await client.sessions.get(sid) == {"a": 1}
-
-
-async def test_legacy_session_that_is_not_an_object_is_a_decode_error(client):
-    """A legacy entry that is not a JSON object raises DecodeError naming the id."""
-    await client._legacy_session_view().set("odd", [1, 2])
-    with pytest.raises(kvkit.DecodeError, match="odd"):
-        await client.session_get("odd")
 
 
 async def test_legacy_sessions_are_not_cache_entries(client):

@@ -6,6 +6,7 @@ import datetime as dt
 import math
 import re
 import time
+import traceback
 import uuid
 from decimal import Decimal
 
@@ -14,6 +15,8 @@ import pytest
 import kvkit
 from kvkit._async.sessions import ID_LENGTH, user_tag
 from kvkit._compat import asleep
+from kvkit._idhash import id_hash
+from kvkit._ttl import MAX_SECONDS
 from kvkit.memory.sessions import SessionSpace
 from tests.backends import settings_for
 
@@ -639,3 +642,61 @@ async def test_redis_planted_bytes_raise_decode_error(client, sessions):
     await client.redis("sessions").hset(key, "d:a", b"\x80not json")
     with pytest.raises(kvkit.DecodeError, match="'a'"):
         await sessions.get(sid)
+
+
+async def test_redis_corrupted_session_errors_never_show_the_id(client, sessions):
+    """A non-UTF-8 field name or undecodable value: DecodeError naming a hash, not the id."""
+    if not is_redis(client):
+        pytest.skip("needs raw access to the store")
+    sid = await sessions.create({"a": 1})
+    key = f"{client.settings.prefix}:session:{{{sid[:4]}}}{sid[4:]}"
+    r = client.redis("sessions")
+    for field, value in ((b"d:\xff\xfe", b"1"), (b"d:a", b"\x80not json")):
+        await r.hset(key, field, value)
+        for call in (lambda: sessions.get(sid), lambda: sessions.update(sid, {"b": 2})):
+            with pytest.raises(kvkit.DecodeError) as info:
+                await call()
+            text = "".join(traceback.format_exception(info.value))
+            assert sid not in text
+            assert sid[4:] not in text  # not even the secret part of the key
+            assert id_hash(sid) in str(info.value)
+        await r.hdel(key, field)
+
+
+# -- duration bounds (SPEC §3: at most MAX_SECONDS, identical on every backend) ------------
+@pytest.mark.parametrize(
+    "ttl", [9 * 10**12, 9e12, 10**16, dt.timedelta(seconds=9e12), MAX_SECONDS + 1]
+)
+async def test_idle_ttl_beyond_the_bound_is_rejected_on_every_backend(client, sessions, ttl):
+    """create/touch with an idle TTL over 100 years raise InvalidArgument and write nothing."""
+    before = await stored_sessions(client)
+    with pytest.raises(kvkit.InvalidArgument, match="100 years"):
+        await sessions.create({"a": 1}, ttl=ttl)
+    assert await stored_sessions(client) == before
+    sid = await sessions.create({"a": 1})
+    with pytest.raises(kvkit.InvalidArgument, match="100 years"):
+        await sessions.touch(sid, ttl)
+    remaining = await sessions.ttl(sid)
+    assert remaining is not None
+    assert remaining <= client.settings.session_ttl  # unchanged by the rejected touch
+
+
+async def test_longest_idle_ttl_reads_back_exactly_on_every_backend(sessions):
+    """An idle TTL of exactly the bound is finite and the same on every backend (not inf)."""
+    sid = await sessions.create({"a": 1}, ttl=MAX_SECONDS)
+    remaining = await sessions.ttl(sid)
+    assert remaining is not None
+    assert MAX_SECONDS - 60 < remaining <= MAX_SECONDS
+    assert await sessions.touch(sid, float(MAX_SECONDS))
+    remaining = await sessions.ttl(sid)
+    assert remaining is not None
+    assert MAX_SECONDS - 60 < remaining <= MAX_SECONDS
+
+
+@pytest.mark.parametrize("field", ["session_ttl", "session_max_age"])
+async def test_session_settings_beyond_the_bound_are_rejected(request, backend, field):
+    """session_ttl/session_max_age over 100 years fail before any session is written."""
+    with pytest.raises((kvkit.InvalidArgument, kvkit.ConfigError), match="100 years"):
+        settings = settings_for(request, backend, **{field: 9e12})
+        async with kvkit.AsyncClient(settings=settings) as c:
+            await c.sessions.create({"a": 1})

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import time
+import traceback
 import uuid
 from decimal import Decimal
 
@@ -14,6 +15,7 @@ import pytest
 
 import kvkit
 from kvkit._compat import sleep
+from kvkit._idhash import id_hash
 from tests.backends import settings_for
 
 RICH = {
@@ -114,6 +116,20 @@ def test_cache_bad_input(client):
     assert client.cache_get("k") is None
 
 
+@pytest.mark.redis
+def test_cache_set_returns_false_when_fail_open_drops_the_write(fresh_redis_server):
+    """cache_fail_open: a write dropped because the server is down returns False."""
+    settings = kvkit.Settings(
+        url=fresh_redis_server.url, cache_fail_open=True, retries=0, socket_timeout=2
+    )
+    with kvkit.Client(settings=settings) as c:
+        assert c.cache_set("k", 1) is True
+        fresh_redis_server.stop()
+        assert c.cache_set("k", 2) is False
+        assert c.cache_get("k") is None  # a failed-open read: a miss
+        assert c.cache.stats.errors == 2
+
+
 # -- sessions -------------------------------------------------------------------------------------
 def test_session_set_upserts_under_callers_id(client):
     """session_set creates, then replaces, the session under the caller's id."""
@@ -152,15 +168,56 @@ def test_session_get_returns_a_fresh_dict(client):
 
 
 def test_legacy_session_never_enters_the_strict_store(client):
-    """A caller-chosen id is not honoured by client.sessions, even in the strict format."""
+    """A caller-chosen id is not honoured by client.sessions; a strict-format one is refused."""
     client.session_set("chosen", {"a": 1})
-    client.session_set(FORGED_ID, {"b": 2})
     assert client.sessions.get("chosen") is None
+    assert client.session_set(FORGED_ID, {"b": 2}) is False
     assert client.sessions.get(FORGED_ID) is None
     assert not client.sessions.exists(FORGED_ID)
-    assert client.session_get(FORGED_ID) == {"b": 2}
-    assert client.session_delete(FORGED_ID) is True
     assert client.session_get(FORGED_ID) is None
+    assert client.session_delete(FORGED_ID) is False
+
+
+def test_session_set_never_revives_a_strict_id(client):
+    """A logged-out, deleted or expired issued id stays dead: session_set returns False."""
+    admin = client.sessions.create({"role": "admin"}, user_id="root")
+    assert client.sessions.delete_user("root") == 1
+    assert client.session_set(admin, {"role": "admin"}) is False
+    assert client.session_set(admin, {"role": "admin"}, expire=3600) is False
+    assert client.session_get(admin) is None
+    assert not client.sessions.exists(admin)
+    assert client.sessions.delete_user("root") == 0
+    assert client.session_delete(admin) is False
+
+    deleted = client.sessions.create({"a": 1})
+    assert client.session_delete(deleted) is True
+    assert client.session_set(deleted, {"a": 1}) is False
+    assert client.session_get(deleted) is None
+
+    expired = client.sessions.create({"a": 1}, ttl=0.1)
+    sleep(0.3)
+    assert client.session_set(expired, {"a": 1}) is False
+    assert client.session_get(expired) is None
+    assert not client.sessions.exists(expired)
+
+
+def test_session_errors_never_show_the_id(client):
+    """Legacy encode/decode errors name the session by a short hash, never by its id."""
+    secret = "legacy-bearer-secret-0123456789"
+    with pytest.raises(kvkit.SerializationError) as info:
+        client.session_set(secret, {"bad": object()})
+    assert id_hash(secret) in str(info.value)
+    driver, prefix = client._legacy_store()
+    for raw in (b"\xffnot json", b'{"__kvkit__": "uuid", "v": 1}', b"[1, 2]"):
+        driver.set(prefix + secret, raw, None)
+        with pytest.raises(kvkit.DecodeError) as info:
+            client.session_get(secret)
+        assert id_hash(secret) in str(info.value)
+        assert secret not in "".join(traceback.format_exception(info.value))
+    issued = client.sessions.create({"a": 1})
+    with pytest.raises(kvkit.SerializationError) as info:
+        client.session_set(issued, {"bad": object()})
+    assert issued not in "".join(traceback.format_exception(info.value))
 
 
 def test_issued_ids_are_served_by_the_strict_store(client):
@@ -226,13 +283,6 @@ def test_issued_id_bad_expire_writes_nothing(client):
     with pytest.raises(kvkit.InvalidArgument):
         client.session_set(sid, {"a": 2}, expire=0)
     assert client.sessions.get(sid) == {"a": 1}
-
-
-def test_legacy_session_that_is_not_an_object_is_a_decode_error(client):
-    """A legacy entry that is not a JSON object raises DecodeError naming the id."""
-    client._legacy_session_view().set("odd", [1, 2])
-    with pytest.raises(kvkit.DecodeError, match="odd"):
-        client.session_get("odd")
 
 
 def test_legacy_sessions_are_not_cache_entries(client):

@@ -264,7 +264,7 @@ def _pairs(fields: dict[str, bytes]) -> list[bytes]:
     return out
 
 
-def _data(key: str, flat: list[bytes]) -> dict[str, bytes]:
+def _data(flat: list[bytes]) -> dict[str, bytes]:
     """The data fields of a flat ``HGETALL`` reply (metadata fields skipped)."""
     out: dict[str, bytes] = {}
     items = iter(flat)
@@ -273,7 +273,9 @@ def _data(key: str, flat: list[bytes]) -> dict[str, bytes]:
             try:
                 out[field[2:].decode("utf-8")] = value
             except UnicodeDecodeError as exc:
-                raise DecodeError(f"session {key!r} holds a field name that is not UTF-8") from exc
+                # No key in the message: it contains the session id, a bearer secret (the
+                # service adds the id's hash).
+                raise DecodeError("a field name of the session is not UTF-8") from exc
     return out
 
 
@@ -300,7 +302,7 @@ class AsyncRedisSessionDriver(AsyncSessionDriver):
 
     async def get(self, key: str) -> dict[str, bytes] | None:
         flat = await self._b.eval(True, _GET, [key], [])
-        return None if flat is None else _data(key, flat)
+        return None if flat is None else _data(flat)
 
     async def replace(self, key: str, fields: dict[str, bytes]) -> bool:
         return bool(await self._b.eval(True, _REPLACE, [key], _pairs(fields)))
@@ -311,7 +313,7 @@ class AsyncRedisSessionDriver(AsyncSessionDriver):
         args: list[Any] = [len(remove), *(b"d:" + n.encode("utf-8") for n in remove)]
         args.extend(_pairs(fields))
         flat = await self._b.eval(True, _UPDATE, [key], args)
-        return None if flat is None else _data(key, flat)
+        return None if flat is None else _data(flat)
 
     async def delete(self, key: str) -> bool:
         return bool(await self._b.eval(True, _DELETE, [key], []))

@@ -266,7 +266,7 @@ def _pairs(fields: dict[str, bytes]) -> list[bytes]:
     return out
 
 
-def _data(key: str, flat: list[bytes]) -> dict[str, bytes]:
+def _data(flat: list[bytes]) -> dict[str, bytes]:
     """The data fields of a flat ``HGETALL`` reply (metadata fields skipped)."""
     out: dict[str, bytes] = {}
     items = iter(flat)
@@ -275,7 +275,9 @@ def _data(key: str, flat: list[bytes]) -> dict[str, bytes]:
             try:
                 out[field[2:].decode("utf-8")] = value
             except UnicodeDecodeError as exc:
-                raise DecodeError(f"session {key!r} holds a field name that is not UTF-8") from exc
+                # No key in the message: it contains the session id, a bearer secret (the
+                # service adds the id's hash).
+                raise DecodeError("a field name of the session is not UTF-8") from exc
     return out
 
 
@@ -302,7 +304,7 @@ class RedisSessionDriver(SessionDriver):
 
     def get(self, key: str) -> dict[str, bytes] | None:
         flat = self._b.eval(True, _GET, [key], [])
-        return None if flat is None else _data(key, flat)
+        return None if flat is None else _data(flat)
 
     def replace(self, key: str, fields: dict[str, bytes]) -> bool:
         return bool(self._b.eval(True, _REPLACE, [key], _pairs(fields)))
@@ -313,7 +315,7 @@ class RedisSessionDriver(SessionDriver):
         args: list[Any] = [len(remove), *(b"d:" + n.encode("utf-8") for n in remove)]
         args.extend(_pairs(fields))
         flat = self._b.eval(True, _UPDATE, [key], args)
-        return None if flat is None else _data(key, flat)
+        return None if flat is None else _data(flat)
 
     def delete(self, key: str) -> bool:
         return bool(self._b.eval(True, _DELETE, [key], []))
