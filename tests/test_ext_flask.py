@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 import time
 import uuid
@@ -17,6 +18,8 @@ from kvkit.ext.flask import (
     KVKitSession,
     KVKitSessionInterface,
     health_blueprint,
+    login_session,
+    logout_session,
     regenerate_session,
     settings_from_config,
 )
@@ -195,7 +198,7 @@ def test_session_round_trip_stores_data_server_side(app_client):
 
 
 def test_cookie_flags_default_to_httponly_lax():
-    """HttpOnly and SameSite=Lax by default, no Secure, Vary: Cookie."""
+    """HttpOnly and SameSite=Lax by default, no Secure, permanent (Expires), Vary: Cookie."""
     app, _ = make_app()
     http = app.test_client()
     response = http.post("/set", json={"a": 1})
@@ -203,7 +206,7 @@ def test_cookie_flags_default_to_httponly_lax():
     assert "HttpOnly" in cookie
     assert "SameSite=Lax" in cookie
     assert "Secure" not in cookie
-    assert "Expires" not in cookie
+    assert "Expires=" in cookie  # SESSION_PERMANENT defaults to true, as in Flask-Session
     assert "Cookie" in response.headers["Vary"]
 
 
@@ -495,3 +498,392 @@ def test_werkzeug_server_8_threads_sessions_survive_processes(redis_url):
     with run_app(args, env=env) as server, httpx.Client(base_url=server.base, timeout=10) as http:
         stale = http.get("/me", headers={"cookie": f"session={cookies[0]}"})
         assert stale.json() == {"user": None, "visits": 1}
+
+
+# -- login_session / logout_session (SPEC §15) -----------------------------------------------------
+def add_login_routes(app: Flask) -> None:
+    """/login-as/<user> (login_session) and /logout (logout_session, then a flash item)."""
+
+    @app.post("/login-as/<user>")
+    def login_as(user):
+        new_id = login_session(user)
+        session["user"] = user
+        return {"new_id": new_id}
+
+    @app.post("/login-empty/<user>")
+    def login_empty(user):
+        return {"new_id": login_session(user)}
+
+    @app.post("/logout")
+    def logout():
+        return {"deleted": logout_session()}
+
+    @app.post("/logout-then-flash")
+    def logout_then_flash():
+        logout_session()
+        session["flash"] = "bye"
+        return {}
+
+
+def test_delete_user_logs_out_every_browser_of_the_user(app_client):
+    """3 browsers log in as one user; sessions.delete_user() logs all 3 out, others stay."""
+    app, kv, _ = app_client
+    add_login_routes(app)
+    browsers = [app.test_client() for _ in range(3)]
+    other = app.test_client()
+    for n, browser in enumerate(browsers):
+        browser.post("/set", json={"cart": [n]})
+        assert browser.post("/login-as/ada").status_code == 200
+        assert browser.get("/get").json == {"cart": [n], "user": "ada"}
+    other.post("/login-as/bob")
+    assert sorted(kv.client.sessions.user_sessions("ada")) == sorted(map(sid_of, browsers))
+    assert kv.client.sessions.delete_user("ada") == 3
+    for browser in browsers:
+        assert browser.get("/get").json == {}
+    assert other.get("/get").json == {"user": "bob"}
+    assert kv.client.sessions.delete_user("ada") == 0
+
+
+def test_login_session_rotates_the_id_and_keeps_the_data(app_client):
+    """login_session(): a new id bound to the user, same data; the old id is dead."""
+    app, kv, http = app_client
+    add_login_routes(app)
+    http.post("/set", json={"cart": [1]})
+    old = sid_of(http)
+    response = http.post("/login-as/ada")
+    new = sid_of(http)
+    assert response.json["new_id"] == new != old
+    assert kv.client.sessions.get(old) is None
+    assert kv.client.sessions.get(new) == {"cart": [1], "user": "ada"}
+    assert kv.client.sessions.user_sessions("ada") == [new]
+
+
+def test_login_session_on_an_empty_session_keeps_it(app_client):
+    """A login without any data still stores the session, sets the cookie and binds it."""
+    app, kv, http = app_client
+    add_login_routes(app)
+    response = http.post("/login-empty/ada")
+    sid = sid_of(http)
+    assert response.json["new_id"] == sid
+    assert kv.client.sessions.user_sessions("ada") == [sid]
+    assert http.get("/get").json == {}
+    assert kv.client.sessions.exists(sid)
+
+
+def test_logout_session_deletes_server_side_and_expires_the_cookie(app_client):
+    """logout_session(): the stored session is gone at once and the cookie is expired."""
+    app, kv, http = app_client
+    add_login_routes(app)
+    http.post("/login-as/ada")
+    sid = sid_of(http)
+    response = http.post("/logout")
+    assert response.json == {"deleted": True}
+    assert "session=;" in response.headers["Set-Cookie"]
+    assert http.get_cookie("session") is None
+    assert kv.client.sessions.get(sid) is None
+    assert kv.client.sessions.user_sessions("ada") == []
+    assert http.post("/logout").json == {"deleted": False}
+
+
+def test_items_set_after_logout_start_a_new_anonymous_session(app_client):
+    """A flash item written after logout_session() lives in a fresh, unbound session."""
+    app, kv, http = app_client
+    add_login_routes(app)
+    http.post("/login-as/ada")
+    sid = sid_of(http)
+    http.post("/logout-then-flash")
+    new = sid_of(http)
+    assert new != sid
+    assert kv.client.sessions.get(sid) is None
+    assert kv.client.sessions.get(new) == {"flash": "bye"}
+    assert kv.client.sessions.user_sessions("ada") == []
+
+
+def test_login_session_needs_server_sessions():
+    """login_session()/logout_session() with cookie sessions raise RuntimeError."""
+    app, _ = make_app(KVKIT_SERVER_SESSIONS=False, SECRET_KEY="x")
+    add_login_routes(app)
+    app.testing = True
+    with pytest.raises(RuntimeError, match="KVKitSessionInterface"):
+        app.test_client().post("/login-as/ada")
+    with pytest.raises(RuntimeError, match="KVKitSessionInterface"):
+        app.test_client().post("/logout")
+
+
+# -- changes between values that compare equal ----------------------------------------------------
+EQUAL_VALUES = {
+    "int": 1,
+    "true": True,
+    "float": 1.0,
+    "zero": 0,
+    "false": False,
+    "set": {1, 2},
+    "frozenset": frozenset({1, 2}),
+}
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        ("int", "true"),
+        ("int", "float"),
+        ("zero", "false"),
+        ("true", "int"),
+        ("set", "frozenset"),
+        ("frozenset", "set"),
+    ],
+)
+def test_a_change_to_an_equal_value_is_saved(app_client, before, after):
+    """1 -> True, 1 -> 1.0, 0 -> False, set -> frozenset ...: the new value is stored."""
+    app, kv, http = app_client
+
+    @app.post("/put/<name>")
+    def put(name):
+        session["v"] = EQUAL_VALUES[name]
+        return {}
+
+    http.post(f"/put/{before}")
+    http.post(f"/put/{after}")
+    stored = kv.client.sessions.get(sid_of(http))["v"]
+    assert type(stored) is type(EQUAL_VALUES[after])
+    assert stored == EQUAL_VALUES[after]
+
+
+def test_an_unchanged_session_is_not_written(app_client):
+    """Reading (even nested values) writes nothing: no update, only the sliding read."""
+    _, kv, http = app_client
+    http.post("/set", json={"a": {"b": [1, 2]}, "n": 1})
+    calls = []
+    store = type(kv.client.sessions)
+    original = store.update
+
+    def spy(self, *args, **kwargs):
+        calls.append(args)
+        return original(self, *args, **kwargs)
+
+    store.update = spy
+    try:
+        assert http.get("/get").json == {"a": {"b": [1, 2]}, "n": 1}
+    finally:
+        store.update = original
+    assert calls == []
+
+
+# -- Flask-Session settings and one lifetime for cookie and store ---------------------------------
+def cookie_lifetime(response) -> float:
+    """Seconds from now until the Expires of the response's session cookie."""
+    cookie = response.headers["Set-Cookie"]
+    expires = cookie.split("Expires=")[1].split(";")[0]
+    when = dt.datetime.strptime(expires, "%a, %d %b %Y %H:%M:%S GMT")
+    return (when.replace(tzinfo=dt.timezone.utc) - dt.datetime.now(dt.timezone.utc)).total_seconds()
+
+
+def test_cookie_and_store_share_the_session_ttl(app_client):
+    """A permanent cookie expires when the stored session does: after KVKIT_SESSION_TTL."""
+    _, kv, http = app_client
+    response = http.post("/set", json={"a": 1})
+    ttl = kv.client.settings.session_ttl
+    assert ttl - 60 < cookie_lifetime(response) <= ttl
+    assert ttl - 60 < kv.client.sessions.ttl(sid_of(http)) <= ttl
+    # Every request slides both (SESSION_REFRESH_EACH_REQUEST, Flask's default).
+    assert "Expires=" in http.get("/get").headers["Set-Cookie"]
+
+
+def test_permanent_session_lifetime_is_the_session_ttl():
+    """Flask(-Session)'s PERMANENT_SESSION_LIFETIME alone sets cookie and store lifetime."""
+    app, kv = make_app(PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=2))
+    assert kv.client.settings.session_ttl == 7200
+    http = app.test_client()
+    response = http.post("/set", json={"a": 1})
+    assert 7100 < cookie_lifetime(response) <= 7200
+    assert 7100 < kv.client.sessions.ttl(sid_of(http)) <= 7200
+    app, kv = make_app(PERMANENT_SESSION_LIFETIME=600, KVKIT_SESSION_TTL=600)
+    assert kv.client.settings.session_ttl == 600
+
+
+def test_cookie_lifetime_is_capped_by_session_max_age():
+    """With KVKIT_SESSION_MAX_AGE below the idle TTL the cookie never promises more."""
+    app, _ = make_app(KVKIT_SESSION_TTL=3600, KVKIT_SESSION_MAX_AGE=300)
+    response = app.test_client().post("/set", json={"a": 1})
+    assert 240 < cookie_lifetime(response) <= 300
+
+
+@pytest.mark.parametrize(
+    ("config", "names"),
+    [
+        (
+            {"PERMANENT_SESSION_LIFETIME": dt.timedelta(hours=2), "KVKIT_SESSION_TTL": 60},
+            ("PERMANENT_SESSION_LIFETIME", "KVKIT_SESSION_TTL"),
+        ),
+        ({"PERMANENT_SESSION_LIFETIME": -5}, ("PERMANENT_SESSION_LIFETIME",)),
+        ({"PERMANENT_SESSION_LIFETIME": "soon"}, ("PERMANENT_SESSION_LIFETIME",)),
+        ({"SESSION_PERMANENT": "perhaps"}, ("SESSION_PERMANENT",)),
+    ],
+)
+def test_bad_or_conflicting_session_lifetime_config(config, names):
+    """Two different lifetimes, or an invalid one, fail init_app naming the keys."""
+    with pytest.raises(kvkit.ConfigError) as info:
+        make_app(**config)
+    for name in names:
+        assert name in str(info.value)
+
+
+def test_session_permanent_false_gives_browser_session_cookies():
+    """SESSION_PERMANENT=False: no Expires; session.permanent = True opts one session in."""
+    app, _ = make_app(SESSION_PERMANENT=False)
+    http = app.test_client()
+    assert "Expires" not in http.post("/set", json={"a": 1}).headers["Set-Cookie"]
+    response = http.post("/permanent")
+    assert "Expires=" in response.headers["Set-Cookie"]
+    # The choice is kept by the session for the next requests (as Flask does).
+    assert "Expires=" in http.post("/set", json={"b": 2}).headers["Set-Cookie"]
+
+
+def test_session_permanent_default_stores_nothing_extra():
+    """With the default SESSION_PERMANENT, session.permanent = True adds no item."""
+    app, kv = make_app()
+    http = app.test_client()
+    http.post("/permanent")
+    assert kv.client.sessions.get(sid_of(http)) == {"p": 1}
+
+
+def test_flask_session_only_settings_are_warned_about(caplog):
+    """SESSION_TYPE / SESSION_USE_SIGNER ... are named in a warning, not silently dropped."""
+    with caplog.at_level(logging.WARNING, logger="kvkit.ext.flask"):
+        make_app(SESSION_TYPE="redis", SESSION_USE_SIGNER=True)
+    assert "SESSION_TYPE" in caplog.text
+    assert "SESSION_USE_SIGNER" in caplog.text
+
+
+def test_cookie_domain_and_path_follow_flask_config():
+    """SESSION_COOKIE_DOMAIN/PATH are used for setting and for deleting the cookie."""
+    app, _ = make_app(SESSION_COOKIE_DOMAIN="example.com", SESSION_COOKIE_PATH="/app")
+    http = app.test_client()
+    cookie = http.post("/set", json={"a": 1}).headers["Set-Cookie"]
+    assert "Domain=example.com" in cookie
+    assert "Path=/app" in cookie
+
+
+def test_sid_is_none_until_the_session_holds_data():
+    """session.sid is None on a new session and is issued when it is first saved."""
+    app, _ = make_app()
+    seen = []
+
+    @app.post("/sid")
+    def sid():
+        seen.append(session.sid)
+        session["a"] = 1
+        return {}
+
+    http = app.test_client()
+    http.post("/sid")
+    http.post("/sid")
+    assert seen == [None, sid_of(http)]
+
+
+# -- an existing client (KVKit(app, client=...)) --------------------------------------------------
+def test_kvkit_takes_an_existing_client():
+    """KVKit(app, client=c): the app uses c for everything and close() leaves it open."""
+    with kvkit.Client(settings=kvkit.Settings(prefix="t" + uuid.uuid4().hex[:12])) as client:
+        app = Flask(__name__)
+        app.config["KVKIT_URL"] = "redis://ignored.invalid:1"  # not read: the client wins
+        kv = KVKit(app, client=client)
+        app.route("/set", methods=["POST"])(lambda: session.update({"a": 1}) or {})
+        http = app.test_client()
+        http.post("/set")
+        assert kv.client is client
+        assert client.sessions.get(sid_of(http)) == {"a": 1}
+        kv.close()
+        client.cache.set("still", "open")
+        assert client.cache.get("still") == "open"
+    with pytest.raises(kvkit.ConfigError, match="kvkit.Client"):
+        KVKit(Flask(__name__), client=kvkit.AsyncClient("memory://"))  # type: ignore[arg-type]
+
+
+def test_kvkit_with_the_pytest_plugin_client(kvkit_client):
+    """The pytest plugin's kvkit_client can be handed to the Flask extension."""
+    app = Flask(__name__)
+    KVKit(app, client=kvkit_client)
+    app.route("/set", methods=["POST"])(lambda: session.update({"a": 1}) or {})
+    http = app.test_client()
+    http.post("/set")
+    assert kvkit_client.sessions.get(sid_of(http)) == {"a": 1}
+
+
+def test_client_and_a_conflicting_permanent_session_lifetime():
+    """With client=, a PERMANENT_SESSION_LIFETIME unlike the client's session_ttl fails."""
+    with kvkit.Client("memory://") as client:
+        app = Flask(__name__)
+        app.config["PERMANENT_SESSION_LIFETIME"] = 60
+        with pytest.raises(kvkit.ConfigError, match="PERMANENT_SESSION_LIFETIME"):
+            KVKit(app, client=client)
+
+
+# -- the session store down (a real redis-server, stopped) ----------------------------------------
+@pytest.mark.redis
+def test_store_down_reads_give_empty_sessions_and_writes_reach_error_handlers(
+    fresh_redis_server, caplog
+):
+    """Redis stopped: reads -> empty session + 1 warning; health 503 JSON; writes -> handlers."""
+    url = fresh_redis_server.url
+    app, _ = make_app(KVKIT_URL=url, KVKIT_RETRIES=0, KVKIT_SOCKET_TIMEOUT=1)
+    bare, _ = make_app(KVKIT_URL=url, KVKIT_RETRIES=0, KVKIT_SOCKET_TIMEOUT=1)
+
+    @app.errorhandler(kvkit.BackendError)
+    def backend_down(exc):
+        return {"error": "store down", "kind": type(exc).__name__}, 503
+
+    http, bare_http = app.test_client(), bare.test_client()
+    http.post("/set", json={"a": 1})
+    bare_http.post("/set", json={"a": 1})
+    sid = sid_of(http)
+    fresh_redis_server.stop()
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="kvkit.ext.flask"):
+        response = http.get("/get")
+    assert response.status_code == 200
+    assert response.json == {}
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert sid not in caplog.text
+    assert sid_of(http) == sid  # the cookie is kept: the session is back with the store
+
+    for path in HEALTH_PATHS:
+        response = http.get(path)
+        assert response.status_code == 503
+        assert response.is_json
+        assert response.json["status"] == "fail"
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        response = http.post("/set", json={"b": 2})
+    assert response.status_code == 503
+    assert response.json == {"error": "store down", "kind": "BackendUnavailable"}
+    assert any(r.levelno == logging.ERROR for r in caplog.records)
+    assert "TypeError" not in caplog.text
+    assert sid_of(http) == sid
+
+    response = bare_http.post("/set", json={"b": 2})  # no handler of the app's own: a 503
+    assert response.status_code == 503
+    bare.testing = True  # ... and with PROPAGATE_EXCEPTIONS the error propagates
+    with pytest.raises(kvkit.BackendError):
+        bare_http.post("/set", json={"b": 2})
+
+
+@pytest.mark.redis
+def test_store_down_clear_and_login_reach_error_handlers(fresh_redis_server):
+    """Deleting (session.clear()) or logging in while Redis is down: the app's handler."""
+    app, _ = make_app(KVKIT_URL=fresh_redis_server.url, KVKIT_RETRIES=0)
+    add_login_routes(app)
+
+    @app.errorhandler(kvkit.BackendError)
+    def backend_down(exc):
+        return {"error": "store down"}, 503
+
+    http = app.test_client()
+    http.post("/set", json={"a": 1})
+    fresh_redis_server.stop()
+    # The read fails (empty session): clearing an empty session writes nothing.
+    assert http.post("/clear").status_code == 200
+    assert http.post("/login-as/ada").json == {"error": "store down"}

@@ -61,9 +61,9 @@ expires after ``KVKIT_SESSION_TTL`` of inactivity (and ``KVKIT_SESSION_MAX_AGE``
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import logging
+import sys
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -71,15 +71,17 @@ from typing import Any
 try:
     from flask import Blueprint, Flask, current_app, has_app_context, jsonify
     from flask import session as flask_session
+    from flask.blueprints import BlueprintSetupState
     from flask.sessions import SessionInterface, SessionMixin
     from flask.wrappers import Request, Response
     from werkzeug.datastructures import CallbackDict
+    from werkzeug.exceptions import ServiceUnavailable
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
         "kvkit.ext.flask needs Flask; install it with: pip install 'kvkit-sdk[flask]'"
     ) from exc
 
-from .._errors import ConfigError, SerializationError
+from .._errors import BackendError, ConfigError, DecodeError, InvalidArgument, SerializationError
 from .._settings import _ENV_FIELDS, Settings
 from .._sync.client import Client
 from .._sync.health import (
@@ -89,6 +91,7 @@ from .._sync.health import (
     redis_health,
     services_health,
 )
+from .._ttl import seconds_to_ms
 from .._urls import parse_bool
 
 __all__ = [
@@ -96,6 +99,8 @@ __all__ = [
     "KVKitSession",
     "KVKitSessionInterface",
     "health_blueprint",
+    "login_session",
+    "logout_session",
     "regenerate_session",
 ]
 
@@ -103,15 +108,32 @@ log = logging.getLogger("kvkit.ext.flask")
 
 CONFIG_PREFIX = "KVKIT_"
 SERVER_SESSIONS = "KVKIT_SERVER_SESSIONS"
+SESSION_PERMANENT = "SESSION_PERMANENT"  # Flask-Session's name; default true as there
+_SESSION_TTL_KEY = "KVKIT_SESSION_TTL"
+_LIFETIME_KEY = "PERMANENT_SESSION_LIFETIME"
+_FLASK_DEFAULT_LIFETIME = 31 * 86400.0  # Flask's default PERMANENT_SESSION_LIFETIME
+#: Flask-Session settings that have no meaning here (the id is a 256-bit secret issued by
+#: the store, not signed; keys and serialization are kvkit's): warned about, not used.
+_FLASK_SESSION_ONLY = (
+    "SESSION_TYPE",
+    "SESSION_USE_SIGNER",
+    "SESSION_KEY_PREFIX",
+    "SESSION_ID_LENGTH",
+    "SESSION_SERIALIZATION_FORMAT",
+    "SESSION_REDIS",
+    "SESSION_CLEANUP_N_REQUESTS",
+)
 _EXTENSION = "kvkit"
+_SESSIONLESS_PATHS = "kvkit.sessionless_paths"  # app.extensions key: paths that skip sessions
 _SETTINGS_KEYS = frozenset(CONFIG_PREFIX + suffix for suffix, _, _ in _ENV_FIELDS)
 
 
 class _AppState:
     """What one app gets from :meth:`KVKit.init_app` (``app.extensions["kvkit"]``)."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, *, owns_client: bool = True) -> None:
         self.client = client
+        self.owns_client = owns_client
         self._health: Client | None = None
         self._lock = threading.Lock()
 
@@ -127,7 +149,8 @@ class _AppState:
             health, self._health = self._health, None
         if health is not None and health is not self.client:
             health.close()
-        self.client.close()
+        if self.owns_client:
+            self.client.close()
 
 
 class KVKit:
@@ -135,28 +158,52 @@ class KVKit:
 
     Args:
         app: The app; ``None`` to call :meth:`init_app` later (app factories).
+        client: An existing client to use (e.g. the pytest plugin's ``kvkit_client``)
+            instead of one built from ``app.config``; the ``KVKIT_*`` settings keys are
+            then not read, and :meth:`close` leaves it open (whoever made it closes it).
 
     Raises:
-        ConfigError: (with ``app``) see :meth:`init_app`.
+        ConfigError: (with ``app``) see :meth:`init_app`; ``client`` is not a
+            :class:`kvkit.Client`.
     """
 
-    def __init__(self, app: Flask | None = None) -> None:
+    def __init__(self, app: Flask | None = None, *, client: Client | None = None) -> None:
+        if client is not None and not isinstance(client, Client):
+            raise ConfigError(f"client must be a kvkit.Client, not {type(client).__name__!r}")
         self._app = app
+        self._client = client
         if app is not None:
             self.init_app(app)
 
+    def __repr__(self) -> str:
+        return f"<kvkit.ext.flask.KVKit client={self._client!r}>"
+
     def init_app(self, app: Flask) -> None:
-        """Create the app's client from ``app.config`` and install server-side sessions.
+        """Set up the app's client (from ``app.config`` unless one was given) and sessions.
 
         Raises:
-            ConfigError: a ``KVKIT_*`` config value is invalid or unknown; the message
-                names the key and never shows a URL's password.
+            ConfigError: a ``KVKIT_*`` config value is invalid or unknown, or
+                ``SESSION_PERMANENT`` / ``PERMANENT_SESSION_LIFETIME`` is invalid or
+                disagrees with ``KVKIT_SESSION_TTL``; the message names the key and never
+                shows a URL's password.
         """
-        settings = settings_from_config(app.config)
         server_sessions = _config_bool(app.config, SERVER_SESSIONS, default=True)
-        app.extensions[_EXTENSION] = _AppState(Client(settings=settings))
+        _config_bool(app.config, SESSION_PERMANENT, default=True)  # fail at startup
+        if self._client is not None:
+            _check_lifetime(app.config, self._client.settings.session_ttl, "the client's")
+            state = _AppState(self._client, owns_client=False)
+        else:
+            state = _AppState(Client(settings=settings_from_config(app.config)))
+        app.extensions[_EXTENSION] = state
         if server_sessions:
             app.session_interface = KVKitSessionInterface()
+            ignored = [key for key in _FLASK_SESSION_ONLY if key in app.config]
+            if ignored:
+                log.warning(
+                    "kvkit sessions ignore the Flask-Session setting(s) %s (see the README's "
+                    "Flask section); sessions stored by Flask-Session are not read",
+                    ", ".join(ignored),
+                )
 
     def _state(self) -> _AppState:
         if has_app_context():
@@ -204,7 +251,51 @@ def settings_from_config(config: Mapping[str, Any]) -> Settings:
         if value is None:
             continue
         environ[key] = _config_text(key, value)
+    if _SESSION_TTL_KEY in environ:
+        _check_lifetime(config, environ[_SESSION_TTL_KEY], "the configured")
+    else:
+        lifetime = _flask_lifetime(config)
+        if lifetime is not None:  # Flask-Session's name for the same thing
+            environ[_SESSION_TTL_KEY] = repr(lifetime)
     return Settings.from_env(CONFIG_PREFIX, environ)
+
+
+def _flask_lifetime(config: Mapping[str, Any]) -> float | None:
+    """``PERMANENT_SESSION_LIFETIME`` in seconds; ``None`` when unset or Flask's default.
+
+    Flask always has a value (31 days), so only another value counts as the app's choice.
+
+    Raises:
+        ConfigError: it is not a positive number of seconds or ``timedelta`` of at most
+            100 years.
+    """
+    value = config.get(_LIFETIME_KEY)
+    if value is None:
+        return None
+    try:
+        seconds = seconds_to_ms(value, _LIFETIME_KEY) / 1000
+    except InvalidArgument as exc:
+        raise ConfigError(f"config key {_LIFETIME_KEY} is invalid: {exc}") from None
+    return None if seconds == _FLASK_DEFAULT_LIFETIME else seconds
+
+
+def _check_lifetime(config: Mapping[str, Any], session_ttl: Any, source: str) -> None:
+    """Refuse a ``PERMANENT_SESSION_LIFETIME`` that disagrees with the session TTL.
+
+    Cookie and stored session share one lifetime (the store's idle TTL); two different
+    values would mean a cookie promising what the server does not keep, or the reverse.
+    """
+    lifetime = _flask_lifetime(config)
+    try:
+        ttl = float(session_ttl)
+    except ValueError:
+        return  # Settings.from_env reports the invalid KVKIT_SESSION_TTL, naming it
+    if lifetime is not None and lifetime != ttl:
+        raise ConfigError(
+            f"{_LIFETIME_KEY} ({lifetime:g} s) and {source} session TTL "
+            f"(KVKIT_SESSION_TTL, {ttl:g} s) disagree: kvkit uses one lifetime for the "
+            "session cookie and the stored session; set only one of them"
+        )
 
 
 def _config_text(key: str, value: Any) -> str:
@@ -235,11 +326,17 @@ def _config_bool(config: Mapping[str, Any], key: str, *, default: bool) -> bool:
 
 
 # -- sessions ------------------------------------------------------------------------------------
+_PERMANENT_ITEM = "_permanent"  # where Flask (and Flask-Session) keep a per-session override
+
+
 class KVKitSession(CallbackDict[str, Any], SessionMixin):
     """``flask.session`` when :class:`KVKitSessionInterface` is installed.
 
     Attributes:
-        sid: The session id (``None`` until the session is first saved).
+        sid: The session id, or ``None`` while the session is not stored: a request
+            without a live session gets an empty session without an id, and an id is
+            issued (by the store) when the session is first saved with data (or by
+            :func:`login_session`).
         new: Whether the request came without a live session.
         modified: Whether the dict itself was changed (nested changes are detected at save
             time anyway).
@@ -247,7 +344,12 @@ class KVKitSession(CallbackDict[str, Any], SessionMixin):
     """
 
     def __init__(
-        self, initial: Mapping[str, Any] | None = None, sid: str | None = None, new: bool = False
+        self,
+        initial: Mapping[str, Any] | None = None,
+        sid: str | None = None,
+        new: bool = False,
+        *,
+        permanent_default: bool = True,
     ) -> None:
         def on_update(session: KVKitSession) -> None:
             session.modified = True
@@ -258,10 +360,33 @@ class KVKitSession(CallbackDict[str, Any], SessionMixin):
         self.new = new
         self.modified = False
         self.accessed = False
-        self.rotated = False
-        self.unsaved_error = False
-        # What the store holds, to find what changed (including nested changes) at save.
-        self.loaded: dict[str, Any] = copy.deepcopy(dict(initial or {}))
+        self.permanent_default = permanent_default
+        self.rotated = False  # the id changed during the request: the cookie must follow
+        self.bound = False  # login_session() ran: keep the session even when empty
+        self.ended = False  # logout_session() ran: the cookie must go
+        self.save_failed = False  # a save failed; Flask saves again for the error response
+        # The encoded form of what the store holds, by item: comparing encodings finds
+        # every change, including nested ones and those between values that compare
+        # equal (1 -> True, 1 -> 1.0, set -> frozenset).
+        self.loaded: dict[str, bytes] = {}
+
+    @property
+    def permanent(self) -> bool:
+        """Whether the cookie outlives the browser session (default: ``SESSION_PERMANENT``).
+
+        Setting it to the configured default stores nothing; another value is stored in
+        the session (as Flask does), so it holds for the following requests too.
+        """
+        value = dict.get(self, _PERMANENT_ITEM)
+        return self.permanent_default if value is None else bool(value)
+
+    @permanent.setter
+    def permanent(self, value: bool) -> None:
+        if bool(value) == self.permanent_default:
+            if _PERMANENT_ITEM in self:
+                del self[_PERMANENT_ITEM]
+        else:
+            self[_PERMANENT_ITEM] = bool(value)
 
     # Reads mark the session accessed (Flask < 3.1.3 does not do it for us).
     def __getitem__(self, key: str) -> Any:
@@ -299,57 +424,106 @@ class KVKitSessionInterface(SessionInterface):
         return self._client if self._client is not None else _state_of(app).client
 
     def open_session(self, app: Flask, request: Request) -> KVKitSession:
-        """Load the session named by the request's cookie, or start an empty one."""
+        """Load the session named by the request's cookie, or start an empty one.
+
+        A failed read (backend down, undecodable data) gives an empty session and logs a
+        warning: the request goes on (health endpoints, pages that need no login), and
+        the stored session is left as it is.
+        """
+        permanent = _config_bool(app.config, SESSION_PERMANENT, default=True)
         sid = request.cookies.get(self.get_cookie_name(app))
-        if sid:
-            # The store honours only ids it issued: a forged, tampered, unknown or expired
-            # id reads as None (a malformed one without any I/O).
-            data = self.client_for(app).sessions.get(sid)
-            if data is not None:
-                return self.session_class(data, sid=sid)
-        return self.session_class(new=True)
+        # Health endpoints never touch the session: they must answer whatever its store does.
+        if sid and request.path not in app.extensions.get(_SESSIONLESS_PATHS, ()):
+            store = self.client_for(app).sessions
+            try:
+                # The store honours only ids it issued: a forged, tampered, unknown or
+                # expired id reads as None (a malformed one without any I/O).
+                data = store.get(sid)
+                if data is not None:
+                    session = self.session_class(data, sid=sid, permanent_default=permanent)
+                    session.loaded = store._encode(data, "session data")
+                    return session
+            except (BackendError, DecodeError) as exc:
+                # The id is a secret: the message names the session by its hash at most.
+                log.warning(
+                    "the session could not be read, the request gets an empty session: %s: %s",
+                    type(exc).__name__,
+                    exc,
+                )
+        return self.session_class(new=True, permanent_default=permanent)
+
+    def get_expiration_time(self, app: Flask, session: SessionMixin) -> dt.datetime | None:
+        """Cookie expiry of a permanent session: now + the store's idle TTL (one source).
+
+        The stored session slides by ``session_ttl`` on every request, so the cookie says
+        the same (never more than ``session_max_age`` either). Non-permanent sessions get
+        a browser-session cookie.
+        """
+        if not session.permanent:
+            return None
+        settings = self.client_for(app).settings
+        lifetime = settings.session_ttl
+        if settings.session_max_age is not None:
+            lifetime = min(lifetime, settings.session_max_age)
+        return dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=lifetime)
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
-        """Write what changed, then set or delete the cookie."""
-        if not isinstance(session, KVKitSession):  # pragma: no cover - another interface's
+        """Write what changed, then set or delete the cookie.
+
+        A backend failure is never silent: it is logged and handed to the app's error
+        handler for :class:`kvkit.BackendError` (or answered 503), see the module docstring.
+        """
+        if not isinstance(session, KVKitSession):  # pragma: no cover - defensive
+            opened: object = session
+            if opened is None:
+                return  # opening failed with an error Flask is already answering
             raise TypeError(f"expected a KVKitSession, not {type(session).__name__!r}")
-        if session.unsaved_error:
+        if session.save_failed:
             return  # the error response of a failed save: the session stays as it was
-        store = self.client_for(app).sessions
         if session.accessed:
             response.vary.add("Cookie")
-        data = dict(session)
-        if not data:
-            if session.sid is not None and (session.loaded or session.modified):
-                store.delete(session.sid)
-                self._delete_cookie(app, response)
-            return
-        changes = {
-            k: v for k, v in data.items() if k not in session.loaded or session.loaded[k] != v
-        }
-        removed = [k for k in session.loaded if k not in data]
-        issued = False
         try:
-            if session.sid is None:
-                session.sid = store.create(data)
-                issued = True
-            elif (changes or removed) and store.update(
-                session.sid, changes, remove=removed
-            ) is None:
-                # The session vanished during the request (expired, or deleted by a
-                # "log out everywhere"): never resurrect it under a new id.
-                log.info("session ended during the request; its changes are dropped")
-                session.sid = None
-                self._delete_cookie(app, response)
-                return
+            self._write(app, session, response)
         except SerializationError as exc:
             # Flask saves the session again for the error response; that save must not
             # fail the same way (nothing is written either way).
-            session.unsaved_error = True
+            session.save_failed = True
             raise SerializationError(
                 f"the Flask session cannot be saved (nothing was written): {exc}"
             ) from exc
-        session.loaded = copy.deepcopy(data)
+        except BackendError as exc:
+            session.save_failed = True
+            log.error("the Flask session could not be saved: %s: %s", type(exc).__name__, exc)
+            # Inside the except block: Flask's handle_user_exception re-raises the active
+            # exception when the app has no handler for it.
+            _answer_with_error(app, response)
+
+    def _write(self, app: Flask, session: KVKitSession, response: Response) -> None:
+        store = self.client_for(app).sessions
+        data = dict(session)
+        if not data and not session.bound:
+            if session.sid is not None and (session.loaded or session.modified):
+                store.delete(session.sid)
+                session.sid = None
+                session.ended = True
+            if session.ended:
+                self._delete_cookie(app, response)
+            return
+        encoded = store._encode(data, "session data")  # SerializationError before any write
+        changes = {k: data[k] for k, raw in encoded.items() if session.loaded.get(k) != raw}
+        removed = [k for k in session.loaded if k not in encoded]
+        issued = False
+        if session.sid is None:
+            session.sid = store.create(data)
+            issued = True
+        elif (changes or removed) and store.update(session.sid, changes, remove=removed) is None:
+            # The session vanished during the request (expired, or deleted by a
+            # "log out everywhere"): never resurrect it under a new id.
+            log.info("session ended during the request; its changes are dropped")
+            session.sid = None
+            self._delete_cookie(app, response)
+            return
+        session.loaded = encoded
         if issued or session.rotated or changes or removed or self.should_set_cookie(app, session):
             self._set_cookie(app, session, response)
 
@@ -382,11 +556,47 @@ class KVKitSessionInterface(SessionInterface):
         response.vary.add("Cookie")
 
 
+def _answer_with_error(app: Flask, response: Response) -> None:
+    """Turn ``response`` into the app's answer to the exception being handled.
+
+    The session is saved after the view and the ``after_request`` functions, where Flask
+    no longer runs error handlers of its own, so this asks the app for the response it
+    would give had the view raised: its handler for the exception (e.g.
+    ``errorhandler(kvkit.BackendError)``), else a 503 (through the app's 503 handler if
+    it has one). With ``PROPAGATE_EXCEPTIONS`` (testing, debug) and no handler, the
+    exception propagates as Flask's own errors do. The answer replaces the response in
+    place (status, headers and body).
+    """
+    try:
+        answer = app.handle_user_exception(sys.exc_info()[1])  # type: ignore[arg-type]
+    except BackendError:
+        propagate = app.config.get("PROPAGATE_EXCEPTIONS")
+        if propagate if propagate is not None else (app.testing or app.debug):
+            raise
+        answer = app.handle_http_exception(
+            ServiceUnavailable("the session could not be saved; please try again")
+        )
+    replacement = app.make_response(answer)
+    response.status = replacement.status
+    response.headers = replacement.headers
+    response.response = replacement.response
+    response.direct_passthrough = replacement.direct_passthrough
+
+
+def _current_session() -> tuple[KVKitSession, KVKitSessionInterface]:
+    session = flask_session._get_current_object()  # type: ignore[attr-defined]
+    interface = current_app.session_interface
+    if not isinstance(session, KVKitSession) or not isinstance(interface, KVKitSessionInterface):
+        raise RuntimeError("this needs the app to use KVKitSessionInterface (server sessions)")
+    return session, interface
+
+
 def regenerate_session() -> str | None:
     """Give the current session a new id, keeping its data (call it on login).
 
     The old id is invalid at once (atomically with the move), which defeats session
-    fixation; the response carries the new cookie.
+    fixation; the response carries the new cookie. To also bind the session to a user
+    (so that ``sessions.delete_user()`` logs it out), use :func:`login_session`.
 
     Returns:
         The new id, or ``None`` when the session was not stored yet (it gets a fresh id
@@ -397,14 +607,9 @@ def regenerate_session() -> str | None:
             :class:`KVKitSessionInterface`.
         BackendError: the backend failed.
     """
-    session = flask_session._get_current_object()  # type: ignore[attr-defined]
-    if not isinstance(session, KVKitSession):
-        raise RuntimeError("regenerate_session() needs the app to use KVKitSessionInterface")
+    session, interface = _current_session()
     if session.sid is None:
         return None
-    interface = current_app.session_interface
-    if not isinstance(interface, KVKitSessionInterface):  # pragma: no cover - defensive
-        raise RuntimeError("regenerate_session() needs the app to use KVKitSessionInterface")
     new_sid = interface.client_for(current_app).sessions.rotate(session.sid)
     # None: the session ended meanwhile; it is saved under a fresh id if it has data.
     session.sid = new_sid
@@ -413,6 +618,68 @@ def regenerate_session() -> str | None:
     session.rotated = True
     session.modified = True
     return new_sid
+
+
+def login_session(user_id: str) -> str:
+    """Log the current browser in as ``user_id``: a new id, the same data, bound to the user.
+
+    Call it after checking the credentials. The session (with what it holds now,
+    including this request's changes) moves to a new id owned by ``user_id``, so that
+    ``client.sessions.delete_user(user_id)`` logs this browser out, and the old id stops
+    working (session fixation). The response carries the new cookie; the session is kept
+    even if it holds no data.
+
+    Args:
+        user_id: The user (a kvkit key: a non-empty ``str``).
+
+    Returns:
+        The new session id.
+
+    Raises:
+        RuntimeError: outside a request, or the app does not use
+            :class:`KVKitSessionInterface`.
+        InvalidArgument: ``user_id`` is not a valid key.
+        SerializationError: the session holds a value that cannot be stored.
+        BackendError: the backend failed (the view's error handlers apply).
+    """
+    session, interface = _current_session()
+    store = interface.client_for(current_app).sessions
+    data = dict(session)
+    new_sid = store.create(data, user_id=user_id)
+    if session.sid is not None:
+        # The old id dies right after the new one exists (create + delete: there is no
+        # moment without a session, and the old id is never valid after this returns).
+        store.delete(session.sid)
+    session.sid = new_sid
+    session.loaded = store._encode(data, "session data")
+    session.rotated = session.bound = True
+    session.ended = False
+    return new_sid
+
+
+def logout_session() -> bool:
+    """Log the current browser out: delete its stored session now and expire the cookie.
+
+    Items set after the call (say, a flashed "goodbye") start a new anonymous session.
+
+    Returns:
+        Whether a stored session was deleted.
+
+    Raises:
+        RuntimeError: outside a request, or the app does not use
+            :class:`KVKitSessionInterface`.
+        BackendError: the backend failed (the view's error handlers apply).
+    """
+    session, interface = _current_session()
+    existed = False
+    if session.sid is not None:
+        existed = interface.client_for(current_app).sessions.delete(session.sid)
+    dict.clear(session)  # no callback: clearing this dict is not a change to save
+    session.sid = None
+    session.loaded = {}
+    session.bound = session.rotated = False
+    session.ended = session.accessed = True
+    return existed
 
 
 # -- health --------------------------------------------------------------------------------------
@@ -438,6 +705,15 @@ def health_blueprint(
         timeout: Seconds the checks of one request may take together.
     """
     blueprint = Blueprint(name, __name__, url_prefix=url_prefix)
+    paths = ("/health/redis", "/health/redis/services", "/health/full")
+
+    @blueprint.record
+    def skip_sessions(state: BlueprintSetupState) -> None:
+        # The health routes must not depend on (or slide) the session: answer 503 JSON
+        # when the store is down, whatever cookie the request carries.
+        prefix = (state.url_prefix or "").rstrip("/")
+        skipped = state.app.extensions.setdefault(_SESSIONLESS_PATHS, set())
+        skipped.update(prefix + path for path in paths)
 
     def respond(result: tuple[int, dict[str, Any]]) -> Response:
         code, body = result
