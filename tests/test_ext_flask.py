@@ -887,3 +887,21 @@ def test_store_down_clear_and_login_reach_error_handlers(fresh_redis_server):
     # The read fails (empty session): clearing an empty session writes nothing.
     assert http.post("/clear").status_code == 200
     assert http.post("/login-as/ada").json == {"error": "store down"}
+
+
+def test_undecodable_session_reads_as_empty_with_one_warning(app_client, caplog):
+    """A session holding bytes that do not decode: an empty session and one warning."""
+    _, kv, http = app_client
+    if kv.client.settings.url.startswith("memory"):
+        pytest.skip("needs raw access to the store")
+    http.post("/set", json={"a": 1})
+    sid = sid_of(http)
+    key = f"{kv.client.settings.prefix}:session:{{{sid[:4]}}}{sid[4:]}"
+    kv.client.redis("sessions").hset(key, "d:a", b"\x80not json")
+    with caplog.at_level(logging.WARNING, logger="kvkit.ext.flask"):
+        response = http.get("/get")
+    assert response.status_code == 200
+    assert response.json == {}
+    assert len(caplog.records) == 1
+    assert "DecodeError" in caplog.text
+    assert sid not in caplog.text

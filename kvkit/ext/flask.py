@@ -3,19 +3,24 @@
 ::
 
     from flask import Flask, session
-    from kvkit.ext.flask import KVKit, health_blueprint, regenerate_session
+    from kvkit.ext.flask import KVKit, health_blueprint, login_session, logout_session
 
     app = Flask(__name__)
     app.config["KVKIT_URL"] = "redis://localhost:6379/0"
-    kv = KVKit(app)                    # or kv = KVKit(); kv.init_app(app)
+    kv = KVKit(app)                    # or kv = KVKit(); kv.init_app(app); or KVKit(app, client=c)
     app.register_blueprint(health_blueprint())
 
     @app.post("/login")
     def login():
         ...                            # check the password
-        regenerate_session()           # new id for the logged-in session (fixation)
+        login_session(user.id)         # new id (fixation), bound to the user
         session["user_id"] = user.id
         return "ok"
+
+    @app.post("/logout")
+    def logout():
+        logout_session()               # deleted server-side, cookie expired
+        return "bye"
 
     @app.get("/report")
     def report():
@@ -33,7 +38,16 @@ Configuration
 Settings defaults (``memory://``). An invalid value, or an unknown ``KVKIT_*`` key (a typo),
 raises :class:`kvkit.ConfigError` naming the key. The environment is not read: load it
 into the config yourself if you want it (``app.config.from_prefixed_env()`` or
-``app.config["KVKIT_URL"] = os.environ["KVKIT_URL"]``).
+``app.config["KVKIT_URL"] = os.environ["KVKIT_URL"]``). ``KVKit(app, client=c)`` uses an
+existing :class:`kvkit.Client` instead (the ``KVKIT_*`` settings keys are then not read, and
+``close()`` leaves ``c`` open).
+
+Flask-Session's names are honoured where they mean something here: ``SESSION_PERMANENT``
+(default true), ``PERMANENT_SESSION_LIFETIME`` (the session TTL when ``KVKIT_SESSION_TTL``
+is not set; a different value from it is a ``ConfigError``; Flask's default of 31 days
+counts as unset), ``SESSION_REFRESH_EACH_REQUEST`` and ``SESSION_COOKIE_*``. Its other keys
+(``SESSION_TYPE``, ``SESSION_USE_SIGNER``, ``SESSION_KEY_PREFIX``, ...) are ignored with a
+warning at ``init_app``.
 
 Sessions
 --------
@@ -42,21 +56,35 @@ Unless ``KVKIT_SERVER_SESSIONS`` is false, ``init_app`` installs
 (``client.sessions``) and the cookie carries only the session id (256 random bits, not
 signed because it is not guessable; ``SECRET_KEY`` is not needed for sessions). The cookie
 uses Flask's own ``SESSION_COOKIE_*`` settings (name, domain, path, ``HttpOnly`` (default
-on), ``Secure``, ``SameSite`` (``Lax`` when Flask's is unset), ``Partitioned``); permanent
-sessions get Flask's ``PERMANENT_SESSION_LIFETIME`` as cookie expiry, while the data
-expires after ``KVKIT_SESSION_TTL`` of inactivity (and ``KVKIT_SESSION_MAX_AGE`` in all).
+on), ``Secure``, ``SameSite`` (``Lax`` when Flask's is unset), ``Partitioned``).
+
+One lifetime: the stored session expires after ``session_ttl`` (``KVKIT_SESSION_TTL``, or
+``PERMANENT_SESSION_LIFETIME``) of inactivity, and a permanent session's cookie expires
+``session_ttl`` after the response (capped by ``KVKIT_SESSION_MAX_AGE``), refreshed on
+every request (``SESSION_REFRESH_EACH_REQUEST``) as the stored session slides. Sessions
+are permanent unless ``SESSION_PERMANENT`` is false (then the cookie ends with the browser
+session; ``session.permanent = True`` opts one session in, and is remembered).
 
 * A request without a cookie, or with an unknown, expired or tampered one, gets a fresh
-  empty session; nothing is written until the session holds data.
+  empty session with ``session.sid`` ``None``; nothing is written, and no id exists, until
+  the session holds data (ids are issued by the store, never made up by the app).
 * Changes are saved at the end of the request as an atomic merge of the items that changed
-  (nested changes included; no need for ``session.modified = True``), so concurrent
+  (found by comparing encoded values: nested changes and changes between equal values such
+  as ``1`` and ``True`` included; no need for ``session.modified = True``), so concurrent
   requests of one browser that change different items do not undo each other.
 * A value that cannot be stored (not JSON or a kvkit tagged type) raises
   :class:`kvkit.SerializationError` when the response is made; nothing is written and the
   session keeps its previous data.
 * Emptying the session (``session.clear()``) deletes it and its cookie.
-* :func:`regenerate_session` gives the session a new id at once, keeping its data; the
-  old id stops working immediately. Call it on login (and on privilege changes).
+* :func:`login_session` moves the session to a new id bound to a user (so
+  ``sessions.delete_user(user_id)`` logs the browser out); :func:`logout_session` deletes
+  it at once and expires the cookie. :func:`regenerate_session` only changes the id.
+* Store failures (SPEC §15): a failed read (backend down, undecodable data) gives an empty
+  session and one logged warning (the cookie is kept); the health endpoints never load
+  the session. A failed write is logged and the response becomes the app's answer to the
+  :class:`kvkit.BackendError` (its ``errorhandler(kvkit.BackendError)``), or a 503 when it
+  has none (with ``PROPAGATE_EXCEPTIONS``, as under ``app.testing``, the error propagates);
+  the stored session and the cookie stay as they were.
 """
 
 from __future__ import annotations
