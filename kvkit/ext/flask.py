@@ -204,7 +204,7 @@ def settings_from_config(config: Mapping[str, Any]) -> Settings:
         if value is None:
             continue
         environ[key] = _config_text(key, value)
-    return Settings.from_env(CONFIG_PREFIX, environ)
+    return Settings.from_env(CONFIG_PREFIX, environ, source="Flask config key")
 
 
 def _config_text(key: str, value: Any) -> str:
