@@ -23,7 +23,10 @@ def _redacted(value: str | None) -> str:
 def _check_url(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is None:
         return
-    parse_url(value)  # raises ConfigError (redacted) on anything malformed
+    try:
+        parse_url(value)
+    except ConfigError as exc:  # redacted already; say which field
+        raise ConfigError(f"Settings.{attribute.name}: {exc}") from None
 
 
 def _check_positive(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -176,7 +179,7 @@ class Settings:
             raw = env.get(var)
             if raw is None or raw.strip() == "":
                 continue
-            shown = redact_url(raw) if convert is str else raw
+            shown = redact_url(raw) if name.endswith("url") else raw
             try:
                 value = convert(raw.strip())
                 # Run the field's own validator here so the error can name the variable.
