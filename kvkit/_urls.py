@@ -348,7 +348,7 @@ _ENCODE_HINT = (
 )
 
 
-@attrs.frozen
+@attrs.frozen(repr=False)  # holds the raw user info: never shown, not even in a debugger
 class _Parts:
     """A URL cut into its RFC 3986 components (raw, not yet unquoted)."""
 

@@ -381,8 +381,8 @@ def test_bad_client_name_fails_before_reaching_the_server(redis_server):
 
 
 @pytest.mark.redis
-def test_query_password_authenticates(redis_server_factory):
-    """?password= is accepted as redis-py accepts it, and never shown."""
+def test_query_password_authenticates(redis_server_factory, debug_logs):
+    """?password= is accepted as redis-py accepts it, and never shown (logs included)."""
     server = redis_server_factory(password=SECRET)
     url = f"redis://{HOST}:{server.port}/0?password={quote(SECRET, safe='')}"
     with kvkit.Client(url) as client:
@@ -390,4 +390,11 @@ def test_query_password_authenticates(redis_server_factory):
         assert client.cache.get("k") == 1
         shown = [repr(client), str(client.health()), repr(client.settings)]
         client.cache.clear()
+    wrong = url.replace("password=", "password=x")
+    with kvkit.Client(settings=kvkit.Settings(url=wrong, retries=0)) as client:
+        with pytest.raises(kvkit.AuthenticationError) as info:
+            client.cache.get("k")
+        shown += [*_texts_of(info.value), str(client.health())]
+    shown += [debug_logs.text]
     _assert_no_secret(*shown)
+    assert "?password=***" in shown[0]
