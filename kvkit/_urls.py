@@ -368,9 +368,14 @@ class _Parts:
         if "@" in self.path or (self.fragment is not None and "@" in self.fragment):
             return True
         return any(
-            "@" in segment and unquote(segment.partition("=")[0]) not in _SECRET_OPTIONS
+            "@" in segment and _option_name(segment) not in _SECRET_OPTIONS
             for segment in (self.query or "").split("&")
         )
+
+
+def _option_name(segment: str) -> str:
+    """The option name of one raw ``name=value`` query segment."""
+    return unquote(segment.partition("=")[0])
 
 
 def _split(url: str) -> _Parts | None:
@@ -402,18 +407,14 @@ def _split(url: str) -> _Parts | None:
 
 def _secret_in_query(query: str | None) -> bool:
     """Whether the query carries ``password=``/``username=`` (raw '&' may have split it)."""
-    return any(
-        unquote(segment.partition("=")[0]) in _SECRET_OPTIONS
-        for segment in (query or "").split("&")
-    )
+    return any(_option_name(segment) in _SECRET_OPTIONS for segment in (query or "").split("&"))
 
 
 def _shown_query(query: str) -> str:
     """The query with every value that may be secret replaced by ``***``."""
     shown = []
     for segment in query.split("&"):
-        name, eq, _ = segment.partition("=")
-        name = unquote(name)
+        name, eq = _option_name(segment), "=" in segment
         if eq and name in _SHOWN_OPTIONS:
             shown.append(segment)
         elif eq and name in _SECRET_OPTIONS:
