@@ -646,6 +646,8 @@ def parse_url(url: Any) -> ParsedURL:
             )
         if not url_path.startswith("/"):
             raise ConfigError(f"unix:// needs an absolute socket path: {redacted!r}")
+        if _CONTROL.search(url_path):  # %00 would reach connect() as a raw ValueError
+            raise ConfigError(f"control character in the socket path of {redacted!r}")
         path = url_path
         db = options.pop("db", 0)
     elif family == "custom":
@@ -670,7 +672,7 @@ def parse_url(url: Any) -> ParsedURL:
                     f"missing SERVICE name: {scheme}://host:port/SERVICE[/db] in {redacted!r}"
                 )
             name = segments.pop(0)
-            if any(ch.isspace() for ch in name):
+            if any(ch.isspace() for ch in name) or _CONTROL.search(name):
                 raise ConfigError(f"invalid Sentinel service name in {redacted!r}")
         if len(segments) > 1:
             raise ConfigError(f"unexpected path in {redacted!r}")

@@ -284,6 +284,8 @@ def test_register_scheme_replaces():
         ("memory://x?maxsize=-3", "maxsize"),
         ("redis://h\n/0", "control character"),
         ("redis+sentinel://h:26379/my master/0", "service name"),
+        ("redis+sentinel://h:26379/m%00/0", "service name"),
+        ("unix:///tmp/a%00b.sock", "socket path"),
     ],
 )
 def test_bad_components_raise_config_error_at_parse_time(url, message):
