@@ -19,6 +19,7 @@ TEST_DEPS = [
     "httpx>=0.27",
     "uvicorn>=0.30",
     "build>=1.0",
+    "hypothesis>=6.100",
 ]
 LINT_DEPS = ["ruff>=0.6", "mypy>=1.11", "types-cachetools", "pytest>=8"]
 

@@ -16,6 +16,7 @@ from ._errors import (
     BackendError,
     BackendTimeout,
     BackendUnavailable,
+    ConfigError,
     KVKitError,
 )
 
@@ -26,6 +27,7 @@ __all__ = ["REDIS_ERRORS", "is_retryable", "translate"]
 REDIS_ERRORS = (rexc.RedisError, rexc.RedisClusterException, OSError, asyncio.TimeoutError)
 
 _POOL_EXHAUSTED = ("no connection available", "too many connections")
+_DB_OUT_OF_RANGE = "db index is out of range"  # Redis's reply to SELECT beyond `databases`
 
 
 def translate(exc: BaseException, where: str) -> KVKitError:
@@ -48,6 +50,14 @@ def translate(exc: BaseException, where: str) -> KVKitError:
         return BackendUnavailable(f"{where}: cluster unavailable: {text}")
     if isinstance(exc, (rexc.AuthenticationError, rexc.AuthorizationError, rexc.NoPermissionError)):
         return AuthenticationError(f"{where}: authentication failed: {text}")
+    if isinstance(exc, rexc.ResponseError) and _DB_OUT_OF_RANGE in text.lower():
+        # The URL's /db is within what any Redis accepts (checked at parse time) but beyond
+        # this server's `databases` setting, which only the server knows: a configuration
+        # error (never retried), not a backend failure.
+        return ConfigError(
+            f"{where}: the server has no such database ({text}); Redis has 16 (0-15) unless "
+            "its `databases` setting says otherwise"
+        )
     if isinstance(exc, (rexc.MaxConnectionsError,)) or (
         isinstance(exc, rexc.ConnectionError) and text.lower().rstrip(".") in _POOL_EXHAUSTED
     ):

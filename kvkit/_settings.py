@@ -10,6 +10,7 @@ from typing import Any
 import attrs
 
 from ._errors import ConfigError
+from ._ttl import MAX_SECONDS
 from ._urls import parse_bool, parse_url, redact_url
 
 __all__ = ["Settings"]
@@ -20,9 +21,12 @@ def _redacted(value: str | None) -> str:
 
 
 def _check_url(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is None and attribute.name != "url":
+    if value is None:
         return
-    parse_url(value)  # raises ConfigError (redacted) on anything malformed
+    try:
+        parse_url(value)
+    except ConfigError as exc:  # redacted already; say which field
+        raise ConfigError(f"Settings.{attribute.name}: {exc}") from None
 
 
 def _check_positive(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -34,6 +38,12 @@ def _check_positive(instance: Any, attribute: attrs.Attribute[Any], value: Any) 
         )
     if not math.isfinite(value) or value <= 0:
         raise ConfigError(f"Settings.{attribute.name} must be positive and finite, got {value!r}")
+    if value > MAX_SECONDS:
+        # The one duration bound of kvkit (100 years): beyond it backends stop agreing.
+        raise ConfigError(
+            f"Settings.{attribute.name} must be at most {MAX_SECONDS} seconds (100 years), "
+            f"got {value!r}"
+        )
 
 
 def _check_int(minimum: int) -> Any:
@@ -65,8 +75,14 @@ def _check_bool(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> N
 class Settings:
     """Configuration of a :class:`kvkit.Client` / :class:`kvkit.AsyncClient`.
 
+    ``memory://`` is the default only when *no* URL is configured. When some role has a
+    URL and another role has none, that role uses ``url``; without ``url`` the
+    constructor raises :class:`kvkit.ConfigError` naming the missing fields, because a
+    role silently kept in each process's memory loses data between workers.
+
     Attributes:
-        url: Backend URL used by every role without its own URL.
+        url: Backend URL used by every role without its own URL (``None``: not set; every
+            role then uses ``memory://`` if no role URL is set either).
         cache_url: URL of the cache role (``None``: ``url``).
         session_url: URL of the sessions role (``None``: ``url``).
         queue_url: URL of the queues role (``None``: ``url``).
@@ -84,7 +100,7 @@ class Settings:
             backend is unreachable.
     """
 
-    url: str = attrs.field(default="memory://", validator=_check_url, repr=_redacted)
+    url: str | None = attrs.field(default=None, validator=_check_url, repr=_redacted)
     cache_url: str | None = attrs.field(default=None, validator=_check_url, repr=_redacted)
     session_url: str | None = attrs.field(default=None, validator=_check_url, repr=_redacted)
     queue_url: str | None = attrs.field(default=None, validator=_check_url, repr=_redacted)
@@ -100,15 +116,36 @@ class Settings:
     retries: int = attrs.field(default=3, validator=_check_int(0))
     cache_fail_open: bool = attrs.field(default=False, validator=_check_bool)
 
+    def __attrs_post_init__(self) -> None:
+        missing = _missing_role_urls(self.url, self.cache_url, self.session_url, self.queue_url)
+        if missing:
+            raise ConfigError(
+                _missing_message(
+                    [f"Settings.{name}" for name in missing],
+                    [f"Settings.{name}" for name in _ROLE_FIELDS if name not in missing],
+                    "Settings.url",
+                )
+                + " (Client/AsyncClient: pass url=, or every role's URL)"
+            )
+
     def role_url(self, role: str) -> str:
         """Return the URL that ``role`` ("cache", "sessions" or "queues") uses."""
         own = {"cache": self.cache_url, "sessions": self.session_url, "queues": self.queue_url}[
             role
         ]
-        return own if own is not None else self.url
+        if own is not None:
+            return own
+        # Only reachable with no URL at all (the constructor rejects a partial setup).
+        return self.url if self.url is not None else DEFAULT_URL
 
     @classmethod
-    def from_env(cls, prefix: str = "KVKIT_", environ: Mapping[str, str] | None = None) -> Settings:
+    def from_env(
+        cls,
+        prefix: str = "KVKIT_",
+        environ: Mapping[str, str] | None = None,
+        *,
+        source: str = "environment variable",
+    ) -> Settings:
         """Build settings from environment variables.
 
         Reads ``{prefix}URL``, ``{prefix}CACHE_URL``, ``{prefix}SESSION_URL``,
@@ -117,18 +154,22 @@ class Settings:
         ``{prefix}SESSION_MAX_AGE``, ``{prefix}MAX_CONNECTIONS``, ``{prefix}SOCKET_TIMEOUT``,
         ``{prefix}CONNECT_TIMEOUT``, ``{prefix}RETRIES`` and ``{prefix}CACHE_FAIL_OPEN``.
         Unset or empty variables keep the defaults. With ``prefix="REDIS_"`` this reads the
-        original ``RedisService`` variables.
+        original ``RedisService`` variables. ``memory://`` is used only when none of the
+        four URL variables is set; a role URL set without the others and without
+        ``{prefix}URL`` is an error, never a silent in-process store.
 
         Args:
             prefix: Prefix of the variable names.
             environ: Mapping to read instead of ``os.environ``.
+            source: What the mapping is, for error messages (e.g. ``"Flask config key"``).
 
         Returns:
             The settings.
 
         Raises:
-            ConfigError: a variable is malformed; the message names the variable and never
-                echoes a URL's secrets.
+            ConfigError: a variable is malformed, or a role's URL variable is missing while
+                another role's is set and ``{prefix}URL`` is not; the message names the
+                variable(s) and never echoes a URL's secrets.
         """
         env = os.environ if environ is None else environ
         fields = attrs.fields_dict(cls)
@@ -138,7 +179,7 @@ class Settings:
             raw = env.get(var)
             if raw is None or raw.strip() == "":
                 continue
-            shown = redact_url(raw) if convert is str else raw
+            shown = redact_url(raw) if name.endswith("url") else raw
             try:
                 value = convert(raw.strip())
                 # Run the field's own validator here so the error can name the variable.
@@ -146,11 +187,50 @@ class Settings:
                 if validator is not None:
                     validator(None, fields[name], value)
             except (ValueError, ConfigError) as exc:
-                raise ConfigError(
-                    f"environment variable {var}={shown!r} is invalid: {_reason(exc)}"
-                ) from None
+                raise ConfigError(f"{source} {var}={shown!r} is invalid: {_reason(exc)}") from None
             kwargs[name] = value
+        urls = [kwargs.get(name) for name in ("url", *_ROLE_FIELDS)]
+        missing = _missing_role_urls(*urls)
+        if missing:
+            names = {name: prefix + suffix for suffix, name, _ in _ENV_FIELDS}
+            given = [names[name] for name in _ROLE_FIELDS if name not in missing]
+            raise ConfigError(
+                _missing_message([names[n] for n in missing], given, names["url"], source=source)
+            )
         return cls(**kwargs)
+
+
+DEFAULT_URL = "memory://"
+"""What every role uses when no URL at all is configured."""
+
+_ROLE_FIELDS = ("cache_url", "session_url", "queue_url")
+
+
+def _missing_role_urls(
+    url: str | None, cache_url: str | None, session_url: str | None, queue_url: str | None
+) -> list[str]:
+    """The role URL fields that would silently fall back to memory://, in field order.
+
+    SPEC §12: memory:// is the default only when nothing is configured. A role without a
+    URL uses ``url``; with neither, and another role configured, it is missing.
+    """
+    roles = {"cache_url": cache_url, "session_url": session_url, "queue_url": queue_url}
+    if url is not None or all(value is None for value in roles.values()):
+        return []
+    return [name for name, value in roles.items() if value is None]
+
+
+def _missing_message(missing: list[str], given: list[str], main: str, source: str = "") -> str:
+    """Say which URL settings are missing, which are set, and the two ways to fix it."""
+    plural = len(missing) > 1
+    what = f"{source}{'s' if plural and source else ''} " if source else ""
+    return (
+        f"{what}{', '.join(missing)} {'are' if plural else 'is'} not set while "
+        f"{', '.join(given)} {'are' if len(given) > 1 else 'is'}, and {main} is not set "
+        f"either: set {' and '.join(missing)}, or {main} for every role without its own "
+        "URL. kvkit does not fall back to memory:// silently (memory:// is the default "
+        "only when no URL is configured at all)"
+    )
 
 
 def _reason(exc: Exception) -> str:

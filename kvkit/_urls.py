@@ -8,13 +8,17 @@ and password) are kept out of every ``repr``/``str`` and error message: only
 from __future__ import annotations
 
 import importlib
+import ipaddress
+import math
+import re
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote
 
 import attrs
 
 from ._errors import ConfigError
+from ._ttl import MAX_SECONDS
 
 __all__ = ["ParsedURL", "SchemeSpec", "parse_url", "redact_url", "register_scheme", "schemes"]
 
@@ -22,13 +26,22 @@ DEFAULT_PORT = 6379
 SENTINEL_PORT = 26379
 
 
+_INT_MAX = 2**31 - 1
+"""Upper bound of integer options and of the database number: Redis reads both as a C int
+(``SELECT`` and the ``databases`` setting stop at 2**31-1), and nothing larger is sane."""
+
+_DIGITS = re.compile(r"[0-9]+")
+
+
 def _positive_float(name: str, raw: str) -> float:
     try:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"option {name!r} must be a number of seconds, got {raw!r}") from None
-    if not value > 0 or value == float("inf"):
+    if not value > 0 or not math.isfinite(value):
         raise ConfigError(f"option {name!r} must be positive and finite, got {raw!r}")
+    if value > MAX_SECONDS:
+        raise ConfigError(f"option {name!r} must be at most {MAX_SECONDS} s (100 years)")
     return value
 
 
@@ -39,13 +52,17 @@ def _non_negative_float(name: str, raw: str) -> float:
 
 
 def _int(name: str, raw: str, minimum: int) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"option {name!r} must be an integer, got {raw!r}") from None
-    if value < minimum:
-        raise ConfigError(f"option {name!r} must be >= {minimum}, got {raw!r}")
+    # Plain ASCII digits only: int() would also take "1_0", " 7 " and other scripts' digits.
+    if not _DIGITS.fullmatch(raw.lstrip("-")):
+        raise ConfigError(f"option {name!r} must be an integer, got {raw!r}")
+    value = int(raw)
+    if not minimum <= value <= _INT_MAX:
+        raise ConfigError(f"option {name!r} must be in {minimum}..{_INT_MAX}, got {raw!r}")
     return value
+
+
+def _db(name: str, raw: str) -> int:
+    return _int(name, raw, 0)
 
 
 _TRUE = frozenset(("1", "true", "yes", "on"))
@@ -81,9 +98,25 @@ def _choice(*choices: str) -> Callable[[str, str], str]:
     return convert
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _text(name: str, raw: str) -> str:
     if not raw:
         raise ConfigError(f"option {name!r} must not be empty")
+    if _CONTROL.search(raw):  # e.g. %00 or %0A decoded from the query
+        raise ConfigError(f"option {name!r} must not contain control characters")
+    return raw
+
+
+def _client_name(name: str, raw: str) -> str:
+    # Redis rejects CLIENT SETNAME with spaces, newlines or anything outside '!'..'~': say
+    # so now rather than as a BackendError on the first connection.
+    if not raw or any(not "!" <= ch <= "~" for ch in raw):
+        raise ConfigError(
+            f"option {name!r} must be non-empty printable ASCII without spaces "
+            f"(Redis CLIENT SETNAME), got {raw!r}"
+        )
     return raw
 
 
@@ -94,8 +127,11 @@ _REDIS_OPTIONS: dict[str, Callable[[str, str], Any]] = {
     "max_connections": lambda n, r: _int(n, r, 1),
     "retries": lambda n, r: _int(n, r, 0),
     "health_check_interval": _non_negative_float,
-    "client_name": _text,
+    "client_name": _client_name,
 }
+# Credentials given as query options, as redis-py accepts them: they become
+# ParsedURL.username/password (never options) and their values are never shown.
+_SECRET_OPTIONS = frozenset(("username", "password"))
 _TLS_OPTIONS: dict[str, Callable[[str, str], Any]] = {
     "ssl_cert_reqs": _choice("none", "optional", "required"),
     "ssl_ca_certs": _text,
@@ -105,6 +141,11 @@ _TLS_OPTIONS: dict[str, Callable[[str, str], Any]] = {
 }
 _ALIASES = {"socket_connect_timeout": "connect_timeout"}
 _MEMORY_OPTIONS: dict[str, Callable[[str, str], Any]] = {"maxsize": lambda n, r: _int(n, r, 1)}
+# Options whose values redact_url() shows: kvkit's own, none of them secret. A third-party
+# scheme's options are hidden (kvkit cannot know whether they hold a token).
+_SHOWN_OPTIONS = frozenset(
+    [*_REDIS_OPTIONS, *_TLS_OPTIONS, *_ALIASES, *_MEMORY_OPTIONS, "db", "sentinel_auth"]
+)
 
 
 @attrs.frozen
@@ -155,10 +196,11 @@ def _builtin(scheme: str, family: str, description: str, tls: bool = False) -> N
         impl = "redis:{}FakeRedisBackend"
     else:
         options = dict(_REDIS_OPTIONS)
+        options.update(dict.fromkeys(_SECRET_OPTIONS, _text))
         if tls:
             options.update(_TLS_OPTIONS)
         if family == "unix":
-            options["db"] = lambda n, r: _int(n, r, 0)
+            options["db"] = _db
         if family == "sentinel":
             # Also send the URL's user/password to the Sentinels (when they require auth).
             options["sentinel_auth"] = _bool
@@ -287,63 +329,265 @@ class ParsedURL:
     __str__ = __repr__
 
 
-def _split_userinfo(netloc: str) -> tuple[str | None, str | None, str]:
-    userinfo, sep, hostpart = netloc.rpartition("@")
-    if not sep:
-        return None, None, netloc
-    user, colon, password = userinfo.partition(":")
-    return (unquote(user) or None), (unquote(password) if colon else None), hostpart
+# -- splitting ------------------------------------------------------------------------------
+# One splitter serves parse_url() and redact_url(), so what is parsed as the user info is
+# exactly what is hidden. It follows RFC 3986 (as redis-py's urlparse does): the authority
+# ends at the first "/", "?" or "#", and the user info is everything before the authority's
+# LAST "@" (so a raw "@" or ":" in a password is fine). A password with a raw "/", "?" or
+# "#" cannot be told apart from a path or query: such URLs are rejected, and shown hidden.
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*")
+# A host list as it may be shown: names (no reserved characters or spaces) or bracketed IPv6
+# literals, each with an optional numeric port.
+_HOST_ITEM = re.compile(r"(\[[0-9A-Za-z:.%\-]+\]|[^\s\[\]:/?#@,%]+)(:[0-9]+)?")
+# A URL without "://" is shown only when it looks like a plain host[:port][/db].
+_BARE = re.compile(r"[A-Za-z0-9.\-_]+(:[0-9]+)?(/[0-9]*)?")
+_ENCODE_HINT = (
+    "percent-encode '/', '?', '#' and '@' in a user name or password (%2F, %3F, %23, %40), "
+    "and '@' in option values"
+)
+
+
+@attrs.frozen(repr=False)  # holds the raw user info: never shown, not even in a debugger
+class _Parts:
+    """A URL cut into its RFC 3986 components (raw, not yet unquoted)."""
+
+    scheme: str
+    userinfo: str | None  # None: no "@" in the authority
+    hostpart: str
+    path: str
+    query: str | None  # None: no "?"
+    fragment: str | None  # None: no "#"
+
+    @property
+    def misplaced_at(self) -> bool:
+        """Whether an "@" follows the authority outside a ``?password=``/``?username=`` value.
+
+        That is what a password with a raw "/", "?" or "#" looks like.
+        """
+        if "@" in self.path or (self.fragment is not None and "@" in self.fragment):
+            return True
+        return any(
+            "@" in segment and _option_name(segment) not in _SECRET_OPTIONS
+            for segment in (self.query or "").split("&")
+        )
+
+
+def _option_name(segment: str) -> str:
+    """The option name of one raw ``name=value`` query segment."""
+    return unquote(segment.partition("=")[0])
+
+
+def _split(url: str) -> _Parts | None:
+    """Cut ``url`` into components; ``None`` if it has no valid ``scheme://``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or not _SCHEME.fullmatch(scheme):
+        return None
+    end = len(rest)
+    for ch in "/?#":
+        index = rest.find(ch)
+        if index != -1:
+            end = min(end, index)
+    authority, tail = rest[:end], rest[end:]
+    userinfo: str | None
+    userinfo, at, hostpart = authority.rpartition("@")
+    if not at:
+        userinfo = None
+    tail, hash_sign, fragment = tail.partition("#")
+    path, question, query = tail.partition("?")
+    return _Parts(
+        scheme=scheme,
+        userinfo=userinfo,
+        hostpart=hostpart,
+        path=path,
+        query=query if question else None,
+        fragment=fragment if hash_sign else None,
+    )
+
+
+def _secret_in_query(query: str | None) -> bool:
+    """Whether the query carries ``password=``/``username=`` (raw '&' may have split it)."""
+    return any(_option_name(segment) in _SECRET_OPTIONS for segment in (query or "").split("&"))
+
+
+def _shown_query(query: str) -> str:
+    """The query with every value that may be secret replaced by ``***``."""
+    shown = []
+    for segment in query.split("&"):
+        name, eq = _option_name(segment), "=" in segment
+        if eq and name in _SHOWN_OPTIONS:
+            shown.append(segment)
+        elif eq and name in _SECRET_OPTIONS:
+            shown.append(f"{name}=***")
+        else:  # an unknown name may be a piece of a password split by a raw '&'
+            shown.append("***")
+    return "&".join(shown)
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` with its user name and password replaced by ``***``.
+
+    Works on malformed URLs too, because it is used in error messages about them: what the
+    URL grammar cannot place (an ``@`` after the host, an invalid host) is hidden whole
+    rather than guessed at. ``?password=``/``?username=`` values are hidden, as are values
+    of options kvkit does not know.
+    """
+    parts = _split(url)
+    if parts is None:
+        # No scheme separator: show only what is plainly a host[:port][/db].
+        return url if _BARE.fullmatch(url) else "***"
+    hidden = f"{parts.scheme}://***"
+    if parts.misplaced_at:
+        return hidden
+    if parts.hostpart and not all(_HOST_ITEM.fullmatch(h) for h in parts.hostpart.split(",")):
+        # Not a host: perhaps "user:password" with the "@host" forgotten.
+        return hidden
+    shown = parts.scheme + "://"
+    if parts.userinfo is not None:
+        user, colon, _ = parts.userinfo.partition(":")
+        shown += ("***" if user else "") + (":***" if colon else "") + "@"
+    shown += parts.hostpart + parts.path
+    if parts.query is not None:
+        shown += "?" + _shown_query(parts.query)
+    if parts.fragment is not None:
+        shown += "#***"
+    return shown
+
+
+# -- hosts ----------------------------------------------------------------------------------
+
+
+def _check_hostname(host: str, redacted: str) -> None:
+    """Reject what no resolver accepts (the socket layer would raise a raw UnicodeError)."""
+    if any(ch.isspace() or ch in '%[]\\"<>^`{|}' for ch in host):
+        raise ConfigError(f"invalid host name in {redacted!r}: unexpected character")
+    try:
+        ascii_name = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        ascii_name = ""  # an empty or over-long label, or a name IDNA cannot encode
+    name = ascii_name[:-1] if ascii_name.endswith(".") else ascii_name  # FQDN "h.example."
+    labels = name.split(".")
+    if not name or len(name) > 253 or any(not 0 < len(label) <= 63 for label in labels):
+        raise ConfigError(
+            f"invalid host name in {redacted!r}: each dot-separated label must have 1-63 "
+            "characters (after IDNA encoding) and the name at most 253"
+        )
 
 
 def _parse_hostport(item: str, redacted: str, default: int = DEFAULT_PORT) -> tuple[str, int]:
     if item.startswith("["):  # IPv6 literal
-        host, _, rest = item[1:].partition("]")
-        port_text = rest[1:] if rest.startswith(":") else ""
+        host, bracket, rest = item[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ConfigError(f"invalid IPv6 host in {redacted!r}")
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ConfigError(f"invalid IPv6 address in {redacted!r}") from None
+        port_text = rest[1:]
+        has_port = bool(rest)
     else:
-        host, _, port_text = item.partition(":")
-    if not host:
-        raise ConfigError(f"missing host in {redacted}")
-    if not port_text:
+        host, colon, port_text = item.partition(":")
+        has_port = bool(colon)
+        if not host:
+            raise ConfigError(f"missing host in {redacted!r}")
+        _check_hostname(host, redacted)
+    if not has_port:
         return host, default
-    try:
-        port = int(port_text)
-    except ValueError:
-        raise ConfigError(f"invalid port {port_text!r} in {redacted}") from None
+    # The port text is never echoed: with the "@host" forgotten it is the password.
+    if not _DIGITS.fullmatch(port_text):
+        raise ConfigError(f"invalid port in {redacted!r}: expected a number in 1..65535")
+    port = int(port_text)
     if not 0 < port < 65536:
-        raise ConfigError(f"port {port} out of range in {redacted}")
+        raise ConfigError(f"port {port} out of range 1..65535 in {redacted!r}")
     return host, port
-
-
-def redact_url(url: str) -> str:
-    """Return ``url`` with any user name and password replaced by ``***``.
-
-    Works on malformed URLs too (best effort), because it is used in error messages about
-    them.
-    """
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        # No scheme separator: still hide anything that looks like credentials.
-        return "***" if "@" in url else url
-    netloc_end = len(rest)
-    for ch in "/?#":
-        idx = rest.find(ch)
-        if idx != -1:
-            netloc_end = min(netloc_end, idx)
-    netloc, tail = rest[:netloc_end], rest[netloc_end:]
-    userinfo, at, hostpart = netloc.rpartition("@")
-    if not at:
-        return url
-    user, colon, _ = userinfo.partition(":")
-    shown = ("***" if user else "") + (":***" if colon else "")
-    return f"{scheme}://{shown}@{hostpart}{tail}"
 
 
 def _supported() -> str:
     return ", ".join(f"{s}://" for s in schemes())
 
 
+# -- parsing --------------------------------------------------------------------------------
+
+
+def _parse_options(
+    spec: SchemeSpec, query: str | None, redacted: str
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Validate the query; return ``(options, credentials given as options)``."""
+    if not query:
+        return {}, {}
+    # With a password in the query, a raw '&' in it would turn its pieces into option
+    # names or values: then neither is echoed.
+    quiet = _secret_in_query(query)
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=True)
+    except ValueError:
+        raise ConfigError(f"malformed query string in {redacted!r}") from None
+    options: dict[str, Any] = {}
+    secrets: dict[str, str] = {}
+    for raw_name, raw_value in pairs:
+        option = _ALIASES.get(raw_name, raw_name)
+        convert = spec.options.get(option)
+        if convert is None:
+            allowed = ", ".join(sorted(spec.options)) or "none"
+            named = "" if quiet else f" {raw_name!r}"
+            raise ConfigError(
+                f"unknown option{named} for {spec.scheme}:// in {redacted!r}; "
+                f"supported options: {allowed}"
+            )
+        if option in options or option in secrets:
+            raise ConfigError(f"option {raw_name!r} given twice in {redacted!r}")
+        try:
+            value = convert(raw_name, raw_value)
+        except ConfigError:
+            if quiet or option in _SECRET_OPTIONS:
+                raise ConfigError(
+                    f"invalid value of option {option!r} in {redacted!r} (not shown: the URL "
+                    "carries a password; percent-encode '&', '#' and '+' in it)"
+                ) from None
+            raise
+        if option in _SECRET_OPTIONS:
+            secrets[option] = value
+        else:
+            options[option] = value
+    return options, secrets
+
+
+def _credentials(
+    userinfo: str | None, secrets: dict[str, str], redacted: str
+) -> tuple[str | None, str | None]:
+    """The user name and password from the user info and/or ``?username=&password=``."""
+    username: str | None = None
+    password: str | None = None
+    if userinfo is not None:
+        user, colon, pw = userinfo.partition(":")
+        username = unquote(user) or None
+        password = unquote(pw) if colon else None
+    for field, value in secrets.items():
+        if (username if field == "username" else password) is not None:
+            # redis-py lets the user info win silently; two values are a mistake to report.
+            raise ConfigError(f"{field} given twice (user info and ?{field}=) in {redacted!r}")
+        if field == "username":
+            username = value
+        else:
+            password = value
+    return username, password
+
+
+def _parse_db(text: str, redacted: str) -> int:
+    if not _DIGITS.fullmatch(text):
+        raise ConfigError(f"database must be a number, got {text!r} in {redacted!r}")
+    db = int(text)
+    if db > _INT_MAX:
+        raise ConfigError(f"database must be in 0..{_INT_MAX} in {redacted!r}")
+    return db
+
+
 def parse_url(url: Any) -> ParsedURL:
     """Parse and validate a backend URL. Does no I/O.
+
+    Host names (IDNA, label and name lengths), ports (1..65535), the database number
+    (0..2**31-1; whether the server has that many databases is known only to the server)
+    and every option are checked here, so a bad URL fails in the client's constructor.
 
     Args:
         url: The URL.
@@ -358,12 +602,14 @@ def parse_url(url: Any) -> ParsedURL:
     if not isinstance(url, str) or not url:
         raise ConfigError(f"a backend URL must be a non-empty str, not {type(url).__name__!r}")
     redacted = redact_url(url)
-    scheme, sep, _ = url.partition("://")
-    if not sep:
+    if _CONTROL.search(url):
+        raise ConfigError(f"URL {redacted!r} contains a control character (newline, tab, …)")
+    parts = _split(url)
+    if parts is None:
         raise ConfigError(
             f"malformed URL {redacted!r}: expected scheme://…; supported: {_supported()}"
         )
-    scheme = scheme.lower()
+    scheme = parts.scheme.lower()
     spec = _REGISTRY.get(scheme)
     if spec is None:
         _load_entry_points()
@@ -372,32 +618,14 @@ def parse_url(url: Any) -> ParsedURL:
         raise ConfigError(
             f"unknown URL scheme {scheme!r} in {redacted!r}; supported: {_supported()}"
         )
-    try:
-        parts = urlsplit(url)
-    except ValueError as exc:
-        raise ConfigError(f"malformed URL {redacted!r}") from exc.__cause__
-    if parts.fragment:
-        raise ConfigError(f"unexpected #fragment in {redacted!r}")
+    if parts.misplaced_at:
+        raise ConfigError(f"unexpected '@' after the host in {redacted!r}; {_ENCODE_HINT}")
+    if parts.fragment is not None:
+        raise ConfigError(f"unexpected #fragment in {redacted!r}; percent-encode '#' as %23")
+    options, secrets = _parse_options(spec, parts.query, redacted)
+    username, password = _credentials(parts.userinfo, secrets, redacted)
 
-    options: dict[str, Any] = {}
-    try:
-        query = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
-    except ValueError:
-        raise ConfigError(f"malformed query string in {redacted!r}") from None
-    for raw_name, raw_value in query:
-        option = _ALIASES.get(raw_name, raw_name)
-        convert = spec.options.get(option)
-        if convert is None:
-            allowed = ", ".join(sorted(spec.options)) or "none"
-            raise ConfigError(
-                f"unknown option {raw_name!r} for {scheme}:// in {redacted!r}; "
-                f"supported options: {allowed}"
-            )
-        if option in options:
-            raise ConfigError(f"option {raw_name!r} given twice in {redacted!r}")
-        options[option] = convert(raw_name, raw_value)
-
-    username, password, hostpart = _split_userinfo(parts.netloc)
+    hostpart = parts.hostpart
     family = spec.family
     hosts: tuple[tuple[str, int], ...] = ()
     db = 0
@@ -406,7 +634,7 @@ def parse_url(url: Any) -> ParsedURL:
     url_path = unquote(parts.path)
 
     if family in ("memory", "fakeredis"):
-        if username or password:
+        if parts.userinfo is not None:
             raise ConfigError(f"{scheme}:// takes no credentials: {redacted!r}")
         name = unquote(hostpart) or None
         if url_path not in ("", "/"):
@@ -418,14 +646,16 @@ def parse_url(url: Any) -> ParsedURL:
             )
         if not url_path.startswith("/"):
             raise ConfigError(f"unix:// needs an absolute socket path: {redacted!r}")
+        if _CONTROL.search(url_path):  # %00 would reach connect() as a raw ValueError
+            raise ConfigError(f"control character in the socket path of {redacted!r}")
         path = url_path
         db = options.pop("db", 0)
     elif family == "custom":
         hosts = tuple(_parse_hostport(h, redacted) for h in hostpart.split(",") if h)
         path = url_path or None
     else:
-        items = [h for h in hostpart.split(",")]
-        if family in ("redis",) and len(items) > 1:
+        items = hostpart.split(",")
+        if family == "redis" and len(items) > 1:
             raise ConfigError(
                 f"{scheme}:// takes one host; use redis+cluster:// for several: {redacted!r}"
             )
@@ -442,17 +672,12 @@ def parse_url(url: Any) -> ParsedURL:
                     f"missing SERVICE name: {scheme}://host:port/SERVICE[/db] in {redacted!r}"
                 )
             name = segments.pop(0)
+            if any(ch.isspace() for ch in name) or _CONTROL.search(name):
+                raise ConfigError(f"invalid Sentinel service name in {redacted!r}")
         if len(segments) > 1:
             raise ConfigError(f"unexpected path in {redacted!r}")
         if segments:
-            try:
-                db = int(segments[0])
-            except ValueError:
-                raise ConfigError(
-                    f"database must be a number, got {segments[0]!r} in {redacted!r}"
-                ) from None
-            if db < 0:
-                raise ConfigError(f"database must be >= 0 in {redacted!r}")
+            db = _parse_db(segments[0], redacted)
         if family == "cluster" and db != 0:
             raise ConfigError(f"Redis Cluster only has database 0: {redacted!r}")
     return ParsedURL(

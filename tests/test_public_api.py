@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
+import pickle
 import subprocess
 import sys
+import traceback
 import types
+import typing
 
 import kvkit
 
@@ -61,3 +65,39 @@ def test_constructing_a_client_does_no_io():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "ok"
+
+
+def test_public_names_live_in_kvkit():
+    """Every exported class claims module ``kvkit``, so reprs and tracebacks name kvkit.X."""
+    for name in kvkit.__all__:
+        value = getattr(kvkit, name)
+        if isinstance(value, type):
+            assert value.__module__ == "kvkit", name
+            assert getattr(importlib.import_module(value.__module__), value.__qualname__) is value
+    assert repr(kvkit.BackendUnavailable) == "<class 'kvkit.BackendUnavailable'>"
+
+
+def test_traceback_names_the_public_path():
+    """A raised kvkit error is shown as kvkit.BackendUnavailable, not kvkit._errors.…."""
+    try:
+        raise kvkit.BackendUnavailable("redis://h:6379/0: unavailable")
+    except kvkit.BackendUnavailable as exc:
+        text = "".join(traceback.format_exception(exc))
+    assert "kvkit.BackendUnavailable: redis://h:6379/0: unavailable" in text
+    assert "_errors" not in text
+
+
+def test_errors_survive_pickling():
+    """Errors cross process boundaries (multiprocessing, pytest-xdist) under their new path."""
+    for cls in (kvkit.ConfigError, kvkit.BackendTimeout, kvkit.AuthenticationError):
+        copy = pickle.loads(pickle.dumps(cls("boom")))
+        assert type(copy) is cls and str(copy) == "boom"
+
+
+def test_type_hints_still_resolve():
+    """Moving __module__ keeps typing.get_type_hints() working on the attrs data classes."""
+    for cls in (kvkit.Settings, kvkit.Message, kvkit.QueueStats, kvkit.Health, kvkit.Check):
+        hints = typing.get_type_hints(cls)
+        assert hints, cls
+    assert typing.get_type_hints(kvkit.Message)["payload"] is typing.Any
+    assert "Settings(url=" in repr(kvkit.Settings())

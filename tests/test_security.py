@@ -7,6 +7,7 @@ health output and CLI output.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import pickle
@@ -15,11 +16,16 @@ import time
 import traceback
 import uuid
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import kvkit
+from kvkit._urls import parse_url, redact_url
 from kvkit.cli import main as cli_main
+from kvkit.ext.flask import settings_from_config
 from tests.backends import BACKENDS, settings_for
 from tests.servers import HOST, free_port
 
@@ -256,3 +262,139 @@ def test_session_ids_unique_across_threads():
         for t in threads:
             t.join()
     assert len(ids) == len(set(ids)) == 4000
+
+
+# --------------------------------------------------------------- issue 11 #13: any password
+
+# Every run of ordinary characters in a generated secret contains "zq", so a leaked piece
+# of a secret is found by searching for "zq" even when a reserved character split it.
+_RESERVED = " /#?@:%&=+[],!$'()*;~"
+_secret_piece = st.builds(
+    lambda tail, sep: "zq" + tail + sep,
+    st.text(alphabet="abcXYZ019-._", max_size=3),
+    st.text(alphabet=_RESERVED, max_size=3),
+)
+_secrets = st.lists(_secret_piece, min_size=1, max_size=4).map("".join)
+_FORMS = ("raw_userinfo", "encoded_userinfo", "raw_query", "encoded_query", "user_and_password")
+_TAILS = ("", "bogus=1", "socket_timeout=abc")
+
+
+def _url_for(form: str, secret: str, tail: str) -> str:
+    host = "redis.invalid:6379/0"
+    join = "&" if "query" in form else "?"
+    extra = (join + tail) if tail else ""
+    if form == "raw_userinfo":
+        return f"redis://:{secret}@{host}{extra}"
+    if form == "encoded_userinfo":
+        return f"redis://:{quote(secret, safe='')}@{host}{extra}"
+    if form == "user_and_password":
+        return f"redis://{quote(secret, safe='')}:{secret}@{host}{extra}"
+    value = secret if form == "raw_query" else quote(secret, safe="")
+    return f"redis://{host}?password={value}{extra}"
+
+
+def _everything_shown_for(url: str) -> list[str]:
+    """Every text kvkit produces for ``url`` without I/O: reprs, errors, CLI stderr, logs."""
+    shown: list[str] = [redact_url(url)]
+    try:
+        parsed = parse_url(url)
+    except kvkit.ConfigError as exc:
+        shown += _texts_of(exc)
+    else:
+        settings = kvkit.Settings(url=url)
+        client = kvkit.Client(settings=settings)
+        shown += [repr(parsed), str(parsed), repr(settings), repr(client), str(client)]
+        shown += [repr(client.backend()), repr(client.cache), repr(client.sessions)]
+        client.close()
+    for var in ("KVKIT_URL", "KVKIT_QUEUE_URL"):
+        try:
+            kvkit.Settings.from_env(environ={var: url, "KVKIT_CACHE_TTL": "x"})
+        except kvkit.ConfigError as exc:
+            shown += _texts_of(exc)
+    try:
+        settings_from_config({"KVKIT_URL": url + "&bogus=1"})
+    except kvkit.ConfigError as exc:
+        shown += _texts_of(exc)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        # An unknown option makes every form a ConfigError before any I/O.
+        assert cli_main(["check", "--url", url + ("&" if "?" in url else "?") + "bogus=1"]) == 2
+    shown.append(err.getvalue())
+    return shown
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(secret=_secrets, form=st.sampled_from(_FORMS), tail=st.sampled_from(_TAILS))
+def test_no_random_password_is_ever_shown(secret, form, tail):
+    """Property: for any password in any form, no piece of it appears in any output."""
+    url = _url_for(form, secret, tail)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.DEBUG)
+    handler.emit = records.append  # type: ignore[method-assign]
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        shown = _everything_shown_for(url)
+    finally:
+        root.removeHandler(handler)
+    shown += [r.getMessage() for r in records]
+    for text in shown:
+        assert "zq" not in text.lower(), (url, text)
+    if form.startswith("encoded") and not tail:
+        # Percent-encoded, every password is accepted and read back exactly.
+        assert parse_url(url).password == secret
+
+
+# --------------------------------------------------------------- issue 11 #5 on a real server
+
+
+@pytest.mark.redis
+def test_database_beyond_the_server_is_a_config_error(redis_server):
+    """/99999 passes parsing (servers may have that many dbs) but is a ConfigError, not retried."""
+    url = f"{redis_server.url}/99999"
+    with kvkit.Client(url) as client:
+        start = time.monotonic()
+        with pytest.raises(kvkit.ConfigError, match="no such database"):
+            client.cache.get("k")
+        assert time.monotonic() - start < 1.0  # not retried with backoff
+        assert client.health().status != "pass"
+
+
+@pytest.mark.redis
+async def test_database_beyond_the_server_async(redis_server):
+    """The async client reports the missing database the same way."""
+    async with kvkit.AsyncClient(f"{redis_server.url}/99999") as client:
+        with pytest.raises(kvkit.ConfigError, match="no such database"):
+            await client.cache.set("k", 1)
+
+
+@pytest.mark.redis
+def test_bad_client_name_fails_before_reaching_the_server(redis_server):
+    """client_name with a space used to fail at first use as a BackendError."""
+    with pytest.raises(kvkit.ConfigError, match="client_name"):
+        kvkit.Client(f"{redis_server.url}/0?client_name=my%20app")
+    with kvkit.Client(f"{redis_server.url}/0?client_name=my-app") as client:
+        client.cache.set("k", 1)
+        names = [c["name"] for c in client.redis().client_list()]
+        assert "my-app" in names
+        client.cache.clear()
+
+
+@pytest.mark.redis
+def test_query_password_authenticates(redis_server_factory, debug_logs):
+    """?password= is accepted as redis-py accepts it, and never shown (logs included)."""
+    server = redis_server_factory(password=SECRET)
+    url = f"redis://{HOST}:{server.port}/0?password={quote(SECRET, safe='')}"
+    with kvkit.Client(url) as client:
+        client.cache.set("k", 1)
+        assert client.cache.get("k") == 1
+        shown = [repr(client), str(client.health()), repr(client.settings)]
+        client.cache.clear()
+    wrong = url.replace("password=", "password=x")
+    with kvkit.Client(settings=kvkit.Settings(url=wrong, retries=0)) as client:
+        with pytest.raises(kvkit.AuthenticationError) as info:
+            client.cache.get("k")
+        shown += [*_texts_of(info.value), str(client.health())]
+    shown += [debug_logs.text]
+    _assert_no_secret(*shown)
+    assert "?password=***" in shown[0]

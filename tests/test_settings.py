@@ -12,7 +12,8 @@ from kvkit import Settings
 def test_defaults_match_the_original_system():
     """Defaults are the original RedisService's values."""
     s = Settings()
-    assert (s.url, s.cache_url, s.session_url, s.queue_url) == ("memory://", None, None, None)
+    assert (s.url, s.cache_url, s.session_url, s.queue_url) == (None, None, None, None)
+    assert s.role_url("cache") == "memory://"  # memory:// only when no URL is configured
     assert s.prefix == "kvkit"
     assert (s.cache_ttl, s.session_ttl, s.temp_ttl, s.long_ttl) == (3600, 86400, 300, 604800)
     assert s.session_max_age is None
@@ -52,6 +53,8 @@ def test_repr_redacts_urls():
         {"cache_ttl": 0},
         {"cache_ttl": -5},
         {"cache_ttl": float("nan")},
+        {"cache_ttl": 1e300},
+        {"socket_timeout": 1e12},
         {"session_ttl": "10"},
         {"session_max_age": 0},
         {"max_connections": 0},

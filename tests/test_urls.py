@@ -243,3 +243,164 @@ def test_register_scheme_replaces():
         from kvkit import _urls
 
         _urls._REGISTRY.pop("mem2")
+
+
+# --------------------------------------------------------------- issue 11 #5: checked up front
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("redis://" + "a" * 64 + ".example.com/0", "1-63 characters"),
+        ("redis://a..b/0", "1-63 characters"),
+        ("redis://" + ".".join(["a" * 60] * 5) + "/0", "at most 253"),
+        ("redis+cluster://ok:7000," + "b" * 70 + ":7001", "1-63 characters"),
+        ("redis+sentinel://" + "c" * 64 + ":26379/mymaster", "1-63 characters"),
+        ("redis://bad host/0", "invalid host name"),
+        ("redis://[zz::1]:6379", "invalid IPv6"),
+        ("redis://[::1]x", "invalid IPv6 host"),
+        ("redis://h:65536", "out of range"),
+        ("redis://h:+80", "invalid port"),
+        ("redis://h:\u0668\u0660", "invalid port"),
+        ("redis://h/-1", "database must be a number"),
+        ("redis://h/1_0", "database must be a number"),
+        ("redis://h/ 1", "database must be a number"),
+        ("redis://h/2147483648", "0..2147483647"),
+        ("unix:///tmp/s.sock?db=2147483648", "db"),
+        ("unix:///tmp/s.sock?db=-1", "db"),
+        ("redis://h?client_name=has%20space", "client_name"),
+        ("redis://h?client_name=new%0Aline", "client_name"),
+        ("redis://h?client_name=", "client_name"),
+        ("redis://h?client_name=caf%C3%A9", "client_name"),
+        ("redis://h?socket_timeout=nan", "socket_timeout"),
+        ("redis://h?socket_timeout=inf", "socket_timeout"),
+        ("redis://h?socket_timeout=1e300", "100 years"),
+        ("redis://h?connect_timeout=-0.5", "connect_timeout"),
+        ("redis://h?health_check_interval=-1", "health_check_interval"),
+        ("redis://h?max_connections=1_000", "max_connections"),
+        ("redis://h?max_connections=99999999999", "max_connections"),
+        ("redis://h?retries=-1", "retries"),
+        ("rediss://h?ssl_ca_certs=/ca%00.pem", "control characters"),
+        ("memory://x?maxsize=-3", "maxsize"),
+        ("redis://h\n/0", "control character"),
+        ("redis+sentinel://h:26379/my master/0", "service name"),
+        ("redis+sentinel://h:26379/m%00/0", "service name"),
+        ("unix:///tmp/a%00b.sock", "socket path"),
+    ],
+)
+def test_bad_components_raise_config_error_at_parse_time(url, message):
+    """Hosts, ports, db, client_name and every option are validated without I/O."""
+    with pytest.raises(kvkit.ConfigError, match=message):
+        parse_url(url)
+
+
+@pytest.mark.parametrize(
+    ("url", "hosts", "db"),
+    [
+        ("redis://" + "a" * 63 + ".example.com/0", (("a" * 63 + ".example.com", 6379),), 0),
+        ("redis://redis_1:6380/2", (("redis_1", 6380),), 2),  # docker-compose service names
+        ("redis://cache.example.com.:6379/0", (("cache.example.com.", 6379),), 0),
+        ("redis://bücher.example/1", (("bücher.example", 6379),), 1),
+        ("redis://[fe80::1]:6379/0", (("fe80::1", 6379),), 0),
+        ("redis://h/2147483647", (("h", 6379),), 2147483647),
+        ("redis://h:65535/15", (("h", 65535),), 15),
+    ],
+)
+def test_valid_edge_components_parse(url, hosts, db):
+    """Valid edge cases: a 63-char label, underscores, FQDN dot, IDN, IPv6, the maximum db."""
+    parsed = parse_url(url)
+    assert (parsed.hosts, parsed.db) == (hosts, db)
+
+
+def test_client_name_printable_ascii_is_accepted():
+    """Any printable ASCII without spaces is a valid Redis client name."""
+    assert parse_url("redis://h?client_name=web-1.worker_%2A").options == {
+        "client_name": "web-1.worker_*"
+    }
+
+
+def test_a_long_label_fails_in_the_constructor_not_at_first_use():
+    """The finding: a 64-char label used to raise a raw UnicodeError at first use."""
+    with pytest.raises(kvkit.ConfigError):
+        kvkit.Client("redis://" + "x" * 64 + ".example.com:6379/0")
+    with pytest.raises(kvkit.ConfigError):
+        kvkit.AsyncClient(settings=kvkit.Settings(url="redis://h/0?client_name=my app"))
+
+
+# --------------------------------------------------------------- issue 11 #13: redaction
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("redis://:pa/ss@h:6379/0", "redis://***"),
+        ("redis://:pa#ss@h:6379/0", "redis://***"),
+        ("redis://:pa?ss@h:6379/0", "redis://***"),
+        ("redis://u:pa/s?s#x@h/0", "redis://***"),
+        ("redis://:p@q/r@h/0", "redis://***"),
+        ("redis://app:hunter2", "redis://***"),  # "@host" forgotten: no host to show
+        ("redis://:hunter2", "redis://***"),
+        ("redis://:a b@h/0", "redis://:***@h/0"),
+        ("redis://:p:a:ss@h/0", "redis://:***@h/0"),
+        ("redis://h/0?password=hunter2", "redis://h/0?password=***"),
+        ("redis://h/0?username=app&password=p@ss", "redis://h/0?username=***&password=***"),
+        ("redis://h/0?password=ab&cd=ef", "redis://h/0?password=***&***"),
+        ("redis://h/0?socket_timeout=2&password=x", "redis://h/0?socket_timeout=2&password=***"),
+        ("redis://h/0?client_name=a@b", "redis://***"),
+        ("redis://:pw@h/0#frag", "redis://:***@h/0#***"),
+        ("app:hunter2", "***"),
+        ("user:pw@host://x", "***"),
+        ("localhost:6379", "localhost:6379"),
+    ],
+)
+def test_redaction_by_parsing(url, shown):
+    """What the URL grammar cannot place is hidden whole; query credentials are hidden."""
+    assert redact_url(url) == shown
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:hunter2/x@h:6379/0",
+        "redis://:hun#ter2@h:6379/0",
+        "redis://:hun?ter2@h:6379/0",
+        "redis://app:hunter2",
+        "redis://app:hunter2/0",
+        "redis://h/0?password=hunter2&bogus=1",
+        "redis://h/0?password=hun&ter2=1",
+        "redis://h/0?password=hun&ter2",
+        "redis://h/0?password=hunter2#x",
+        "redis://h/0?password=",
+        "redis://:hunter2@h/0?password=hunter2",
+        "memory://x?password=hunter2",
+        "redis://h?password=hunter2%00",
+    ],
+)
+def test_no_secret_in_errors_for_misplaced_passwords(url):
+    """The finding's forms (raw / # ?, ?password=) never reach an error message."""
+    with pytest.raises(kvkit.ConfigError) as info:
+        parse_url(url)
+    for text in (str(info.value), repr(info.value)):
+        assert "hunter2" not in text and "ter2" not in text, text
+
+
+def test_query_credentials_are_accepted_as_redis_py_does():
+    """?password= and ?username= set the credentials (percent- and +-decoding as redis-py)."""
+    parsed = parse_url("redis://h:6379/0?username=app&password=p%40ss%2Fw+rd")
+    assert (parsed.username, parsed.password) == ("app", "p@ss/w rd")
+    assert parsed.options == {}
+    assert "p@ss" not in repr(parsed)
+    assert parse_url("redis://h/0?password=p@ss").password == "p@ss"
+    assert parse_url("rediss://h?password=x&ssl_cert_reqs=none").password == "x"
+    assert parse_url("unix:///tmp/s.sock?db=1&password=x").password == "x"
+    assert parse_url("redis+sentinel://h:1/m?password=x&sentinel_auth=true").password == "x"
+    assert parse_url("redis://h?password=a").pool_key != parse_url("redis://h?password=b").pool_key
+    with pytest.raises(kvkit.ConfigError, match="password given twice"):
+        parse_url("redis://:a@h/0?password=b")
+
+
+def test_percent_encoded_special_passwords_parse():
+    """Encoded / ? # @ : % and spaces in a password round-trip."""
+    parsed = parse_url("redis://us%2Fer:p%2F%3F%23%40%3A%25%20x@h/0")
+    assert (parsed.username, parsed.password) == ("us/er", "p/?#@:% x")
+    assert parsed.redacted == "redis://***:***@h/0"

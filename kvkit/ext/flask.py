@@ -285,7 +285,7 @@ def settings_from_config(config: Mapping[str, Any]) -> Settings:
         lifetime = _flask_lifetime(config)
         if lifetime is not None:  # Flask-Session's name for the same thing
             environ[_SESSION_TTL_KEY] = repr(lifetime)
-    return Settings.from_env(CONFIG_PREFIX, environ)
+    return Settings.from_env(CONFIG_PREFIX, environ, source="Flask config key")
 
 
 def _flask_lifetime(config: Mapping[str, Any]) -> float | None:
