@@ -615,7 +615,14 @@ class QueueService:
                     raw.id,
                     reason,
                 )
-                self._driver.dead_letter(self._key, self._group, raw.receipt, reason)
+                try:
+                    self._driver.dead_letter(self._key, self._group, raw.receipt, reason)
+                except BackendError as exc:
+                    # The good messages popped with it are leased: hand them out anyway.
+                    # The bad entry comes back when its lease expires, and is tried again.
+                    log.warning(
+                        "queue %r: could not dead-letter message %s: %s", self._name, raw.id, exc
+                    )
             if messages:
                 return messages
             # Everything received was dead-lettered: keep waiting for the rest of the time.
@@ -648,7 +655,8 @@ class QueueService:
         for raw in raws:
             data = raw[2]
             if data is None:
-                bad.append((raw, "malformed entry: no payload"))
+                # A driver reports a malformed entry (another process's) without a payload.
+                bad.append((raw, raw[6] or "malformed entry: no payload"))
                 continue
             try:
                 payload = decode(name, data)
