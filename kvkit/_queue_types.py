@@ -140,7 +140,9 @@ class QueueStats:
         pending: Messages delivered and not yet acknowledged (in flight).
         delayed: Messages pushed (or given back) with a delay that is not over yet.
         dead: Messages in the dead-letter queue.
-        consumers: Consumers of the group that hold messages or were active recently.
+        consumers: Consumers of the group that hold at least one message in flight
+            (popped and neither acknowledged nor given back) -- the busy ones;
+            a consumer waiting on an empty queue does not count.
         oldest_pending_s: Seconds since the longest-held in-flight message was delivered
             (or its lease last renewed); ``None`` when nothing is in flight.
     """

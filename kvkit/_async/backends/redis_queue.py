@@ -15,7 +15,8 @@ the name in braces is a Cluster hash tag, so every key of a queue is in one slot
                                           (server ms); member ``id\nprior\nenqueued\npayload``
 ``{prefix}{NAME}:dead``                   stream of dead letters (+ ``deliveries``,
                                           ``reason``, ``group``, ``dead_ms``)
-``{prefix}{NAME}:cursors``                hash group -> XAUTOCLAIM cursor
+``{prefix}{NAME}:cursors``                hash ``cursor:<group>`` -> XAUTOCLAIM cursor,
+                                          ``next:<group>`` -> when its next scan may start
 ``{prefix}{NAME}:dedupe:u:<dedupe_id>``   explicit dedupe record: ``generation:message
                                           id``, expires after the dedupe window
 ``{prefix}{NAME}:dedupe:r:<token>``       retry record of one push (expires after 120 s)
@@ -220,15 +221,19 @@ local now = now_ms()
 --    pending entries from a cursor kept per group; a full pass over them starts at most
 --    every scan_interval_ms, so that a large number of messages in flight does not make
 --    every pop pay for scanning them. (A missing group fails here, before any write.)
-local cursor = redis.call('HGET', cursors, group) or '0-0'
+--    The group's two fields of the cursors hash: the prefixes keep every group's fields
+--    apart whatever the names (with `group` and `group .. ':next'`, groups `g` and
+--    `g:next` shared one).
+local cfield, nfield = 'cursor:' .. group, 'next:' .. group
+local cursor = redis.call('HGET', cursors, cfield) or '0-0'
 local claimed = nil
 local more = 0
-if cursor ~= '0-0' or now >= (tonumber(redis.call('HGET', cursors, group .. ':next')) or 0) then
+if cursor ~= '0-0' or now >= (tonumber(redis.call('HGET', cursors, nfield)) or 0) then
   claimed = redis.call('XAUTOCLAIM', stream, group, consumer, ARGV[4], cursor,
                        'COUNT', ARGV[3])
-  if claimed[1] ~= cursor then redis.call('HSET', cursors, group, claimed[1]) end
+  if claimed[1] ~= cursor then redis.call('HSET', cursors, cfield, claimed[1]) end
   if claimed[1] == '0-0' then
-    redis.call('HSET', cursors, group .. ':next', fmt(now + tonumber(ARGV[9])))
+    redis.call('HSET', cursors, nfield, fmt(now + tonumber(ARGV[9])))
   else
     more = 1
   end
@@ -495,19 +500,21 @@ return n
 )
 
 _GC_LIB = r"""
--- Remove consumers that hold nothing and were idle too long; return how many remain.
+-- Remove consumers that hold nothing and were idle too long; return how many hold
+-- messages. (Not how many remain: when a read that finds nothing creates a consumer
+-- differs between Redis versions and fakeredis. Holding messages is the same everywhere.)
 local function gc(stream, group, idle_ms)
-  local live = 0
+  local busy = 0
   for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', stream, group)) do
     local m = {}
     for i = 1, #c, 2 do m[c[i]] = c[i + 1] end
-    if tonumber(m['pending']) == 0 and tonumber(m['idle']) > idle_ms then
+    if tonumber(m['pending']) > 0 then
+      busy = busy + 1
+    elseif tonumber(m['idle']) > idle_ms then
       redis.call('XGROUP', 'DELCONSUMER', stream, group, m['name'])
-    else
-      live = live + 1
     end
   end
-  return live
+  return busy
 end
 """
 
