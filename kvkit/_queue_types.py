@@ -27,7 +27,8 @@ class RawMessage(NamedTuple):
         deliveries: How many times the message has been delivered, this one included.
         lease: Delivery counter of the current lease (detects a lease taken over by
             another consumer); 0 when unknown.
-        reason: Why a dead letter was dead-lettered (dead letters only).
+        reason: Why a dead letter was dead-lettered (dead letters); for a popped entry,
+            why it is malformed (another process wrote it), else ``None``.
     """
 
     receipt: str

@@ -454,7 +454,7 @@ class AsyncQueueService:
         codec: Payload codec.
         where: Redacted backend URL, for messages.
         visibility_timeout: Seconds a popped message stays leased to its consumer before
-            it is delivered again (default 30).
+            it is delivered again (default 30, at most 100 years like every duration).
         max_deliveries: Deliveries after which a message that is still not acknowledged
             goes to the dead-letter queue instead of being delivered again (default 5).
         group: Consumer group. Consumers of one group share the messages (each message
@@ -628,7 +628,7 @@ class AsyncQueueService:
         with the reason) and skipped.
 
         Raises:
-            InvalidArgument: bad ``count`` or ``timeout``.
+            InvalidArgument: bad ``count`` (at most :data:`MAX_BATCH`) or ``timeout``.
         """
         count = _count(count, "count", maximum=MAX_BATCH)
         wait = _timeout(timeout)
