@@ -27,7 +27,8 @@ class RawMessage(NamedTuple):
         deliveries: How many times the message has been delivered, this one included.
         lease: Delivery counter of the current lease (detects a lease taken over by
             another consumer); 0 when unknown.
-        reason: Why a dead letter was dead-lettered (dead letters only).
+        reason: Why a dead letter was dead-lettered (dead letters); for a popped entry,
+            why it is malformed (another process wrote it), else ``None``.
     """
 
     receipt: str
@@ -140,7 +141,9 @@ class QueueStats:
         pending: Messages delivered and not yet acknowledged (in flight).
         delayed: Messages pushed (or given back) with a delay that is not over yet.
         dead: Messages in the dead-letter queue.
-        consumers: Consumers of the group that hold messages or were active recently.
+        consumers: Consumers of the group that hold at least one message in flight
+            (popped and neither acknowledged nor given back) -- the busy ones;
+            a consumer waiting on an empty queue does not count.
         oldest_pending_s: Seconds since the longest-held in-flight message was delivered
             (or its lease last renewed); ``None`` when nothing is in flight.
     """

@@ -265,7 +265,9 @@ def _queue(args: argparse.Namespace, out: TextIO) -> int:
             else:
                 for m in messages:
                     shown = json.dumps(m.payload, default=str)[:200]
-                    out.write(f"{m.id}  deliveries={m.deliveries}  payload={shown}\n")
+                    out.write(
+                        f"{m.id}  deliveries={m.deliveries}  reason={m.reason}  payload={shown}\n"
+                    )
         elif args.action == "requeue":
             count = queue.requeue_dead(args.ids or None)
             out.write(f"requeued {count} dead letter(s) of {args.name!r}\n")
@@ -288,6 +290,7 @@ def _message_dict(message: Any) -> dict[str, Any]:
         "payload": message.payload,
         "deliveries": message.deliveries,
         "enqueued_at": message.enqueued_at,
+        "reason": message.reason,
     }
 
 

@@ -139,9 +139,12 @@ def test_idle_consumers_are_removed(monkeypatch, client):
         finished.ack(finished.pop())
     holder = client.queue("gc")
     assert holder.pop() is not None
-    assert holder.stats().consumers == 4
+    r, stream = client.redis("queues"), holder.key + ":stream"
+    assert len(r.xinfo_consumers(stream, "kvkit")) == 4
+    assert holder.stats().consumers == 1  # the one holding a message
     monkeypatch.setattr(sync_queue, "_CONSUMER_IDLE_MS", -1)
-    assert holder.stats().consumers == 1  # only the one holding a message remains
+    assert holder.stats().consumers == 1
+    assert len(r.xinfo_consumers(stream, "kvkit")) == 1  # only the holder remains
     holder.purge(dead=True)
 
 

@@ -146,12 +146,12 @@ class AsyncClient(AsyncRedisServiceMixin):
         Args:
             name: Queue name.
             **options: ``visibility_timeout``, ``max_deliveries``, ``group``, ``consumer``,
-                ``maxlen`` (see :class:`kvkit.AsyncQueue`).
+                ``maxlen``, ``dedupe_window`` (see :class:`kvkit.AsyncQueue`).
 
         Raises:
-            InvalidArgument: the name or an option is invalid.
+            InvalidArgument: the name or an option is invalid, or an option is unknown.
         """
-        from .queue import AsyncQueueService
+        from .queue import AsyncQueueService, queue_options
 
         backend = self._role_backend["queues"]
         return AsyncQueueService(
@@ -160,7 +160,7 @@ class AsyncClient(AsyncRedisServiceMixin):
             prefix=f"{self.settings.prefix}:queue:",
             codec=self._codec,
             where=backend.url.redacted,
-            **options,
+            **queue_options(options),
         )
 
     def backend(self, role: str = "cache") -> AsyncBackend:

@@ -148,12 +148,12 @@ class Client(RedisServiceMixin):
         Args:
             name: Queue name.
             **options: ``visibility_timeout``, ``max_deliveries``, ``group``, ``consumer``,
-                ``maxlen`` (see :class:`kvkit.Queue`).
+                ``maxlen``, ``dedupe_window`` (see :class:`kvkit.Queue`).
 
         Raises:
-            InvalidArgument: the name or an option is invalid.
+            InvalidArgument: the name or an option is invalid, or an option is unknown.
         """
-        from .queue import QueueService
+        from .queue import QueueService, queue_options
 
         backend = self._role_backend["queues"]
         return QueueService(
@@ -162,7 +162,7 @@ class Client(RedisServiceMixin):
             prefix=f"{self.settings.prefix}:queue:",
             codec=self._codec,
             where=backend.url.redacted,
-            **options,
+            **queue_options(options),
         )
 
     def backend(self, role: str = "cache") -> Backend:

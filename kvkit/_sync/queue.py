@@ -34,6 +34,7 @@ from .._errors import AuthenticationError, BackendError, DecodeError, InvalidArg
 from .._keys import validate_key
 from .._queue_types import Message, QueueStats, RawMessage, new_message
 from .._serde import Codec
+from .._ttl import MAX_SECONDS
 
 __all__ = ["Processing", "Queue", "QueueDriver", "QueueService"]
 
@@ -53,6 +54,19 @@ _CONSUME_POLL = 0.5
 # consume(): a failed message comes back after base * 2**(deliveries - 1) s, capped.
 _RETRY_BASE = 1.0
 _RETRY_CAP = 300.0
+#: Most messages one ``pop_many`` (or one ``consume`` batch) asks for. Redis reserves memory
+#: for the requested count on every reclaim pass (a huge count fails there and not in
+#: memory://), so the bound is checked up front, the same on every backend.
+MAX_BATCH = 10_000
+#: The options of ``client.queue(name, **options)``.
+OPTIONS = (
+    "visibility_timeout",
+    "max_deliveries",
+    "group",
+    "consumer",
+    "maxlen",
+    "dedupe_window",
+)
 
 
 # -- argument validation ----------------------------------------------------------------------
@@ -66,40 +80,68 @@ def _seconds(value: Any, what: str) -> float:
     return float(value)
 
 
+def _at_most_max(seconds: float, what: str) -> float:
+    """``seconds`` if it is within kvkit's duration bound (MAX_SECONDS, 100 years)."""
+    # Beyond it Lua's doubles and Redis' 64-bit milliseconds overflow (a delay of 1e16 s
+    # was delivered at once on Redis and never on memory://): reject it on every backend.
+    if seconds > MAX_SECONDS:
+        raise InvalidArgument(
+            f"{what} must be at most {MAX_SECONDS} seconds (100 years), got {seconds!r}"
+        )
+    return seconds
+
+
 def _positive_ms(value: Any, what: str) -> int:
-    """A positive, finite duration in whole milliseconds (at least 1)."""
+    """A positive, finite duration of at most 100 years, in whole milliseconds (>= 1)."""
     seconds = _seconds(value, what)
     if not math.isfinite(seconds) or seconds <= 0:
         raise InvalidArgument(f"{what} must be positive and finite, got {seconds!r}")
-    return max(1, math.ceil(seconds * 1000))
+    return max(1, math.ceil(_at_most_max(seconds, what) * 1000))
 
 
 def _delay_ms(delay: Any) -> int:
-    """``None``/0: no delay; else a positive finite duration in ms."""
+    """``None``/0: no delay; else a positive finite duration (at most 100 years) in ms."""
     if delay is None:
         return 0
     seconds = _seconds(delay, "delay")
     if not math.isfinite(seconds) or seconds < 0:
         raise InvalidArgument(f"delay must be zero or positive and finite, got {seconds!r}")
-    return 0 if seconds == 0 else max(1, math.ceil(seconds * 1000))
+    return 0 if seconds == 0 else max(1, math.ceil(_at_most_max(seconds, "delay") * 1000))
 
 
 def _timeout(timeout: Any) -> float | None:
-    """``None``/``math.inf``: forever; else a duration >= 0 in seconds."""
+    """``None``/``math.inf``: forever; else a duration >= 0 (at most 100 years) in seconds."""
     if timeout is None:
         return None
     seconds = _seconds(timeout, "timeout")
     if math.isnan(seconds) or seconds < 0:
         raise InvalidArgument(f"timeout must be None or >= 0, got {seconds!r}")
-    return None if math.isinf(seconds) else seconds
+    return None if math.isinf(seconds) else _at_most_max(seconds, "timeout")
 
 
-def _count(value: Any, what: str, minimum: int = 1) -> int:
+def _count(value: Any, what: str, minimum: int = 1, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidArgument(f"{what} must be an int, not {type(value).__name__!r}")
     if value < minimum:
         raise InvalidArgument(f"{what} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise InvalidArgument(f"{what} must be at most {maximum}, got {value}")
     return value
+
+
+def queue_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Return the options of ``client.queue(name, **options)`` if every name is known.
+
+    Raises:
+        InvalidArgument: an unknown option (named, with the valid ones listed).
+    """
+    unknown = [name for name in options if name not in OPTIONS]
+    if unknown:
+        raise InvalidArgument(
+            f"unknown queue option(s) {', '.join(map(repr, sorted(unknown)))}; "
+            f"the options are {', '.join(OPTIONS)}"
+        )
+    return options
 
 
 def _new_ids(count: int) -> list[str]:
@@ -414,7 +456,7 @@ class QueueService:
         codec: Payload codec.
         where: Redacted backend URL, for messages.
         visibility_timeout: Seconds a popped message stays leased to its consumer before
-            it is delivered again (default 30).
+            it is delivered again (default 30, at most 100 years like every duration).
         max_deliveries: Deliveries after which a message that is still not acknowledged
             goes to the dead-letter queue instead of being delivered again (default 5).
         group: Consumer group. Consumers of one group share the messages (each message
@@ -588,9 +630,9 @@ class QueueService:
         with the reason) and skipped.
 
         Raises:
-            InvalidArgument: bad ``count`` or ``timeout``.
+            InvalidArgument: bad ``count`` (at most :data:`MAX_BATCH`) or ``timeout``.
         """
-        count = _count(count, "count")
+        count = _count(count, "count", maximum=MAX_BATCH)
         wait = _timeout(timeout)
         deadline = None if wait is None else monotonic() + wait
         self._maybe_gc()
@@ -615,7 +657,14 @@ class QueueService:
                     raw.id,
                     reason,
                 )
-                self._driver.dead_letter(self._key, self._group, raw.receipt, reason)
+                try:
+                    self._driver.dead_letter(self._key, self._group, raw.receipt, reason)
+                except BackendError as exc:
+                    # The good messages popped with it are leased: hand them out anyway.
+                    # The bad entry comes back when its lease expires, and is tried again.
+                    log.warning(
+                        "queue %r: could not dead-letter message %s: %s", self._name, raw.id, exc
+                    )
             if messages:
                 return messages
             # Everything received was dead-lettered: keep waiting for the rest of the time.
@@ -648,7 +697,8 @@ class QueueService:
         for raw in raws:
             data = raw[2]
             if data is None:
-                bad.append((raw, "malformed entry: no payload"))
+                # A driver reports a malformed entry (another process's) without a payload.
+                bad.append((raw, raw[6] or "malformed entry: no payload"))
                 continue
             try:
                 payload = decode(name, data)
@@ -842,7 +892,7 @@ class QueueService:
         """
         if not callable(handler):
             raise InvalidArgument(f"handler must be callable, not {type(handler).__name__!r}")
-        batch = _count(batch, "batch")
+        batch = _count(batch, "batch", maximum=MAX_BATCH)
         concurrency = _count(concurrency, "concurrency")
         if max_messages is not None:
             max_messages = _count(max_messages, "max_messages", 0)

@@ -490,8 +490,8 @@ class MemoryQueue:
                 entries = self._entries
                 ready = sum(1 for eid in grp.ready if eid in entries)
                 pending = len(grp.pel)
-                holders = {lease.consumer for lease in grp.pel.values()}
-                consumers = len(holders | set(grp.seen))
+                # Consumers holding messages: what every backend can count alike.
+                consumers = len({lease.consumer for lease in grp.pel.values()})
                 oldest = max((now - lease.since for lease in grp.pel.values()), default=None)
             result = (ready, pending, len(self._delayed), len(self._dead), consumers, oldest)
         if promoted:

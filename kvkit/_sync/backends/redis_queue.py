@@ -17,7 +17,8 @@ the name in braces is a Cluster hash tag, so every key of a queue is in one slot
                                           (server ms); member ``id\nprior\nenqueued\npayload``
 ``{prefix}{NAME}:dead``                   stream of dead letters (+ ``deliveries``,
                                           ``reason``, ``group``, ``dead_ms``)
-``{prefix}{NAME}:cursors``                hash group -> XAUTOCLAIM cursor
+``{prefix}{NAME}:cursors``                hash ``cursor:<group>`` -> XAUTOCLAIM cursor,
+                                          ``next:<group>`` -> when its next scan may start
 ``{prefix}{NAME}:dedupe:u:<dedupe_id>``   explicit dedupe record: ``generation:message
                                           id``, expires after the dedupe window
 ``{prefix}{NAME}:dedupe:r:<token>``       retry record of one push (expires after 120 s)
@@ -73,6 +74,8 @@ _SCAN_MAX_MS = 1000
 _SKIP_MAX_MS = 100
 # Dead letters scanned per requeue round trip.
 _REQUEUE_BATCH = 500
+# Most digits of a stored counter: any 18-digit number fits Redis' signed 64-bit integers.
+_MAX_DIGITS = 18
 
 # Shared Lua helpers, prepended to the scripts that use them.
 _LIB = r"""
@@ -220,15 +223,19 @@ local now = now_ms()
 --    pending entries from a cursor kept per group; a full pass over them starts at most
 --    every scan_interval_ms, so that a large number of messages in flight does not make
 --    every pop pay for scanning them. (A missing group fails here, before any write.)
-local cursor = redis.call('HGET', cursors, group) or '0-0'
+--    The group's two fields of the cursors hash: the prefixes keep every group's fields
+--    apart whatever the names (with `group` and `group .. ':next'`, groups `g` and
+--    `g:next` shared one).
+local cfield, nfield = 'cursor:' .. group, 'next:' .. group
+local cursor = redis.call('HGET', cursors, cfield) or '0-0'
 local claimed = nil
 local more = 0
-if cursor ~= '0-0' or now >= (tonumber(redis.call('HGET', cursors, group .. ':next')) or 0) then
+if cursor ~= '0-0' or now >= (tonumber(redis.call('HGET', cursors, nfield)) or 0) then
   claimed = redis.call('XAUTOCLAIM', stream, group, consumer, ARGV[4], cursor,
                        'COUNT', ARGV[3])
-  if claimed[1] ~= cursor then redis.call('HSET', cursors, group, claimed[1]) end
+  if claimed[1] ~= cursor then redis.call('HSET', cursors, cfield, claimed[1]) end
   if claimed[1] == '0-0' then
-    redis.call('HSET', cursors, group .. ':next', fmt(now + tonumber(ARGV[9])))
+    redis.call('HSET', cursors, nfield, fmt(now + tonumber(ARGV[9])))
   else
     more = 1
   end
@@ -495,19 +502,21 @@ return n
 )
 
 _GC_LIB = r"""
--- Remove consumers that hold nothing and were idle too long; return how many remain.
+-- Remove consumers that hold nothing and were idle too long; return how many hold
+-- messages. (Not how many remain: when a read that finds nothing creates a consumer
+-- differs between Redis versions and fakeredis. Holding messages is the same everywhere.)
 local function gc(stream, group, idle_ms)
-  local live = 0
+  local busy = 0
   for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', stream, group)) do
     local m = {}
     for i = 1, #c, 2 do m[c[i]] = c[i + 1] end
-    if tonumber(m['pending']) == 0 and tonumber(m['idle']) > idle_ms then
+    if tonumber(m['pending']) > 0 then
+      busy = busy + 1
+    elseif tonumber(m['idle']) > idle_ms then
       redis.call('XGROUP', 'DELCONSUMER', stream, group, m['name'])
-    else
-      live = live + 1
     end
   end
-  return live
+  return busy
 end
 """
 
@@ -606,30 +615,63 @@ _new_raw = tuple.__new__
 monotonic = time.monotonic
 
 
+def _number(value: Any) -> int | None:
+    """A stored counter (``enqueued_ms``, ``deliveries``...) or ``None`` if it is not one.
+
+    kvkit writes them as plain decimal digits; anything else (another process's ``abc``,
+    a sign, an exponent, more digits than a 64-bit integer holds) is not trusted.
+    """
+    if type(value) is bytes and 0 < len(value) <= _MAX_DIGITS and value.isdigit():
+        return int(value)
+    return None
+
+
+def _field_text(value: bytes) -> str:
+    """A stored text field as ``str``; bytes that are not UTF-8 are shown escaped."""
+    return value.decode("utf-8", "backslashreplace")
+
+
 def _raw(receipt: Any, fields: Any, lease: int) -> RawMessage:
-    """Build a :class:`RawMessage` from a stream entry's fields (flat list or dict)."""
+    """Build a :class:`RawMessage` from a stream entry's fields (flat list or dict).
+
+    Never raises on what another process may have written into the stream: a malformed
+    entry comes back with no payload and the reason, which makes the queue service
+    dead-letter it alone (SPEC §12).
+    """
     eid = receipt.decode() if isinstance(receipt, bytes) else str(receipt)
     if isinstance(fields, dict):
         m = fields
     else:
         it = iter(fields)
-        m = dict(zip(it, it, strict=True))
+        m = dict(zip(it, it, strict=False))
     mid, payload = m.get(b"id"), m.get(b"payload")
     enqueued, prior = m.get(b"enqueued_ms"), m.get(b"prior_deliveries")
-    if enqueued is None:
-        # A fresh push stores no time: its entry id holds it.
-        enqueued = eid.partition("-")[0]
+    problem: str | None = None
+    if mid is None:
+        text_id = eid
+    else:
+        try:
+            text_id = mid.decode()
+        except UnicodeDecodeError:
+            text_id, problem = _field_text(mid), "id is not UTF-8"
+    # A fresh push stores no time: its entry id holds it.
+    enqueued_ms = int(eid.partition("-")[0]) if enqueued is None else _number(enqueued)
+    if enqueued_ms is None:
+        problem = problem or "enqueued_ms is not a number of milliseconds"
+    prior_n = 0 if prior is None else _number(prior)
+    if prior_n is None:
+        problem = problem or "prior_deliveries is not a count"
     # tuple.__new__ skips NamedTuple's Python-level constructor.
     return _new_raw(
         RawMessage,
         (
             eid,
-            eid if mid is None else mid.decode(),
-            payload,
-            int(enqueued) if enqueued and enqueued.isdigit() else 0,
-            (int(prior) if prior else 0) + lease,
+            text_id,
+            payload if problem is None else None,
+            enqueued_ms or 0,
+            (prior_n or 0) + lease,
             lease,
-            None,
+            None if problem is None else f"malformed entry: {problem}",
         ),
     )
 
@@ -697,12 +739,17 @@ def _raws(entries: list[Any], lease: int | None) -> list[RawMessage]:
             and f[2] == b"payload"
             and type(eid) is bytes
         ):
+            try:
+                mid = f[1].decode()
+            except UnicodeDecodeError:  # another process's entry: _raw reports it
+                append(_raw(eid, f, lease))
+                continue
             append(
                 new(
                     raw,
                     (
                         eid.decode(),
-                        f[1].decode(),
+                        mid,
                         f[3],
                         int(eid[: eid.find(b"-")]),
                         lease,
@@ -1019,19 +1066,19 @@ class RedisQueueDriver:
         entries = self._b.run(True, lambda r: r.xrange(dead, "-", "+", count=count))
         out: list[RawMessage] = []
         for eid, fields in entries:
+            # Listed whatever another process wrote here (SPEC §12): fields that are not
+            # what kvkit writes read as 0 (numbers) or escaped text, never as an error.
             mid = fields.get(b"id")
-            enqueued = fields.get(b"enqueued_ms")
-            deliveries = fields.get(b"deliveries")
             reason = fields.get(b"reason")
             out.append(
                 RawMessage(
                     _text(eid),
-                    _text(eid) if mid is None else mid.decode(),
+                    _text(eid) if mid is None else _field_text(mid),
                     fields.get(b"payload"),
-                    int(enqueued) if enqueued else 0,
-                    int(deliveries) if deliveries else 0,
+                    _number(fields.get(b"enqueued_ms")) or 0,
+                    _number(fields.get(b"deliveries")) or 0,
                     0,
-                    None if reason is None else reason.decode(errors="replace"),
+                    "malformed dead letter: no reason" if reason is None else _field_text(reason),
                 )
             )
         return out
