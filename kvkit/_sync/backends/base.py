@@ -124,3 +124,11 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Release connections. The backend may be used again afterwards (reconnects)."""
+
+    def discard(self) -> None:
+        """Release connections without awaiting, e.g. after their event loop has closed.
+
+        The backend may be used again afterwards (reconnects). Backends without
+        connections have nothing to release.
+        """
+        return None

@@ -11,7 +11,7 @@ translated to kvkit's hierarchy with the original chained.
 from __future__ import annotations
 
 import contextlib
-import threading
+import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +25,7 @@ from redis.retry import Retry
 from ..._backoff import backoff_delay
 from ..._compat import current_loop, drop_client, sleep
 from ..._errors import BackendError
+from ..._loops import LoopLocal, release_elsewhere
 from ..._lua import LuaScript
 from ..._redis_errors import REDIS_ERRORS, is_retryable, translate
 from .base import Backend, CacheDriver
@@ -199,9 +200,8 @@ class RedisBackend(Backend):
         self.connect_timeout: float = options.get("connect_timeout", settings.connect_timeout)
         self.retries: int = options.get("retries", settings.retries)
         self.max_connections: int = options.get("max_connections", settings.max_connections)
-        self._client: Any = None
-        self._loop: object = None
-        self._build_lock = threading.Lock()
+        # One redis-py client (and pool) per event loop: see kvkit._loops.
+        self._clients: LoopLocal[Any] = LoopLocal(self._build, self._drop)
         self._cache = RedisCacheDriver(self)
 
     # -- connection management ---------------------------------------------------------
@@ -248,20 +248,19 @@ class RedisBackend(Backend):
         )
         return RedisClient.from_pool(pool)
 
+    def _drop(self, client: Any) -> None:
+        """Release a client of another (usually closed) event loop without awaiting."""
+        drop_client(client)
+
     @property
     def client(self) -> Any:
-        """The redis-py client for the current event loop (created on first use)."""
-        loop = current_loop()
-        client = self._client
-        if client is None or loop is not self._loop:
-            with self._build_lock:
-                if self._client is None or loop is not self._loop:
-                    if self._client is not None:
-                        drop_client(self._client)
-                    self._client = self._build()
-                    self._loop = loop
-                client = self._client
-        return client
+        """The redis-py client of the running event loop (created on first use).
+
+        Each loop gets its own client and pool of ``max_connections``: asyncio connections
+        cannot be shared between loops, whether the loops run one after another
+        (pytest-asyncio) or at the same time (threads each running ``asyncio.run``).
+        """
+        return self._clients.get(current_loop())
 
     def redis(self) -> Any:
         return self.client
@@ -334,13 +333,18 @@ class RedisBackend(Backend):
         return RedisQueueDriver(self)
 
     def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None and self._loop is not current_loop():
-            drop_client(client)  # bound to another loop: cannot be awaited from here
-        elif client is not None:
-            # Closing a broken connection must not raise.
-            with contextlib.suppress(*REDIS_ERRORS):
-                client.close()
+        here = current_loop()
+        for loop, client in self._clients.take_all():
+            if loop is here:
+                # Closing a broken connection must not raise.
+                with contextlib.suppress(*REDIS_ERRORS):
+                    client.close()
+            else:  # bound to another loop: cannot be awaited from here
+                release_elsewhere(loop, self._drop, client)
+
+    def discard(self) -> None:
+        for loop, client in self._clients.take_all():
+            release_elsewhere(loop, self._drop, client)
 
 
 class FakeRedisBackend(RedisBackend):
@@ -357,7 +361,15 @@ class FakeRedisBackend(RedisBackend):
     def _build(self) -> Any:
         from fakeredis import FakeRedis
 
-        return FakeRedis(server=self._server)
+        # The same pool contract as redis:// (SPEC §10): at most max_connections, and a
+        # caller beyond that waits up to the socket timeout for a free one. fakeredis
+        # defaults to a non-blocking pool of 100 that fails the 101st caller at once.
+        pool_class: Any = functools.partial(BlockingConnectionPool, timeout=self.socket_timeout)
+        return FakeRedis(
+            server=self._server,
+            connection_pool_class=pool_class,
+            max_connections=self.max_connections,
+        )
 
     def server_version(self) -> str | None:
         # fakeredis has no INFO command; report the library instead.
