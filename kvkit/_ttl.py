@@ -123,7 +123,7 @@ class TTLResolver:
         """
         if ttl is None:
             return self._default_ms
-        if type(ttl) is int and ttl > 0:  # the common case, without the generic checks
+        if type(ttl) is int and 0 < ttl <= MAX_SECONDS:  # the common case, cheaply
             return ttl * 1000
         if ttl is FOREVER:
             return None

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from .._compat import AsyncLock, acall, asleep
+from .._counters import IncrRefused, check_delta
 from .._errors import BackendError, InvalidArgument
 from .._keys import validate_key, validate_keys
 from .._serde import Codec
@@ -249,18 +250,23 @@ class AsyncCacheService:
         A missing key starts at 0 and gets ``ttl``; an existing key keeps its expiry.
         Not retried on connection errors (a retry could count twice).
 
+        Counters are signed 64-bit integers, as in Redis, on every backend; results are
+        exact over the whole range.
+
         Raises:
-            InvalidArgument: ``delta`` is not an int, or the stored value is not an integer.
+            InvalidArgument: ``delta`` is not an int in the signed 64-bit range, the stored
+                value is not a signed 64-bit integer, or the result would overflow that
+                range (nothing is changed).
         """
         full = self._key(key)
-        if isinstance(delta, bool) or not isinstance(delta, int):
-            raise InvalidArgument(f"delta must be an int, not {type(delta).__name__!r}")
+        delta = check_delta(delta)
         ttl_ms = self._ttl.ms(ttl)
         try:
             value = await self._driver.incr(full, delta, ttl_ms)
+        except IncrRefused as exc:
+            # Named by the caller's key, never the internal prefixed one.
+            raise exc.for_key(key) from exc
         except BackendError as exc:
-            if "not an integer" in str(exc):
-                raise InvalidArgument(f"value of key {key!r} is not an integer") from exc
             self._failed(exc, "incr")
             return 0
         self._stats.sets += 1

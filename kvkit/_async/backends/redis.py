@@ -22,6 +22,7 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from ..._backoff import backoff_delay
 from ..._compat import acurrent_loop, adrop_client, asleep
+from ..._counters import IncrRefused
 from ..._errors import BackendError
 from ..._loops import LoopLocal, release_elsewhere
 from ..._lua import LuaScript
@@ -33,19 +34,26 @@ if TYPE_CHECKING:
     from ..._urls import ParsedURL
 
 
-# Compare-and-delete: release a lock only while we still own it.
 # Creates the key with its TTL only when absent; INCRBY keeps an existing key's TTL.
 # (Lua rather than MULTI: redis.asyncio's Cluster pipelines cannot run transactions.)
+# The new value is returned as GET's string, not as INCRBY's integer reply: Lua turns
+# integer replies into doubles, which are exact only up to 2**53 (near 2**63 the result
+# came back as -2**63).
 _INCR = LuaScript("""
 if ARGV[2] ~= '' then redis.call('SET', KEYS[1], '0', 'PX', ARGV[2], 'NX') end
-return redis.call('INCRBY', KEYS[1], ARGV[1])
+redis.call('INCRBY', KEYS[1], ARGV[1])
+return redis.call('GET', KEYS[1])
 """)
+# INCRBY's error replies (Redis and fakeredis word them alike), mapped to IncrRefused.
+_INCR_OVERFLOW = "increment or decrement would overflow"
+_INCR_NOT_INTEGER = "not an integer or out of range"
 # PERSIST answers 0 both for "missing" and "had no TTL"; EXISTS tells them apart.
 _PERSIST = LuaScript("""
 local exists = redis.call('EXISTS', KEYS[1])
 redis.call('PERSIST', KEYS[1])
 return exists
 """)
+# Compare-and-delete: release a lock only while we still own it.
 _DELETE_IF_EQUAL = LuaScript("""
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -148,8 +156,17 @@ class AsyncRedisCacheDriver(AsyncCacheDriver):
 
     async def incr(self, key: str, delta: int, ttl_ms: int | None) -> int:
         args = [delta, "" if ttl_ms is None else ttl_ms]
-        # Not retried: a retry after a lost reply would add delta twice.
-        return int(await self._b.eval(False, _INCR, [key], args))
+        try:
+            # Not retried: a retry after a lost reply would add delta twice.
+            return int(await self._b.eval(False, _INCR, [key], args))
+        except BackendError as exc:
+            if isinstance(exc.__cause__, ResponseError):
+                text = str(exc.__cause__)
+                if _INCR_OVERFLOW in text:
+                    raise IncrRefused(overflow=True) from exc
+                if _INCR_NOT_INTEGER in text:
+                    raise IncrRefused(overflow=False) from exc
+            raise
 
     async def pttl(self, key: str) -> int | None:
         value = int(await self._b.run(True, lambda r: r.pttl(key)))
