@@ -14,7 +14,12 @@ from typing import Any, TypeVar
 from .._compat import AsyncLock, acall, asleep
 from .._counters import IncrRefused, check_delta
 from .._errors import BackendError, InvalidArgument
-from .._keys import validate_key, validate_keys
+from .._keys import (
+    NAMESPACE_MARK,
+    validate_cache_key,
+    validate_cache_keys,
+    validate_namespace_name,
+)
 from .._serde import Codec
 from .._ttl import TTL, TTLResolver, remaining_seconds, seconds_to_ms
 from .._types import CacheStats
@@ -104,7 +109,7 @@ class AsyncCacheService:
 
     # -- helpers ---------------------------------------------------------------------------
     def _key(self, key: str) -> str:
-        return self._prefix + validate_key(key)
+        return self._prefix + validate_cache_key(key)
 
     def _failed(self, exc: BackendError, op: str) -> None:
         """Count a backend error; re-raise unless the cache fails open."""
@@ -145,7 +150,7 @@ class AsyncCacheService:
 
     async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """Return ``{key: value}`` for the keys that hold a value, in one round trip."""
-        names = validate_keys(keys)
+        names = validate_cache_keys(keys)
         if not names:
             return {}
         try:
@@ -233,7 +238,7 @@ class AsyncCacheService:
 
     async def delete_many(self, keys: Iterable[str]) -> int:
         """Delete ``keys``; return how many existed."""
-        names = validate_keys(keys)
+        names = validate_cache_keys(keys)
         if not names:
             return 0
         try:
@@ -426,17 +431,20 @@ class AsyncCacheService:
 
     # -- views -----------------------------------------------------------------------------------
     def namespace(self, name: str) -> AsyncCacheService:
-        """Return a child view whose keys live under ``{prefix}{name}:``.
+        """Return a child view whose keys live under ``{prefix}#{name}:``.
 
-        ``clear()`` on the child deletes only the child's keys. The child has its own
-        :attr:`stats`.
+        The ``#`` marks a namespace segment: cache keys may not start with ``#`` and names
+        may not contain ``:``, so the key ``"users:1"`` and ``namespace("users")["1"]``
+        are different entries, and ``clear()`` on the child deletes only the child's keys
+        (and its own namespaces'). The child has its own :attr:`stats`.
+
+        Raises:
+            InvalidArgument: ``name`` is empty, too long, or contains ``:``, ``{`` or ``}``.
         """
-        validate_key(name, "namespace name")
-        if any(c in name for c in "{}"):
-            raise InvalidArgument("namespace name must not contain '{' or '}' (hash tags)")
+        validate_namespace_name(name)
         return AsyncCacheService(
             self._driver,
-            prefix=f"{self._prefix}{name}:",
+            prefix=f"{self._prefix}{NAMESPACE_MARK}{name}:",
             lock_prefix=self._lock_prefix,
             ttl=self._ttl,
             codec=self._codec,
