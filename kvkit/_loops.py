@@ -26,6 +26,11 @@ def _closed(loop: object) -> bool:
     return bool(is_closed()) if is_closed is not None else False
 
 
+def _running(loop: object) -> bool:
+    is_running = getattr(loop, "is_running", None)
+    return bool(is_running()) if is_running is not None else False
+
+
 class LoopLocal(Generic[_T]):
     """A lazily created value per event loop.
 
@@ -66,6 +71,23 @@ class LoopLocal(Generic[_T]):
         if self._current is not None and self._current[0] not in self._values:
             self._current = None
 
+    def take_idle(self, here: object) -> list[tuple[object, _T]]:
+        """Remove and return the values of ``here`` and of every loop that is not running.
+
+        The values of loops running elsewhere (in other threads) stay: their connections
+        may be in use right now, and only their own loop can close them safely.
+        """
+        with self._lock:
+            items = [
+                (loop, value)
+                for loop, value in self._values.items()
+                if loop is here or not _running(loop)
+            ]
+            for loop, _ in items:
+                del self._values[loop]
+            self._current = None
+            return items
+
     def take_all(self) -> list[tuple[object, _T]]:
         """Remove and return every ``(loop, value)``; the caller releases them."""
         with self._lock:
@@ -86,8 +108,7 @@ def release_elsewhere(loop: object, drop: Callable[[_T], None], value: _T) -> No
     its transports are never touched from a foreign thread; a loop that is stopped or
     closed cannot run anything any more, so the value is released here.
     """
-    is_running = getattr(loop, "is_running", None)
-    if is_running is not None and is_running():
+    if _running(loop):
         try:
             loop.call_soon_threadsafe(drop, value)  # type: ignore[attr-defined]
             return

@@ -106,6 +106,40 @@ def test_aclose_from_another_loop_releases_every_pool(request, backend):
         asyncio.run(_clear_and_close(client))
 
 
+def test_aclose_on_one_loop_leaves_a_running_loop_working(request, backend):
+    """aclose() from one loop never pulls connections from under a loop busy in another thread."""
+    client = kvkit.AsyncClient(settings=settings_for(request, backend, socket_timeout=5.0))
+    busy = threading.Event()
+    result: list[object] = []
+
+    def other_thread() -> None:
+        async def work() -> str:
+            for i in range(300):
+                await client.cache.set("b", i)
+                if await client.cache.get("b") != i:
+                    return "wrong value"
+                if i == 20:
+                    busy.set()
+                await asyncio.sleep(0.001)
+            return "ok"
+
+        try:
+            result.append(asyncio.run(asyncio.wait_for(work(), DEADLINE)))
+        except BaseException as exc:  # reported by the assertion below, with its type
+            result.append(exc)
+
+    thread = threading.Thread(target=other_thread, daemon=True)
+    thread.start()
+    try:
+        assert busy.wait(DEADLINE)
+        for _ in range(3):
+            asyncio.run(client.aclose())
+        thread.join(DEADLINE + 5)
+        assert result == ["ok"]
+    finally:
+        asyncio.run(_clear_and_close(client))
+
+
 async def _clear_and_close(client: kvkit.AsyncClient) -> None:
     await client.cache.clear()
     await client.aclose()

@@ -351,13 +351,14 @@ class AsyncRedisBackend(AsyncBackend):
 
     async def aclose(self) -> None:
         here = acurrent_loop()
-        for loop, client in self._clients.take_all():
+        # Pools of loops still running in other threads are left to those loops.
+        for loop, client in self._clients.take_idle(here):
             if loop is here:
                 # Closing a broken connection must not raise.
                 with contextlib.suppress(*REDIS_ERRORS):
                     await client.aclose()
-            else:  # bound to another loop: cannot be awaited from here
-                release_elsewhere(loop, self._drop, client)
+            else:  # bound to a stopped or closed loop: cannot be awaited from here
+                self._drop(client)
 
     def discard(self) -> None:
         for loop, client in self._clients.take_all():

@@ -94,9 +94,9 @@ class AsyncSentinelBackend(AsyncBoundedRedisBackend):
     async def aclose(self) -> None:
         await super().aclose()
         here = acurrent_loop()
-        for loop, manager in self._managers.take_all():
-            if loop is not here:
-                release_elsewhere(loop, self._drop_manager, manager)
+        for loop, manager in self._managers.take_idle(here):
+            if loop is not here:  # a stopped or closed loop: cannot be awaited from here
+                self._drop_manager(manager)
                 continue
             for sentinel in manager.sentinels:
                 # Closing a broken connection must not raise.
