@@ -50,3 +50,54 @@ def validate_keys(keys: Any, what: str = "keys") -> list[str]:
     if isinstance(keys, (str, bytes)) or not hasattr(keys, "__iter__"):
         raise InvalidArgument(f"{what} must be an iterable of str, not {type(keys).__name__!r}")
     return [validate_key(k) for k in keys]
+
+
+NAMESPACE_MARK = "#"
+"""First character of a cache namespace segment (``{prefix}:cache:#users:1``).
+
+Cache keys may not start with it and namespace names may not contain ``:``, so a key and a
+namespace can never produce the same Redis key, and a namespace's ``clear()`` (everything
+under ``…#name:``) can only reach that namespace. Plain keys keep the readable layout
+``{prefix}:cache:{key}``.
+"""
+
+
+def validate_cache_key(key: Any, what: str = "key") -> str:
+    """Return ``key`` if it is a valid cache key: a kvkit key not starting with ``#``.
+
+    Raises:
+        InvalidArgument: ``key`` is not a valid key (see :func:`validate_key`) or starts
+            with :data:`NAMESPACE_MARK`, which is reserved for namespaces.
+    """
+    # The common case in one test, like validate_key's (this is on every cache call).
+    if type(key) is str and 0 < len(key) <= MAX_KEY_BYTES and key.isascii() and key[0] != "#":
+        return key
+    checked = validate_key(key, what)
+    if checked[0] == NAMESPACE_MARK:
+        raise InvalidArgument(
+            f"cache {what} must not start with {NAMESPACE_MARK!r} (reserved for namespaces), "
+            f"got {checked!r}"
+        )
+    return checked
+
+
+def validate_cache_keys(keys: Any) -> list[str]:
+    """Validate an iterable of cache keys (see :func:`validate_keys`) and return a list."""
+    names = validate_keys(keys)
+    for key in names:
+        validate_cache_key(key)
+    return names
+
+
+def validate_namespace_name(name: Any) -> str:
+    """Return ``name`` if it can name a cache namespace.
+
+    Raises:
+        InvalidArgument: not a valid key, or it contains ``:`` (the segment separator) or
+            ``{``/``}`` (Cluster hash tags).
+    """
+    checked = validate_key(name, "namespace name")
+    for char in ":{}":
+        if char in checked:
+            raise InvalidArgument(f"namespace name must not contain {char!r}, got {checked!r}")
+    return checked

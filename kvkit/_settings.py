@@ -59,10 +59,13 @@ def _check_int(minimum: int) -> Any:
 
 
 def _check_prefix(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if not isinstance(value, str) or not value or any(c in value for c in "{}*?[]"):
+    # One key segment: with a ':' a prefix could alias another client's role space
+    # (prefix "kvkit:cache" keys are inside the cache of prefix "kvkit", whose clear()
+    # would delete them).
+    if not isinstance(value, str) or not value or any(c in value for c in ":{}*?[]"):
         raise ConfigError(
-            "Settings.prefix must be a non-empty str without glob or hash-tag characters "
-            f"({{}}*?[]), got {value!r}"
+            "Settings.prefix must be a non-empty str without ':' (it is one key segment), "
+            f"glob or hash-tag characters ({{}}*?[]), got {value!r}"
         )
 
 

@@ -23,7 +23,6 @@ from typing import Any
 
 import pytest
 
-from ._compat import adrop_client
 from ._errors import ConfigError
 from ._settings import Settings
 from ._urls import parse_url
@@ -125,9 +124,6 @@ def kvkit_async_client(kvkit_settings: Settings) -> Iterator[Any]:
         yield client
     finally:
         # The test's event loop is gone by now: release its connections without awaiting.
-        for backend in client._backends.values():
-            redis = getattr(backend, "_client", None)
-            if redis is not None:
-                adrop_client(redis)
-                backend._client = None  # type: ignore[attr-defined]
+        for role in ("cache", "sessions", "queues"):
+            client.backend(role).discard()
         _cleanup(kvkit_settings)

@@ -173,14 +173,14 @@ def test_full_pool_waits_then_backend_timeout(redis_cluster):
     with kvkit.Client(settings=settings) as client:
         client.cache.set("k", 1)
         backend = client.backend()
-        assert backend._gate.acquire(1.0)  # another caller holds the only slot
+        assert backend._gates.get(None).acquire(1.0)  # another caller holds the only slot
         try:
             start = time.monotonic()
             with pytest.raises(kvkit.BackendTimeout, match="no free connection"):
                 client.cache.get("k")
             assert 0.25 < time.monotonic() - start < 1.5
         finally:
-            backend._gate.release()
+            backend._gates.get(None).release()
         assert client.cache.get("k") == 1
         client.cache.clear()
 

@@ -12,8 +12,14 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from .._compat import AsyncLock, acall, asleep
+from .._counters import IncrRefused, check_delta
 from .._errors import BackendError, InvalidArgument
-from .._keys import validate_key, validate_keys
+from .._keys import (
+    NAMESPACE_MARK,
+    validate_cache_key,
+    validate_cache_keys,
+    validate_namespace_name,
+)
 from .._serde import Codec
 from .._ttl import TTL, TTLResolver, remaining_seconds, seconds_to_ms
 from .._types import CacheStats
@@ -103,7 +109,7 @@ class AsyncCacheService:
 
     # -- helpers ---------------------------------------------------------------------------
     def _key(self, key: str) -> str:
-        return self._prefix + validate_key(key)
+        return self._prefix + validate_cache_key(key)
 
     def _failed(self, exc: BackendError, op: str) -> None:
         """Count a backend error; re-raise unless the cache fails open."""
@@ -144,7 +150,7 @@ class AsyncCacheService:
 
     async def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
         """Return ``{key: value}`` for the keys that hold a value, in one round trip."""
-        names = validate_keys(keys)
+        names = validate_cache_keys(keys)
         if not names:
             return {}
         try:
@@ -237,7 +243,7 @@ class AsyncCacheService:
 
     async def delete_many(self, keys: Iterable[str]) -> int:
         """Delete ``keys``; return how many existed."""
-        names = validate_keys(keys)
+        names = validate_cache_keys(keys)
         if not names:
             return 0
         try:
@@ -254,18 +260,23 @@ class AsyncCacheService:
         A missing key starts at 0 and gets ``ttl``; an existing key keeps its expiry.
         Not retried on connection errors (a retry could count twice).
 
+        Counters are signed 64-bit integers, as in Redis, on every backend; results are
+        exact over the whole range.
+
         Raises:
-            InvalidArgument: ``delta`` is not an int, or the stored value is not an integer.
+            InvalidArgument: ``delta`` is not an int in the signed 64-bit range, the stored
+                value is not a signed 64-bit integer, or the result would overflow that
+                range (nothing is changed).
         """
         full = self._key(key)
-        if isinstance(delta, bool) or not isinstance(delta, int):
-            raise InvalidArgument(f"delta must be an int, not {type(delta).__name__!r}")
+        delta = check_delta(delta)
         ttl_ms = self._ttl.ms(ttl)
         try:
             value = await self._driver.incr(full, delta, ttl_ms)
+        except IncrRefused as exc:
+            # Named by the caller's key, never the internal prefixed one.
+            raise exc.for_key(key) from exc
         except BackendError as exc:
-            if "not an integer" in str(exc):
-                raise InvalidArgument(f"value of key {key!r} is not an integer") from exc
             self._failed(exc, "incr")
             return 0
         self._stats.sets += 1
@@ -425,17 +436,20 @@ class AsyncCacheService:
 
     # -- views -----------------------------------------------------------------------------------
     def namespace(self, name: str) -> AsyncCacheService:
-        """Return a child view whose keys live under ``{prefix}{name}:``.
+        """Return a child view whose keys live under ``{prefix}#{name}:``.
 
-        ``clear()`` on the child deletes only the child's keys. The child has its own
-        :attr:`stats`.
+        The ``#`` marks a namespace segment: cache keys may not start with ``#`` and names
+        may not contain ``:``, so the key ``"users:1"`` and ``namespace("users")["1"]``
+        are different entries, and ``clear()`` on the child deletes only the child's keys
+        (and its own namespaces'). The child has its own :attr:`stats`.
+
+        Raises:
+            InvalidArgument: ``name`` is empty, too long, or contains ``:``, ``{`` or ``}``.
         """
-        validate_key(name, "namespace name")
-        if any(c in name for c in "{}"):
-            raise InvalidArgument("namespace name must not contain '{' or '}' (hash tags)")
+        validate_namespace_name(name)
         return AsyncCacheService(
             self._driver,
-            prefix=f"{self._prefix}{name}:",
+            prefix=f"{self._prefix}{NAMESPACE_MARK}{name}:",
             lock_prefix=self._lock_prefix,
             ttl=self._ttl,
             codec=self._codec,

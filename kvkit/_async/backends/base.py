@@ -51,7 +51,14 @@ class AsyncCacheDriver(abc.ABC):
 
     @abc.abstractmethod
     async def incr(self, key: str, delta: int, ttl_ms: int | None) -> int:
-        """Atomically add ``delta``; a created key gets ``ttl_ms``."""
+        """Atomically add ``delta`` (Redis ``INCRBY``); a created key gets ``ttl_ms``.
+
+        Returns the exact new value over the whole signed 64-bit range.
+
+        Raises:
+            IncrRefused: the stored value is not a signed 64-bit integer, or the result
+                would leave that range (see :mod:`kvkit._counters`).
+        """
 
     @abc.abstractmethod
     async def pttl(self, key: str) -> int | None:
@@ -122,3 +129,11 @@ class AsyncBackend(abc.ABC):
     @abc.abstractmethod
     async def aclose(self) -> None:
         """Release connections. The backend may be used again afterwards (reconnects)."""
+
+    def discard(self) -> None:
+        """Release connections without awaiting, e.g. after their event loop has closed.
+
+        The backend may be used again afterwards (reconnects). Backends without
+        connections have nothing to release.
+        """
+        return None

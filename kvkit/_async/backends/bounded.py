@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import MaxConnectionsError
 
-from ..._compat import AsyncGate
+from ..._compat import AsyncGate, acurrent_loop
+from ..._loops import LoopLocal
 from .redis import AsyncRedisBackend
 
 if TYPE_CHECKING:
@@ -42,19 +43,27 @@ def tls_kwargs(url: ParsedURL) -> dict[str, Any]:
     return kwargs
 
 
+def _forget(gate: AsyncGate) -> None:
+    """A gate holds no resource: dropping it is forgetting it."""
+
+
 class AsyncBoundedRedisBackend(AsyncRedisBackend):
     """A Redis backend whose operations pass a gate of ``max_connections`` slots.
 
-    Subclasses build their redis-py client in :meth:`_build_client`; the gate is rebuilt with
-    it (on the async side, once per event loop, because asyncio primitives are loop-bound).
+    Subclasses build their redis-py client in :meth:`_build_client`. Like the client, the
+    gate exists once per event loop (on the async side), because asyncio primitives are
+    loop-bound: each loop gets ``max_connections`` slots in front of its own pool.
     """
 
     def __init__(self, url: ParsedURL, settings: Settings) -> None:
         super().__init__(url, settings)
-        self._gate = AsyncGate(self.max_connections)
+        # One gate per event loop, like the clients (asyncio primitives are loop-bound).
+        self._gates: LoopLocal[AsyncGate] = LoopLocal(self._new_gate, _forget)
+
+    def _new_gate(self) -> AsyncGate:
+        return AsyncGate(self.max_connections)
 
     def _build(self) -> Any:
-        self._gate = AsyncGate(self.max_connections)
         return self._build_client()
 
     def _build_client(self) -> Any:
@@ -69,8 +78,7 @@ class AsyncBoundedRedisBackend(AsyncRedisBackend):
         """
 
         async def bounded(client: Any) -> Any:
-            # The gate of the client's own loop: both were created by the same _build().
-            gate = self._gate
+            gate = self._gates.get(acurrent_loop())
             if not await gate.acquire(self.socket_timeout):
                 raise MaxConnectionsError("no connection available")
             try:

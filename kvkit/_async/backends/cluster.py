@@ -22,7 +22,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
 
-from ..._compat import aprepare_cluster
+from ..._compat import adrop_client, aprepare_cluster
 from .bounded import AsyncBoundedRedisBackend, tls_kwargs
 from .redis import AsyncRedisCacheDriver, _glob_escape
 
@@ -173,6 +173,14 @@ class AsyncClusterBackend(AsyncBoundedRedisBackend):
             for host, port in url.hosts
         ]
         return AsyncRedisClusterClient(startup_nodes=nodes, **kwargs)
+
+    def _drop(self, client: Any) -> None:
+        adrop_client(client)
+        # redis.asyncio's RedisCluster warns "Unclosed RedisCluster client" when it is
+        # collected unless its aclose() ran (tracked by its _initialize flag). Its
+        # connections were just closed, so mark it closed too.
+        if hasattr(client, "_initialize"):
+            client._initialize = True
 
     async def run(self, idempotent: bool, op: Callable[[Any], Awaitable[Any]]) -> Any:
         """Run ``op`` under the bounded policy, with the slot map loaded first."""

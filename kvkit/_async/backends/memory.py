@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..._counters import add_to_stored
 from ...memory import CacheSpace, get_store
 from .base import AsyncBackend, AsyncCacheDriver
 
@@ -51,15 +52,7 @@ class AsyncMemoryCacheDriver(AsyncCacheDriver):
 
         def add(old: bytes | None) -> bytes:
             nonlocal result
-            current = 0
-            if old is not None:
-                try:
-                    current = int(old)
-                except ValueError:
-                    from ..._errors import InvalidArgument
-
-                    raise InvalidArgument(f"value of key {key!r} is not an integer") from None
-            result = current + delta
+            result = add_to_stored(old, delta)  # Redis INCRBY rules, IncrRefused otherwise
             return str(result).encode()
 
         self._space.update(key, add, ttl_ms)

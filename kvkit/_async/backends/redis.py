@@ -9,7 +9,7 @@ translated to kvkit's hierarchy with the original chained.
 from __future__ import annotations
 
 import contextlib
-import threading
+import functools
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +22,9 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from ..._backoff import backoff_delay
 from ..._compat import acurrent_loop, adrop_client, asleep
+from ..._counters import IncrRefused
 from ..._errors import BackendError
+from ..._loops import LoopLocal, release_elsewhere
 from ..._lua import LuaScript
 from ..._redis_errors import REDIS_ERRORS, is_retryable, translate
 from .base import AsyncBackend, AsyncCacheDriver
@@ -32,19 +34,26 @@ if TYPE_CHECKING:
     from ..._urls import ParsedURL
 
 
-# Compare-and-delete: release a lock only while we still own it.
 # Creates the key with its TTL only when absent; INCRBY keeps an existing key's TTL.
 # (Lua rather than MULTI: redis.asyncio's Cluster pipelines cannot run transactions.)
+# The new value is returned as GET's string, not as INCRBY's integer reply: Lua turns
+# integer replies into doubles, which are exact only up to 2**53 (near 2**63 the result
+# came back as -2**63).
 _INCR = LuaScript("""
 if ARGV[2] ~= '' then redis.call('SET', KEYS[1], '0', 'PX', ARGV[2], 'NX') end
-return redis.call('INCRBY', KEYS[1], ARGV[1])
+redis.call('INCRBY', KEYS[1], ARGV[1])
+return redis.call('GET', KEYS[1])
 """)
+# INCRBY's error replies (Redis and fakeredis word them alike), mapped to IncrRefused.
+_INCR_OVERFLOW = "increment or decrement would overflow"
+_INCR_NOT_INTEGER = "not an integer or out of range"
 # PERSIST answers 0 both for "missing" and "had no TTL"; EXISTS tells them apart.
 _PERSIST = LuaScript("""
 local exists = redis.call('EXISTS', KEYS[1])
 redis.call('PERSIST', KEYS[1])
 return exists
 """)
+# Compare-and-delete: release a lock only while we still own it.
 _DELETE_IF_EQUAL = LuaScript("""
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -147,8 +156,17 @@ class AsyncRedisCacheDriver(AsyncCacheDriver):
 
     async def incr(self, key: str, delta: int, ttl_ms: int | None) -> int:
         args = [delta, "" if ttl_ms is None else ttl_ms]
-        # Not retried: a retry after a lost reply would add delta twice.
-        return int(await self._b.eval(False, _INCR, [key], args))
+        try:
+            # Not retried: a retry after a lost reply would add delta twice.
+            return int(await self._b.eval(False, _INCR, [key], args))
+        except BackendError as exc:
+            if isinstance(exc.__cause__, ResponseError):
+                text = str(exc.__cause__)
+                if _INCR_OVERFLOW in text:
+                    raise IncrRefused(overflow=True) from exc
+                if _INCR_NOT_INTEGER in text:
+                    raise IncrRefused(overflow=False) from exc
+            raise
 
     async def pttl(self, key: str) -> int | None:
         value = int(await self._b.run(True, lambda r: r.pttl(key)))
@@ -197,9 +215,8 @@ class AsyncRedisBackend(AsyncBackend):
         self.connect_timeout: float = options.get("connect_timeout", settings.connect_timeout)
         self.retries: int = options.get("retries", settings.retries)
         self.max_connections: int = options.get("max_connections", settings.max_connections)
-        self._client: Any = None
-        self._loop: object = None
-        self._build_lock = threading.Lock()
+        # One redis-py client (and pool) per event loop: see kvkit._loops.
+        self._clients: LoopLocal[Any] = LoopLocal(self._build, self._drop)
         self._cache = AsyncRedisCacheDriver(self)
 
     # -- connection management ---------------------------------------------------------
@@ -246,20 +263,19 @@ class AsyncRedisBackend(AsyncBackend):
         )
         return AsyncRedisClient.from_pool(pool)
 
+    def _drop(self, client: Any) -> None:
+        """Release a client of another (usually closed) event loop without awaiting."""
+        adrop_client(client)
+
     @property
     def client(self) -> Any:
-        """The redis-py client for the current event loop (created on first use)."""
-        loop = acurrent_loop()
-        client = self._client
-        if client is None or loop is not self._loop:
-            with self._build_lock:
-                if self._client is None or loop is not self._loop:
-                    if self._client is not None:
-                        adrop_client(self._client)
-                    self._client = self._build()
-                    self._loop = loop
-                client = self._client
-        return client
+        """The redis-py client of the running event loop (created on first use).
+
+        Each loop gets its own client and pool of ``max_connections``: asyncio connections
+        cannot be shared between loops, whether the loops run one after another
+        (pytest-asyncio) or at the same time (threads each running ``asyncio.run``).
+        """
+        return self._clients.get(acurrent_loop())
 
     def redis(self) -> Any:
         return self.client
@@ -334,13 +350,19 @@ class AsyncRedisBackend(AsyncBackend):
         return AsyncRedisQueueDriver(self)
 
     async def aclose(self) -> None:
-        client, self._client = self._client, None
-        if client is not None and self._loop is not acurrent_loop():
-            adrop_client(client)  # bound to another loop: cannot be awaited from here
-        elif client is not None:
-            # Closing a broken connection must not raise.
-            with contextlib.suppress(*REDIS_ERRORS):
-                await client.aclose()
+        here = acurrent_loop()
+        # Pools of loops still running in other threads are left to those loops.
+        for loop, client in self._clients.take_idle(here):
+            if loop is here:
+                # Closing a broken connection must not raise.
+                with contextlib.suppress(*REDIS_ERRORS):
+                    await client.aclose()
+            else:  # bound to a stopped or closed loop: cannot be awaited from here
+                self._drop(client)
+
+    def discard(self) -> None:
+        for loop, client in self._clients.take_all():
+            release_elsewhere(loop, self._drop, client)
 
 
 class AsyncFakeRedisBackend(AsyncRedisBackend):
@@ -357,7 +379,15 @@ class AsyncFakeRedisBackend(AsyncRedisBackend):
     def _build(self) -> Any:
         from fakeredis import FakeAsyncRedis
 
-        return FakeAsyncRedis(server=self._server)
+        # The same pool contract as redis:// (SPEC §10): at most max_connections, and a
+        # caller beyond that waits up to the socket timeout for a free one. fakeredis
+        # defaults to a non-blocking pool of 100 that fails the 101st caller at once.
+        pool_class: Any = functools.partial(BlockingConnectionPool, timeout=self.socket_timeout)
+        return FakeAsyncRedis(
+            server=self._server,
+            connection_pool_class=pool_class,
+            max_connections=self.max_connections,
+        )
 
     async def server_version(self) -> str | None:
         # fakeredis has no INFO command; report the library instead.

@@ -19,6 +19,7 @@ from redis.asyncio.sentinel import Sentinel as AsyncSentinelManager
 from redis.backoff import NoBackoff
 
 from ..._compat import acurrent_loop, adrop_client
+from ..._loops import LoopLocal, release_elsewhere
 from ..._redis_errors import REDIS_ERRORS
 from .bounded import AsyncBoundedRedisBackend
 from .redis import maint_notifications_off
@@ -43,28 +44,29 @@ class AsyncSentinelBackend(AsyncBoundedRedisBackend):
 
     def __init__(self, url: ParsedURL, settings: Settings) -> None:
         super().__init__(url, settings)
-        self._manager: Any = None
+        # One Sentinel manager per event loop, like the master clients built from it.
+        self._managers: LoopLocal[Any] = LoopLocal(self._new_manager, self._drop_manager)
+
+    def _new_manager(self) -> Any:
+        url = self.url
+        sentinel_kwargs: dict[str, Any] = {
+            "socket_timeout": self.socket_timeout,
+            "socket_connect_timeout": self.connect_timeout,
+            "retry": Retry(NoBackoff(), 0),
+        }
+        if url.options.get("sentinel_auth", False):
+            sentinel_kwargs["username"] = url.username
+            sentinel_kwargs["password"] = url.password
+        return AsyncSentinelManager(  # type: ignore[no-untyped-call]
+            list(url.hosts), sentinel_kwargs=sentinel_kwargs
+        )
 
     def _build_client(self) -> Any:
         url = self.url
         options = url.options
-        if self._manager is not None:
-            # Built again for a new event loop: the old Sentinel connections belong to the
-            # old loop and cannot be awaited from this one.
-            self._drop_manager(self._manager)
         no_retry = Retry(NoBackoff(), 0)
-        sentinel_kwargs: dict[str, Any] = {
-            "socket_timeout": self.socket_timeout,
-            "socket_connect_timeout": self.connect_timeout,
-            "retry": no_retry,
-        }
-        if options.get("sentinel_auth", False):
-            sentinel_kwargs["username"] = url.username
-            sentinel_kwargs["password"] = url.password
-        self._manager = AsyncSentinelManager(  # type: ignore[no-untyped-call]
-            list(url.hosts), sentinel_kwargs=sentinel_kwargs
-        )
-        return self._manager.master_for(
+        manager = self._managers.get(acurrent_loop())
+        return manager.master_for(
             url.name,
             db=url.db,
             username=url.username,
@@ -84,15 +86,19 @@ class AsyncSentinelBackend(AsyncBoundedRedisBackend):
         for sentinel in manager.sentinels:
             adrop_client(sentinel)
 
+    def discard(self) -> None:
+        super().discard()
+        for loop, manager in self._managers.take_all():
+            release_elsewhere(loop, self._drop_manager, manager)
+
     async def aclose(self) -> None:
-        manager, self._manager = self._manager, None
         await super().aclose()
-        if manager is None:
-            return
-        if self._loop is not acurrent_loop():
-            self._drop_manager(manager)
-            return
-        for sentinel in manager.sentinels:
-            # Closing a broken connection must not raise.
-            with contextlib.suppress(*REDIS_ERRORS):
-                await sentinel.aclose()
+        here = acurrent_loop()
+        for loop, manager in self._managers.take_idle(here):
+            if loop is not here:  # a stopped or closed loop: cannot be awaited from here
+                self._drop_manager(manager)
+                continue
+            for sentinel in manager.sentinels:
+                # Closing a broken connection must not raise.
+                with contextlib.suppress(*REDIS_ERRORS):
+                    await sentinel.aclose()

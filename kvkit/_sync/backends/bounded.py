@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import MaxConnectionsError
 
-from ..._compat import Gate
+from ..._compat import Gate, current_loop
+from ..._loops import LoopLocal
 from .redis import RedisBackend
 
 if TYPE_CHECKING:
@@ -44,19 +45,27 @@ def tls_kwargs(url: ParsedURL) -> dict[str, Any]:
     return kwargs
 
 
+def _forget(gate: Gate) -> None:
+    """A gate holds no resource: dropping it is forgetting it."""
+
+
 class BoundedRedisBackend(RedisBackend):
     """A Redis backend whose operations pass a gate of ``max_connections`` slots.
 
-    Subclasses build their redis-py client in :meth:`_build_client`; the gate is rebuilt with
-    it (on the async side, once per event loop, because asyncio primitives are loop-bound).
+    Subclasses build their redis-py client in :meth:`_build_client`. Like the client, the
+    gate exists once per event loop (on the async side), because asyncio primitives are
+    loop-bound: each loop gets ``max_connections`` slots in front of its own pool.
     """
 
     def __init__(self, url: ParsedURL, settings: Settings) -> None:
         super().__init__(url, settings)
-        self._gate = Gate(self.max_connections)
+        # One gate per event loop, like the clients (asyncio primitives are loop-bound).
+        self._gates: LoopLocal[Gate] = LoopLocal(self._new_gate, _forget)
+
+    def _new_gate(self) -> Gate:
+        return Gate(self.max_connections)
 
     def _build(self) -> Any:
-        self._gate = Gate(self.max_connections)
         return self._build_client()
 
     def _build_client(self) -> Any:
@@ -71,8 +80,7 @@ class BoundedRedisBackend(RedisBackend):
         """
 
         def bounded(client: Any) -> Any:
-            # The gate of the client's own loop: both were created by the same _build().
-            gate = self._gate
+            gate = self._gates.get(current_loop())
             if not gate.acquire(self.socket_timeout):
                 raise MaxConnectionsError("no connection available")
             try:

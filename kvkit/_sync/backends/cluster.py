@@ -24,7 +24,7 @@ from redis.cluster import RedisCluster as RedisClusterClient
 from redis.crc import key_slot
 from redis.retry import Retry
 
-from ..._compat import prepare_cluster
+from ..._compat import drop_client, prepare_cluster
 from .bounded import BoundedRedisBackend, tls_kwargs
 from .redis import RedisCacheDriver, _glob_escape
 
@@ -175,6 +175,14 @@ class ClusterBackend(BoundedRedisBackend):
             for host, port in url.hosts
         ]
         return RedisClusterClient(startup_nodes=nodes, **kwargs)
+
+    def _drop(self, client: Any) -> None:
+        drop_client(client)
+        # redis's RedisCluster warns "Unclosed RedisCluster client" when it is
+        # collected unless its close() ran (tracked by its _initialize flag). Its
+        # connections were just closed, so mark it closed too.
+        if hasattr(client, "_initialize"):
+            client._initialize = True
 
     def run(self, idempotent: bool, op: Callable[[Any], Any]) -> Any:
         """Run ``op`` under the bounded policy, with the slot map loaded first."""

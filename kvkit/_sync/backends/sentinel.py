@@ -21,6 +21,7 @@ from redis.retry import Retry
 from redis.sentinel import Sentinel as SentinelManager
 
 from ..._compat import current_loop, drop_client
+from ..._loops import LoopLocal, release_elsewhere
 from ..._redis_errors import REDIS_ERRORS
 from .bounded import BoundedRedisBackend
 from .redis import maint_notifications_off
@@ -45,28 +46,29 @@ class SentinelBackend(BoundedRedisBackend):
 
     def __init__(self, url: ParsedURL, settings: Settings) -> None:
         super().__init__(url, settings)
-        self._manager: Any = None
+        # One Sentinel manager per event loop, like the master clients built from it.
+        self._managers: LoopLocal[Any] = LoopLocal(self._new_manager, self._drop_manager)
+
+    def _new_manager(self) -> Any:
+        url = self.url
+        sentinel_kwargs: dict[str, Any] = {
+            "socket_timeout": self.socket_timeout,
+            "socket_connect_timeout": self.connect_timeout,
+            "retry": Retry(NoBackoff(), 0),
+        }
+        if url.options.get("sentinel_auth", False):
+            sentinel_kwargs["username"] = url.username
+            sentinel_kwargs["password"] = url.password
+        return SentinelManager(  # type: ignore[no-untyped-call]
+            list(url.hosts), sentinel_kwargs=sentinel_kwargs
+        )
 
     def _build_client(self) -> Any:
         url = self.url
         options = url.options
-        if self._manager is not None:
-            # Built again for a new event loop: the old Sentinel connections belong to the
-            # old loop and cannot be awaited from this one.
-            self._drop_manager(self._manager)
         no_retry = Retry(NoBackoff(), 0)
-        sentinel_kwargs: dict[str, Any] = {
-            "socket_timeout": self.socket_timeout,
-            "socket_connect_timeout": self.connect_timeout,
-            "retry": no_retry,
-        }
-        if options.get("sentinel_auth", False):
-            sentinel_kwargs["username"] = url.username
-            sentinel_kwargs["password"] = url.password
-        self._manager = SentinelManager(  # type: ignore[no-untyped-call]
-            list(url.hosts), sentinel_kwargs=sentinel_kwargs
-        )
-        return self._manager.master_for(
+        manager = self._managers.get(current_loop())
+        return manager.master_for(
             url.name,
             db=url.db,
             username=url.username,
@@ -86,15 +88,19 @@ class SentinelBackend(BoundedRedisBackend):
         for sentinel in manager.sentinels:
             drop_client(sentinel)
 
+    def discard(self) -> None:
+        super().discard()
+        for loop, manager in self._managers.take_all():
+            release_elsewhere(loop, self._drop_manager, manager)
+
     def close(self) -> None:
-        manager, self._manager = self._manager, None
         super().close()
-        if manager is None:
-            return
-        if self._loop is not current_loop():
-            self._drop_manager(manager)
-            return
-        for sentinel in manager.sentinels:
-            # Closing a broken connection must not raise.
-            with contextlib.suppress(*REDIS_ERRORS):
-                sentinel.close()
+        here = current_loop()
+        for loop, manager in self._managers.take_idle(here):
+            if loop is not here:  # a stopped or closed loop: cannot be awaited from here
+                self._drop_manager(manager)
+                continue
+            for sentinel in manager.sentinels:
+                # Closing a broken connection must not raise.
+                with contextlib.suppress(*REDIS_ERRORS):
+                    sentinel.close()
