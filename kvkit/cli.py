@@ -597,9 +597,9 @@ def _quiet_stdout() -> None:
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Run the command line; return the exit code (0 ok, 1 failure, 2 usage)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
     stream = out if out is not None else sys.stdout
     try:
+        args = parser.parse_args(argv)  # prints --help / --version: a broken pipe here too
         code: int = args.func(args, stream)
         stream.flush()
     except BrokenPipeError:

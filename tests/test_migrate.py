@@ -83,3 +83,17 @@ def test_migrate_sessions_usage_errors(args):
     result = run_cli(*args)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_raw_redis_client_for_ported_code(redis_url):
+    """`client.redis(role)` is the raw redis-py client that original `.setex`/`.xadd` code needs."""
+    async with kvkit.AsyncClient(redis_url) as client:
+        assert not hasattr(client.cache, "setex")  # a kvkit cache, not redis-py (documented)
+        raw = client.redis("cache")
+        key = f"kvkit-test-raw-{id(client)}"
+        try:
+            await raw.set(key, json.dumps({"name": "Ada"}), ex=60)
+            assert json.loads(await raw.get(key)) == {"name": "Ada"}
+            assert await client.redis("queues").xadd(key + ":s", {"f": "v"})
+        finally:
+            await raw.delete(key, key + ":s")
