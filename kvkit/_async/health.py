@@ -278,12 +278,15 @@ def service_checks(client: AsyncClient) -> list[_Check]:
             visibility_timeout=5.0,
         )
         message_id = await queue.push({"probe": secrets.token_hex(8)})
-        # Concurrent checks may pop each other's probe; any probe proves the round trip.
-        message = await queue.pop(timeout=0)
-        if message is None:
-            raise HealthCheckFailed("queue did not deliver the message just pushed")
-        await queue.ack(message)
-        await expire_probe_queue(client, queue.key, message_id)
+        try:
+            # Concurrent checks may pop each other's probe; any probe proves the round trip.
+            message = await queue.pop(timeout=0)
+            if message is None:
+                raise HealthCheckFailed("queue did not deliver the message just pushed")
+            await queue.ack(message)
+        finally:
+            # Also after a failed pop: the probe message must not stay without a TTL.
+            await expire_probe_queue(client, queue.key, message_id)
         return {"latency_ms": _ms_since(start)}
 
     return [

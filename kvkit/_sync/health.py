@@ -274,12 +274,15 @@ def service_checks(client: Client) -> list[_Check]:
             visibility_timeout=5.0,
         )
         message_id = queue.push({"probe": secrets.token_hex(8)})
-        # Concurrent checks may pop each other's probe; any probe proves the round trip.
-        message = queue.pop(timeout=0)
-        if message is None:
-            raise HealthCheckFailed("queue did not deliver the message just pushed")
-        queue.ack(message)
-        expire_probe_queue(client, queue.key, message_id)
+        try:
+            # Concurrent checks may pop each other's probe; any probe proves the round trip.
+            message = queue.pop(timeout=0)
+            if message is None:
+                raise HealthCheckFailed("queue did not deliver the message just pushed")
+            queue.ack(message)
+        finally:
+            # Also after a failed pop: the probe message must not stay without a TTL.
+            expire_probe_queue(client, queue.key, message_id)
         return {"latency_ms": _ms_since(start)}
 
     return [
