@@ -368,3 +368,15 @@ def test_tools_leave_nothing_and_touch_no_application_data(redis_server_factory)
         assert app.sessions.get(sid) == {"name": "Ada"}
         assert app.cache.namespace("demo").get("greeting") == "the app's own"
         assert app.queue("kvkit-demo").stats().ready == 1
+
+
+def test_worst_case_latency_of_one_operation_is_as_documented(black_hole):
+    """One read against a silent server takes (retries + 1) x socket_timeout plus backoff."""
+    url = f"redis://127.0.0.1:{black_hole}/0?socket_timeout=0.2&connect_timeout=0.2&retries=2"
+    with kvkit.Client(url) as client:
+        start = time.monotonic()
+        with pytest.raises(kvkit.BackendTimeout):
+            client.cache.get("k")
+        elapsed = time.monotonic() - start
+    # 3 attempts of 0.2 s; the backoff between them is under 0.15 s for 2 retries.
+    assert 0.6 <= elapsed < 0.6 + 0.15 + 1.0
