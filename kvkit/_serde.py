@@ -83,6 +83,7 @@ from __future__ import annotations
 
 import binascii
 import dataclasses
+import importlib.util
 import json
 import sys
 import uuid
@@ -98,24 +99,42 @@ if TYPE_CHECKING:
 
 __all__ = ["HAVE_ORJSON", "Codec", "Serializer", "default_codec"]
 
-HAVE_ORJSON: bool
-"""Whether orjson is importable; the built-in codec then uses it."""
 
-try:
-    import orjson
-except ImportError:  # pragma: no cover - exercised by loading a copy without orjson
-    HAVE_ORJSON = False
+def _orjson_installed() -> bool:
+    try:
+        return importlib.util.find_spec("orjson") is not None
+    except (ImportError, ValueError):  # a broken entry in sys.modules
+        return False
 
-    def _orjson_dumps(obj: Any, /) -> bytes:
-        raise RuntimeError("orjson is not installed")
 
-    def _orjson_loads(data: bytes, /) -> Any:
-        raise RuntimeError("orjson is not installed")
+HAVE_ORJSON: bool = _orjson_installed()
+"""Whether orjson is installed; the built-in codec then uses it.
 
-else:
-    HAVE_ORJSON = True
+orjson is imported at the first encode/decode, not by ``import kvkit`` (SPEC §1: the import
+loads no optional dependency). The first call rebinds ``_orjson_dumps``/``_orjson_loads``
+to orjson's own functions, so later calls pay nothing for the laziness.
+"""
+
+
+def _load_orjson() -> None:
+    global _orjson_dumps, _orjson_loads
+    try:
+        import orjson
+    except ImportError as exc:
+        raise ConfigError(f"orjson is installed but cannot be imported: {exc}") from None
     _orjson_dumps = orjson.dumps
     _orjson_loads = orjson.loads
+
+
+def _orjson_dumps(obj: Any, /) -> bytes:
+    _load_orjson()
+    return _orjson_dumps(obj)
+
+
+def _orjson_loads(data: bytes, /) -> Any:
+    _load_orjson()
+    return _orjson_loads(data)
+
 
 _TAG = "__kvkit__"
 _TAG_MARKER = b'"__kvkit__"'

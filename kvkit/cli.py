@@ -1,42 +1,104 @@
 """The ``kvkit`` command line (also ``python -m kvkit``).
 
-``kvkit demo``, ``kvkit check``, ``kvkit queue stats|dead|requeue|purge NAME`` and
-``kvkit bench``. Without ``--url``, commands read :meth:`kvkit.Settings.from_env`.
+``kvkit demo``, ``kvkit check``, ``kvkit queue stats|dead|requeue|purge NAME``,
+``kvkit bench``, ``kvkit migrate-sessions`` and ``kvkit --version``.
 
-Expected failures (bad URL or option, unreachable server, failed check) print one line on
-stderr and exit with 1 (failure) or 2 (usage); never a traceback, never a password.
+Where the backend comes from (every command, SPEC §12):
+
+* ``--url URL``: every role on ``URL`` (``--prefix`` sets the key prefix, default ``kvkit``);
+* ``--env PREFIX``: :meth:`kvkit.Settings.from_env` with that prefix. A missing trailing
+  ``_`` is added (``--env REDIS`` reads ``REDIS_URL``, ``REDIS_CACHE_URL``, …). At least one
+  of ``{PREFIX}URL``, ``{PREFIX}CACHE_URL``, ``{PREFIX}SESSION_URL``, ``{PREFIX}QUEUE_URL``
+  must be set: an unset or mistyped prefix is a usage error, never a silent ``memory://``;
+* neither: the ``KVKIT_*`` variables. ``demo`` and ``bench`` then default to ``memory://``;
+  ``check``, ``queue`` and ``migrate-sessions`` refuse to run on nothing (they would
+  inspect a fresh, empty in-process store and report on it).
+
+Exit codes: 0 success, 1 failure (a failed check, an unreachable server), 2 usage error
+(bad option, URL, variable or missing configuration), 130 interrupted. Expected failures
+print one line on stderr: never a traceback, a password or a session id. A closed stdout
+(``kvkit check | head -3``) ends the command quietly with exit code 1.
+
+The tools leave nothing behind and never touch application data: ``demo`` and ``bench``
+use a random namespace, random user ids and a random queue name, write everything with a
+TTL of at most 60 s and delete it all afterwards; ``check`` runs the health probes (see
+:mod:`kvkit._async.health`).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import math
+import os
 import secrets
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, TextIO
 
+import attrs
+
+from . import __version__
 from ._errors import ConfigError, KVKitError
 from ._settings import Settings
 
 __all__ = ["build_parser", "main"]
 
 ROLES = ("cache", "sessions", "queues")
+_URL_VARIABLES = ("URL", "CACHE_URL", "SESSION_URL", "QUEUE_URL")
+TOOL_TTL = 60
+"""Seconds anything the tools write may live if they are killed before cleaning up."""
+CHECK_TIMEOUT = 10.0
+"""Default ``--timeout`` of ``kvkit check``: seconds all its checks may take together."""
 
 
 class _Fail(Exception):
     """An expected failure: message for stderr, exit code 1."""
 
 
-def _settings(args: argparse.Namespace) -> Settings:
-    """``--url``, else the environment (whose default URL is ``memory://``)."""
-    url = getattr(args, "url", None)
-    if url:
-        return Settings(url=url)
-    return Settings.from_env(prefix=getattr(args, "env", None) or "KVKIT_")
+class _Usage(Exception):
+    """A usage error: message for stderr, exit code 2."""
+
+
+# -- settings --------------------------------------------------------------------------------
+def _env_prefix(raw: str) -> str:
+    prefix = raw.strip()
+    if not prefix:
+        raise _Usage("--env needs a variable prefix, e.g. --env KVKIT_ or --env REDIS_")
+    return prefix if prefix.endswith("_") else prefix + "_"
+
+
+def _settings(args: argparse.Namespace, *, need_config: bool) -> Settings:
+    """The settings chosen by ``--url`` / ``--env`` / ``KVKIT_*`` (see the module docstring).
+
+    Raises:
+        _Usage: ``--url`` is empty, or the chosen prefix configures no URL (for commands
+            with ``need_config``, or whenever ``--env`` was given).
+        ConfigError: a URL or variable is malformed.
+    """
+    if args.url is not None:
+        if not args.url.strip():
+            raise _Usage("--url is empty")
+        settings = Settings(url=args.url)
+    else:
+        explicit = args.env is not None
+        prefix = _env_prefix(args.env) if explicit else "KVKIT_"
+        settings = Settings.from_env(prefix=prefix)  # ConfigError names a bad variable
+        if not any(os.environ.get(prefix + name, "").strip() for name in _URL_VARIABLES):
+            names = ", ".join(prefix + name for name in _URL_VARIABLES)
+            if explicit:
+                raise _Usage(f"--env {args.env.strip()}: none of {names} is set")
+            if need_config:
+                raise _Usage(
+                    f"no backend configured: pass --url URL or --env PREFIX, or set one of "
+                    f"{names} (use --url memory:// for the in-process store)"
+                )
+    if args.prefix is not None:
+        settings = attrs.evolve(settings, prefix=args.prefix)
+    return settings
 
 
 def _client(settings: Settings) -> Any:
@@ -45,210 +107,237 @@ def _client(settings: Settings) -> Any:
     return Client(settings=settings)
 
 
+def _drop_queue(client: Any, queue: Any) -> None:
+    """Delete every key of ``queue``, a queue this tool created under a random name."""
+    queue.purge(dead=True)
+    try:
+        redis = client.redis("queues")
+    except ConfigError:
+        return  # an in-process store: it ends with this process
+    from ._tools import glob_escape, unlink_matching
+
+    # By pattern, so that keys the purge keeps (the empty stream, counters, retry records)
+    # go too, whatever the queue's key layout.
+    unlink_matching(redis, glob_escape(queue.key) + "*", client.backend("queues").url.redacted)
+
+
+@contextlib.contextmanager
+def _cleanup(what: str) -> Iterator[None]:
+    """Run a cleanup step; report (not raise) a backend failure, which must not hide another."""
+    try:
+        yield
+    except KVKitError as exc:
+        sys.stderr.write(f"kvkit: warning: could not clean up {what}: {type(exc).__name__}\n")
+
+
 # -- demo ----------------------------------------------------------------------------------------
 def _demo(args: argparse.Namespace, out: TextIO) -> int:
     """Walk through the cache, sessions and a queue with readable output."""
-    with _client(_settings(args)) as client:
+    token = secrets.token_hex(4)
+    with _client(_settings(args, need_config=False)) as client:
         backend = client.backend("cache")
         out.write(f"kvkit demo on {backend.url.redacted} ({backend.kind})\n")
-
-        out.write("\n1. cache\n")
-        cache = client.cache.namespace("demo")
-        cache.set("greeting", {"text": "hello", "at": time.strftime("%H:%M:%S")}, ttl=60)
-        out.write(f"   set/get      greeting -> {cache.get('greeting')}\n")
-        out.write(f"   ttl          greeting -> {cache.ttl('greeting'):.1f} s left\n")
-        out.write(f"   incr         visits   -> {cache.incr('visits')}\n")
-        calls: list[int] = []
-
-        def slow_square() -> int:
-            calls.append(1)
-            return 12 * 12
-
-        first = cache.get_or_set("square", slow_square, ttl=60)
-        second = cache.get_or_set("square", slow_square, ttl=60)
-        out.write(f"   get_or_set   square   -> {first}, {second} (factory ran {len(calls)}x)\n")
-
-        out.write("\n2. sessions\n")
+        # Names of its own (SPEC §12): the demo must not touch an application's data.
+        cache = client.cache.namespace(f"kvkit-demo-{token}")
+        user = f"kvkit-demo-user-{token}"
+        queue = client.queue(f"kvkit-demo-{token}", visibility_timeout=5)
         sessions = client.sessions
-        sid = sessions.create({"cart": []}, user_id="ada")
-        out.write(f"   create       -> id {sid[:12]}… ({len(sid)} chars)\n")
-        sessions.update(sid, {"cart": ["book"]})
-        out.write(f"   update/get   -> {sessions.get(sid)}\n")
-        new_sid = sessions.rotate(sid)
-        out.write(
-            f"   rotate       -> old id valid: {sessions.exists(sid)}, "
-            f"new id valid: {new_sid is not None and sessions.exists(new_sid)}\n"
-        )
-        out.write(f"   delete_user  -> logged out {sessions.delete_user('ada')} session(s)\n")
+        new_sid: str | None = None
+        cleared = 0
+        try:
+            out.write("\n1. cache\n")
+            cache.set("greeting", {"text": "hello", "at": time.strftime("%H:%M:%S")}, TOOL_TTL)
+            out.write(f"   set/get      greeting -> {cache.get('greeting')}\n")
+            out.write(f"   ttl          greeting -> {cache.ttl('greeting'):.1f} s left\n")
+            out.write(f"   incr         visits   -> {cache.incr('visits', ttl=TOOL_TTL)}\n")
+            calls: list[int] = []
 
-        out.write("\n3. queue\n")
-        queue = client.queue("kvkit-demo", visibility_timeout=5)
-        ids = queue.push_many([{"to": "ada@example.com"}, {"to": "bob@example.com"}])
-        out.write(f"   push_many    -> {len(ids)} messages\n")
-        handled: list[Any] = []
-        processed = queue.consume(lambda m: handled.append(m.payload["to"]), max_messages=2)
-        out.write(f"   consume      -> processed {processed}: {', '.join(handled)}\n")
-        stats = queue.stats()
-        out.write(
-            f"   stats        -> ready={stats.ready} pending={stats.pending} dead={stats.dead}\n"
-        )
-        queue.purge()
-        cleared = cache.clear()
+            def slow_square() -> int:
+                calls.append(1)
+                return 12 * 12
+
+            first = cache.get_or_set("square", slow_square, ttl=TOOL_TTL)
+            second = cache.get_or_set("square", slow_square, ttl=TOOL_TTL)
+            out.write(
+                f"   get_or_set   square   -> {first}, {second} (factory ran {len(calls)}x)\n"
+            )
+
+            out.write("\n2. sessions\n")
+            sid = sessions.create({"cart": []}, user_id=user, ttl=TOOL_TTL)
+            out.write(f"   create       -> a new id of {len(sid)} chars (never printed)\n")
+            sessions.update(sid, {"cart": ["book"]})
+            out.write(f"   update/get   -> {sessions.get(sid)}\n")
+            new_sid = sessions.rotate(sid)
+            out.write(
+                f"   rotate       -> old id valid: {sessions.exists(sid)}, "
+                f"new id valid: {new_sid is not None and sessions.exists(new_sid)}\n"
+            )
+            out.write(f"   delete_user  -> logged out {sessions.delete_user(user)} session(s)\n")
+
+            out.write("\n3. queue\n")
+            ids = queue.push_many([{"to": "ada@example.com"}, {"to": "bob@example.com"}])
+            out.write(f"   push_many    -> {len(ids)} messages\n")
+            handled: list[Any] = []
+            processed = queue.consume(lambda m: handled.append(m.payload["to"]), max_messages=2)
+            out.write(f"   consume      -> processed {processed}: {', '.join(handled)}\n")
+            stats = queue.stats()
+            out.write(
+                f"   stats        -> ready={stats.ready} pending={stats.pending} "
+                f"dead={stats.dead}\n"
+            )
+        finally:
+            with _cleanup("the demo's cache namespace"):
+                cleared = cache.clear()
+            with _cleanup("the demo's sessions"):
+                sessions.delete_user(user)
+                if new_sid is not None:
+                    sessions.delete(new_sid)
+            with _cleanup("the demo's queue"):
+                _drop_queue(client, queue)
         out.write(f"\ncleaned up ({cleared} cache keys). cache stats: {cache.stats.to_dict()}\n")
     return 0
 
 
 # -- check -----------------------------------------------------------------------------------
-def _timed(func: Callable[[], Any]) -> tuple[Any, float]:
-    start = time.perf_counter()
-    result = func()
-    return result, (time.perf_counter() - start) * 1000.0
+_CHECK_WIDTH = 22
 
 
-def _run_checks(client: Any) -> list[dict[str, Any]]:
-    """Every check of ``kvkit check``: a list of rows (role, check, ok, ms, detail)."""
+def _row(role: str, name: str, ok: bool, ms: float | None, detail: str) -> dict[str, Any]:
+    return {"role": role, "check": name, "ok": ok, "ms": ms, "detail": detail}
+
+
+async def _run_checks(
+    client: Any, timeout: float, emit: Callable[[dict[str, Any]], None]
+) -> list[dict[str, Any]]:
+    """Run every check of ``kvkit check`` within ``timeout`` seconds; ``emit`` each row.
+
+    A check returns ``None`` (or a health result) when it passed, or a string saying what
+    went wrong. When the time is up, the running check fails as timed out and the rest
+    are reported as not run: a server that accepts connections and never answers costs
+    ``timeout`` seconds, not every operation's timeouts and retries one after another.
+    """
+    from ._async.health import service_checks
+
+    deadline = time.monotonic() + timeout
     rows: list[dict[str, Any]] = []
 
-    def record(role: str, name: str, func: Callable[[], Any]) -> Any:
-        try:
-            result, ms = _timed(func)
-        except KVKitError as exc:
-            rows.append(
-                {
-                    "role": role,
-                    "check": name,
-                    "ok": False,
-                    "ms": None,
-                    "detail": f"{type(exc).__name__}: {exc}",
-                }
-            )
-            return None
-        ok = result is not False
-        detail = "" if result in (True, None) else str(result)
-        rows.append(
-            {
-                "role": role,
-                "check": name,
-                "ok": bool(ok),
-                "ms": round(ms, 3),
-                "detail": "" if ok else (detail or "failed"),
-            }
-        )
-        return result
+    async def record(role: str, name: str, call: Callable[[], Awaitable[Any]]) -> None:
+        remaining = deadline - time.monotonic()
+        start = time.perf_counter()
+        if remaining <= 0:
+            row = _row(role, name, False, None, f"not run: --timeout {timeout:g} s used up")
+        else:
+            try:
+                result = await asyncio.wait_for(call(), remaining)
+            except KVKitError as exc:
+                row = _row(role, name, False, None, f"{type(exc).__name__}: {exc}")
+            except asyncio.TimeoutError:
+                row = _row(role, name, False, None, f"timed out (--timeout {timeout:g} s)")
+            else:
+                ms = round((time.perf_counter() - start) * 1000.0, 3)
+                failed = result if isinstance(result, str) else ""
+                row = _row(role, name, not failed, ms, failed)
+        rows.append(row)
+        emit(row)
 
-    token = secrets.token_hex(8)
-    probe_prefix = f"{client.settings.prefix}:check:{token}:"
+    probe = f"{client.settings.prefix}:check:{secrets.token_hex(8)}:"
     for role in ROLES:
         backend = client.backend(role)
-        driver = backend.cache_driver()
-        record(role, "ping", backend.ping)
-        key = probe_prefix + role
+        await record(role, "ping", backend.ping)
 
-        def set_get(driver: Any = driver, key: str = key) -> bool:
-            driver.set(key, b"ok", 30_000)
-            return bool(driver.get(key) == b"ok")
+        async def set_get(backend: Any = backend, key: str = probe + role) -> Any:
+            driver = backend.cache_driver()
+            await driver.set(key, b"ok", TOOL_TTL * 1000)
+            return None if await driver.get(key) == b"ok" else "read back something else"
 
-        record(role, "set/get", set_get)
+        await record(role, "set/get", set_get)
 
     # Role isolation: roles on different URLs must not see each other's keys.
+    shared = all(client.backend(role) is client.backend("cache") for role in ROLES)
     for role in ROLES:
-        backend = client.backend(role)
         for other in ROLES:
-            if other == role:
-                continue
             other_backend = client.backend(other)
-            if other_backend is backend:
+            if other == role or other_backend is client.backend(role):
                 continue
 
-            def isolated(other_backend: Any = other_backend, role: str = role) -> Any:
-                seen = other_backend.cache_driver().get(probe_prefix + role)
-                return True if seen is None else f"key written through {role} is visible here"
+            async def isolated(other_backend: Any = other_backend, role: str = role) -> Any:
+                seen = await other_backend.cache_driver().get(probe + role)
+                return None if seen is None else f"a key written through {role} is visible here"
 
-            record(other, f"isolated from {role}", isolated)
-    for role in ROLES:
-        if all(client.backend(o) is client.backend(role) for o in ROLES):
-            rows.append(
-                {
-                    "role": role,
-                    "check": "isolation",
-                    "ok": True,
-                    "ms": None,
-                    "detail": "all roles share one server+db; isolated by key prefix",
-                }
-            )
-            break
+            await record(other, f"isolated from {role}", isolated)
+    if shared:
+        row = _row(
+            "cache",
+            "isolation",
+            True,
+            None,
+            "all roles share one server+db; isolated by key prefix",
+        )
+        rows.append(row)
+        emit(row)
 
-    def cache_round_trip() -> bool:
-        cache = client.cache.namespace("__kvkit_check__")
-        cache.set(token, {"n": 1}, ttl=30)
-        ok: bool = cache.get(token) == {"n": 1}
-        cache.delete(token)
-        return ok
+    for base, call in service_checks(client):
+        await record(base["roles"][0], "service round trip", call)
 
-    def sessions_round_trip() -> bool:
-        sid = client.sessions.create({"check": token}, ttl=30)
-        ok = client.sessions.get(sid) == {"check": token}
-        return ok and bool(client.sessions.delete(sid))
-
-    def queue_round_trip() -> bool:
-        queue = client.queue("__kvkit_check__")
-        queue.push({"check": token})
-        for _ in range(1000):  # skip leftovers of an earlier interrupted check
-            message = queue.pop(timeout=2)
-            if message is None:
-                return False
-            queue.ack(message)
-            if message.payload == {"check": token}:
-                return True
-        return False
-
-    record("cache", "service round trip", cache_round_trip)
-    record("sessions", "service round trip", sessions_round_trip)
-    record("queues", "service round trip", queue_round_trip)
-    for role in ROLES:
-        driver = client.backend(role).cache_driver()
-        with contextlib.suppress(KVKitError):
-            driver.delete(probe_prefix + role)
+    remaining = deadline - time.monotonic()
+    if remaining > 0:
+        for role in ROLES:
+            with contextlib.suppress(KVKitError, asyncio.TimeoutError):
+                await asyncio.wait_for(client.backend(role).cache_driver().delete(probe + role), 1)
     return rows
+
+
+async def _check_async(
+    client: Any, timeout: float, emit: Callable[[dict[str, Any]], None]
+) -> list[dict[str, Any]]:
+    try:
+        return await _run_checks(client, timeout, emit)
+    finally:
+        # Closing connections to a server that never answers must not hang either.
+        with contextlib.suppress(KVKitError, asyncio.TimeoutError):
+            await asyncio.wait_for(client.aclose(), 1.0)
 
 
 def _check(args: argparse.Namespace, out: TextIO) -> int:
     """Verify every role: PING, SET/GET, isolation, a round trip through each service."""
-    settings = _settings(args)
-    with _client(settings) as client:
-        rows = _run_checks(client)
-        urls = {role: client.backend(role).url.redacted for role in ROLES}
-    ok = all(row["ok"] for row in rows)
-    if args.json:
-        out.write(
-            json.dumps({"status": "pass" if ok else "fail", "urls": urls, "checks": rows}, indent=2)
-            + "\n"
-        )
-        return 0 if ok else 1
-    for role in ROLES:
-        out.write(f"{role:9} {urls[role]}\n")
-    out.write("\n")
-    width = max(len(r["check"]) for r in rows)
-    out.write(f"{'role':9} {'check':{width}}  {'result':6}  {'ms':>8}\n")
-    for row in rows:
+    from ._async.client import AsyncClient
+
+    client = AsyncClient(settings=_settings(args, need_config=True))
+    urls = {role: client.backend(role).url.redacted for role in ROLES}
+
+    def emit(row: dict[str, Any]) -> None:
+        if args.json:
+            return
         ms = "" if row["ms"] is None else f"{row['ms']:.2f}"
-        result = "ok" if row["ok"] else "FAIL"
-        line = f"{row['role']:9} {row['check']:{width}}  {result:6}  {ms:>8}"
+        line = f"{row['role']:9} {row['check']:{_CHECK_WIDTH}}  {'ok' if row['ok'] else 'FAIL':6}"
+        line += f"  {ms:>8}"
         if row["detail"]:
             line += f"  {row['detail']}"
         out.write(line + "\n")
-    out.write(f"\n{'all checks passed' if ok else 'some checks FAILED'}\n")
+        out.flush()  # streamed: each row appears as soon as its check is done
+
+    if not args.json:
+        for role in ROLES:
+            out.write(f"{role:9} {urls[role]}\n")
+        out.write(f"\n{'role':9} {'check':{_CHECK_WIDTH}}  {'result':6}  {'ms':>8}\n")
+        out.flush()
+    rows = asyncio.run(_check_async(client, args.timeout, emit))
+    ok = all(row["ok"] for row in rows)
+    if args.json:
+        report = {"status": "pass" if ok else "fail", "urls": urls, "checks": rows}
+        out.write(json.dumps(report, indent=2) + "\n")
+    else:
+        out.write(f"\n{'all checks passed' if ok else 'some checks FAILED'}\n")
     return 0 if ok else 1
 
 
 # -- queue ---------------------------------------------------------------------------------
 def _queue(args: argparse.Namespace, out: TextIO) -> int:
     """Inspect a queue and handle its dead letters."""
-    with _client(_settings(args)) as client:
+    with _client(_settings(args, need_config=True)) as client:
         queue = client.queue(args.name)
         if args.action == "stats":
-            stats = queue.stats()
-            data = stats.to_dict() if hasattr(stats, "to_dict") else dict(vars(stats))
+            data = queue.stats().to_dict()
             if args.json:
                 out.write(json.dumps(data, indent=2, default=str) + "\n")
             else:
@@ -304,29 +393,29 @@ def _percentile(sorted_values: list[float], fraction: float) -> float:
 
 def _bench(args: argparse.Namespace, out: TextIO) -> int:
     """Per-operation latency (p50/p99) and throughput against the configured backend."""
-    settings = _settings(args)
-    if args.ops < 1:
-        raise _Fail("--ops must be at least 1")
+    settings = _settings(args, need_config=False)
     tty = out.isatty() if hasattr(out, "isatty") else False
+    token = secrets.token_hex(4)
     with _client(settings) as client:
-        cache = client.cache.namespace(f"__kvkit_bench_{secrets.token_hex(4)}__")
+        cache = client.cache.namespace(f"kvkit-bench-{token}")
+        queue = client.queue(f"kvkit-bench-{token}")
         value = {"id": 123, "name": "alice", "roles": ["admin", "dev"], "active": True}
         keys = [f"k{i}" for i in range(100)]
-        cache.set_many(dict.fromkeys(keys, value), ttl=300)
-        queue = client.queue(f"__kvkit_bench_{secrets.token_hex(4)}__")
-        sid = client.sessions.create({"user": "alice"}, ttl=300)
-        counter = iter(range(10**12))
-        operations: list[tuple[str, Callable[[], Any]]] = [
-            ("cache.set", lambda: cache.set("k0", value, ttl=300)),
-            ("cache.get", lambda: cache.get("k0")),
-            ("cache.get_many(100)", lambda: cache.get_many(keys)),
-            ("sessions.get", lambda: client.sessions.get(sid)),
-            ("sessions.update", lambda: client.sessions.update(sid, {"n": next(counter)})),
-            ("queue.push", lambda: queue.push(value)),
-            ("queue.pop+ack", lambda: queue.ack(queue.pop())),
-        ]
+        sid: str | None = None
         results = []
         try:
+            cache.set_many(dict.fromkeys(keys, value), ttl=TOOL_TTL)
+            sid = client.sessions.create({"user": "alice"}, ttl=TOOL_TTL)
+            counter = iter(range(10**12))
+            operations: list[tuple[str, Callable[[], Any]]] = [
+                ("cache.set", lambda: cache.set("k0", value, ttl=TOOL_TTL)),
+                ("cache.get", lambda: cache.get("k0")),
+                ("cache.get_many(100)", lambda: cache.get_many(keys)),
+                ("sessions.get", lambda: client.sessions.get(sid)),
+                ("sessions.update", lambda: client.sessions.update(sid, {"n": next(counter)})),
+                ("queue.push", lambda: queue.push(value)),
+                ("queue.pop+ack", lambda: queue.ack(queue.pop())),
+            ]
             for name, op in operations:
                 op()  # warm up (connections, scripts)
                 samples: list[float] = []
@@ -349,14 +438,45 @@ def _bench(args: argparse.Namespace, out: TextIO) -> int:
                     (name, _percentile(samples, 0.5), _percentile(samples, 0.99), args.ops / total)
                 )
         finally:
-            cache.clear()
-            queue.purge()
-            client.sessions.delete(sid)
+            with _cleanup("the benchmark's cache namespace"):
+                cache.clear()
+            with _cleanup("the benchmark's session"):
+                if sid is not None:
+                    client.sessions.delete(sid)
+            with _cleanup("the benchmark's queue"):
+                _drop_queue(client, queue)
         backend = client.backend("cache")
     out.write(f"kvkit bench on {backend.url.redacted} ({backend.kind}), {args.ops} ops each\n\n")
     out.write(f"{'operation':22} {'p50 (us)':>10} {'p99 (us)':>10} {'ops/s':>10}\n")
     for name, p50, p99, rate in results:
         out.write(f"{name:22} {p50 * 1e6:10.1f} {p99 * 1e6:10.1f} {rate:10,.0f}\n")
+    return 0
+
+
+# -- migrate-sessions --------------------------------------------------------------------------
+def _migrate_sessions(args: argparse.Namespace, out: TextIO) -> int:
+    """Copy the original system's sessions (JSON strings) into kvkit's legacy namespace."""
+    from ._migrate import migrate_sessions
+
+    source = args.source
+    if args.source_env is not None:
+        source = os.environ.get(args.source_env, "")
+        if not source.strip():
+            raise _Usage(f"--from-env {args.source_env}: the variable is not set")
+    elif not source.strip():
+        raise _Usage("--from is empty")
+    pattern: str = args.pattern
+    literal = pattern[:-1]
+    if not literal or not pattern.endswith("*") or any(c in literal for c in "*?[]\\"):
+        raise _Usage("--pattern must be a literal key prefix followed by one '*', e.g. 'session:*'")
+    settings = _settings(args, need_config=True)
+    with _client(settings) as target:
+        report = migrate_sessions(source, target, prefix=pattern[:-1], dry_run=args.dry_run)
+    verb = "would migrate" if args.dry_run else "migrated"
+    out.write(
+        f"{verb} {report.migrated} session(s); skipped {report.undecodable} undecodable, "
+        f"{report.expired} expired meanwhile, {report.invalid} with an unusable id\n"
+    )
     return 0
 
 
@@ -367,54 +487,129 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"kvkit: error: {message}\n")
 
 
+def _positive_int(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {raw!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_seconds(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {raw!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {raw!r}")
+    return value
+
+
+def _source_options() -> _Parser:
+    """``--url``, ``--env`` and ``--prefix``, shared by every command."""
+    common = _Parser(add_help=False)
+    group = common.add_argument_group("backend (default: KVKIT_* variables)")
+    source = group.add_mutually_exclusive_group()
+    source.add_argument("--url", help="backend URL for every role")
+    source.add_argument(
+        "--env",
+        metavar="PREFIX",
+        help="read settings from PREFIX* variables, e.g. REDIS_ (a missing '_' is added)",
+    )
+    group.add_argument("--prefix", help="key prefix of the application (default: kvkit)")
+    return common
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``kvkit`` command."""
     parser = _Parser(
         prog="kvkit",
         description="kvkit: cache, sessions and queues over Redis, memory or fakeredis.",
     )
+    parser.add_argument("--version", action="version", version=f"kvkit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
+    common = [_source_options()]
 
-    demo = sub.add_parser("demo", help="walk through cache, sessions and a queue")
-    demo.add_argument("--url", help="backend URL (default: KVKIT_URL, else memory://)")
+    demo = sub.add_parser("demo", parents=common, help="walk through cache, sessions and a queue")
     demo.set_defaults(func=_demo)
 
-    check = sub.add_parser("check", help="verify every role: PING, SET/GET, isolation, services")
-    source = check.add_mutually_exclusive_group()
-    source.add_argument("--url", help="backend URL for every role")
-    source.add_argument(
-        "--env", metavar="PREFIX", help="read settings from PREFIX* variables (e.g. REDIS_)"
+    check = sub.add_parser(
+        "check", parents=common, help="verify every role: PING, SET/GET, isolation, services"
     )
     check.add_argument("--json", action="store_true", help="machine-readable output")
+    check.add_argument(
+        "--timeout",
+        type=_positive_seconds,
+        default=CHECK_TIMEOUT,
+        metavar="SECONDS",
+        help=f"time all checks may take together (default {CHECK_TIMEOUT:g})",
+    )
     check.set_defaults(func=_check)
 
-    queue = sub.add_parser("queue", help="inspect a queue and handle dead letters")
+    queue = sub.add_parser("queue", parents=common, help="inspect a queue and its dead letters")
     queue.add_argument("action", choices=["stats", "dead", "requeue", "purge"])
     queue.add_argument("name", help="queue name")
-    queue.add_argument("--url", help="backend URL (default: from KVKIT_* variables)")
     queue.add_argument("--json", action="store_true", help="machine-readable output (stats, dead)")
-    queue.add_argument("--count", type=int, default=100, help="dead letters to show (default 100)")
+    queue.add_argument(
+        "--count", type=_positive_int, default=100, help="dead letters to show (default 100)"
+    )
     queue.add_argument("--ids", nargs="*", help="requeue only these dead-letter ids")
     queue.add_argument("--yes", action="store_true", help="purge without asking")
     queue.add_argument("--dead", action="store_true", help="purge: also the dead-letter queue")
     queue.set_defaults(func=_queue)
 
-    bench = sub.add_parser("bench", help="latency (p50/p99) and throughput per operation")
-    bench.add_argument("--url", help="backend URL (default: KVKIT_URL, else memory://)")
-    bench.add_argument("--ops", type=int, default=1000, help="operations per row (default 1000)")
+    bench = sub.add_parser(
+        "bench", parents=common, help="latency (p50/p99) and throughput per operation"
+    )
+    bench.add_argument(
+        "--ops", type=_positive_int, default=1000, help="operations per row (default 1000)"
+    )
     bench.set_defaults(func=_bench)
+
+    migrate = sub.add_parser(
+        "migrate-sessions",
+        parents=common,
+        help="import the original system's sessions (session:<id> JSON) as legacy sessions",
+    )
+    origin = migrate.add_mutually_exclusive_group(required=True)
+    origin.add_argument("--from", dest="source", metavar="URL", help="the old sessions' server")
+    origin.add_argument(
+        "--from-env",
+        dest="source_env",
+        metavar="VARIABLE",
+        help="read the old server's URL from this variable (keeps the password out of ps)",
+    )
+    migrate.add_argument(
+        "--pattern", default="session:*", help="keys of the old sessions (default 'session:*')"
+    )
+    migrate.add_argument("--dry-run", action="store_true", help="count only; write nothing")
+    migrate.set_defaults(func=_migrate_sessions)
     return parser
+
+
+def _quiet_stdout() -> None:
+    """After a broken pipe: send the rest of stdout to /dev/null, so exit does not fail."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Run the command line; return the exit code (0 ok, 1 failure, 2 usage)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
     stream = out if out is not None else sys.stdout
     try:
+        args = parser.parse_args(argv)  # prints --help / --version: a broken pipe here too
         code: int = args.func(args, stream)
-    except ConfigError as exc:
+        stream.flush()
+    except BrokenPipeError:
+        # The reader went away (`kvkit check | head -3`): stop quietly, no traceback.
+        _quiet_stdout()
+        return 1
+    except (ConfigError, _Usage) as exc:
         sys.stderr.write(f"kvkit: error: {exc}\n")
         return 2
     except KVKitError as exc:

@@ -8,18 +8,31 @@ Fixtures:
 * ``kvkit_async_client`` — a fresh, isolated :class:`kvkit.AsyncClient` (a plain fixture:
   works with pytest-asyncio and anyio alike, because constructing a client does no I/O).
 
-By default each test gets its own ``memory://`` store (shared by its sync and async client,
-dropped afterwards). ``--kvkit-url URL`` or ``KVKIT_TEST_URL=URL`` runs the same tests
-against a real Redis: each test gets a unique key prefix, and every key under it is deleted
-after the test.
+By default each test gets its own ``memory://`` store, shared by its sync and async clients
+(and by any client the application builds from ``kvkit_settings``) and dropped afterwards.
+``--kvkit-url URL`` or ``KVKIT_TEST_URL=URL`` runs the same tests against another backend:
+
+* ``memory://`` (with or without a name or options): exactly the default — a fresh
+  store per test (``memory://kvkit-test-<random>``, keeping the URL's options);
+* ``fakeredis://`` without a name: one fakeredis server for the session, named so that
+  every client of a test shares it, with a unique key prefix per test (as on Redis);
+* anything else (``redis://``, ``fakeredis://NAME``, Cluster, Sentinel…): each test gets
+  a unique key prefix.
+
+Whichever fixtures a test uses — even only ``kvkit_settings``, as a Flask test that builds
+``KVKit(app)`` from it must — every key under the test's prefix is deleted (and its memory
+store dropped) after the test.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -46,6 +59,11 @@ def _test_url(config: pytest.Config) -> str | None:
     return url
 
 
+# One fakeredis server per test session for ``fakeredis://`` without a name: a private
+# server per client would keep a test's sync and async clients from sharing data.
+_SESSION_TOKEN = uuid.uuid4().hex[:16]
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Reject a bad ``--kvkit-url`` / ``KVKIT_TEST_URL`` before any test runs."""
     url = _test_url(config)
@@ -58,19 +76,42 @@ def pytest_configure(config: pytest.Config) -> None:
             ) from None
 
 
-@pytest.fixture
-def kvkit_settings(request: pytest.FixtureRequest) -> Settings:
-    """Settings for the test's clients: an isolated store or a unique key prefix."""
-    token = uuid.uuid4().hex[:16]
-    url = _test_url(request.config)
+def _with_name(url: str, name: str) -> str:
+    """``url`` (an in-process scheme) with its store name replaced by ``name``."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, name, "", parts.query, ""))
+
+
+def _test_settings(url: str | None, token: str) -> Settings:
+    """The settings of one test: the same sharing for a URL's default and explicit forms."""
     if url is None:
         return Settings(url=f"memory://kvkit-test-{token}", prefix="kvkit")
+    scheme = parse_url(url).scheme
+    if scheme == "memory":
+        return Settings(url=_with_name(url, f"kvkit-test-{token}"), prefix="kvkit")
+    if scheme == "fakeredis" and parse_url(url).name is None:
+        url = _with_name(url, f"kvkit-test-{_SESSION_TOKEN}")
     return Settings(url=url, prefix=f"kvkit-test-{token}")
 
 
+@pytest.fixture
+def kvkit_settings(request: pytest.FixtureRequest) -> Iterator[Settings]:
+    """Settings for the test's clients: an isolated store or a unique key prefix.
+
+    Everything written under them is deleted after the test, whichever fixtures or
+    clients wrote it.
+    """
+    settings = _test_settings(_test_url(request.config), uuid.uuid4().hex[:16])
+    try:
+        yield settings
+    finally:
+        _cleanup(settings)
+
+
 def _cleanup(settings: Settings) -> None:
-    """Delete everything the test wrote."""
+    """Delete everything the test wrote: drop its memory store, unlink its keys."""
     from ._sync.client import Client
+    from ._tools import glob_escape, unlink_matching
     from .memory import drop_store
 
     with Client(settings=settings) as client:
@@ -84,26 +125,14 @@ def _cleanup(settings: Settings) -> None:
                 if backend.url.name:
                     drop_store(backend.url.name)
                 continue
-            redis = client.redis(role)
-            pattern = settings.prefix.replace("[", "\\[") + ":*"
-            for node_keys in _scan(redis, pattern):
-                redis.unlink(*node_keys)
-
-
-def _scan(redis: Any, pattern: str) -> Iterator[list[Any]]:
-    batch: list[Any] = []
-    for key in redis.scan_iter(match=pattern, count=1000):
-        batch.append(key)
-        if len(batch) >= 500:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+            # The prefix ends in a fixed-length random token: it starts no other test's keys.
+            pattern = glob_escape(settings.prefix) + "*"
+            unlink_matching(client.redis(role), pattern, backend.url.redacted)
 
 
 @pytest.fixture
 def kvkit_client(kvkit_settings: Settings) -> Iterator[Any]:
-    """A fresh, isolated sync ``kvkit.Client``; cleaned up after the test."""
+    """A fresh, isolated sync ``kvkit.Client``; its data is deleted after the test."""
     from ._sync.client import Client
 
     client = Client(settings=kvkit_settings)
@@ -111,19 +140,32 @@ def kvkit_client(kvkit_settings: Settings) -> Iterator[Any]:
         yield client
     finally:
         client.close()
-        _cleanup(kvkit_settings)
 
 
 @pytest.fixture
 def kvkit_async_client(kvkit_settings: Settings) -> Iterator[Any]:
-    """A fresh, isolated ``kvkit.AsyncClient``; cleaned up after the test."""
+    """A fresh, isolated ``kvkit.AsyncClient``; its data is deleted after the test."""
     from ._async.client import AsyncClient
 
     client = AsyncClient(settings=kvkit_settings)
     try:
         yield client
     finally:
-        # The test's event loop is gone by now: release its connections without awaiting.
-        for role in ("cache", "sessions", "queues"):
-            client.backend(role).discard()
-        _cleanup(kvkit_settings)
+        _close_async(client)
+
+
+def _close_async(client: Any) -> None:
+    """Close an async client from synchronous teardown code.
+
+    The test's event loop may be gone (or not running) by now; ``aclose()`` run on a new
+    loop releases connections bound to another loop without awaiting them.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(client.aclose())
+        return
+    # A loop runs in this thread (an unusual runner): close from a helper thread instead.
+    worker = threading.Thread(target=asyncio.run, args=(client.aclose(),))
+    worker.start()
+    worker.join()

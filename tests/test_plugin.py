@@ -72,3 +72,46 @@ def test_plugin_bad_url_fails_clearly(pytester: pytest.Pytester):
     assert result.ret != 0
     result.stderr.fnmatch_lines(["*ConfigError*unknown URL scheme*"])
     assert ":pw@" not in result.stdout.str() + result.stderr.str()
+
+
+SETTINGS_ONLY_TESTS = '''
+import kvkit
+
+STATE = {}
+
+def test_a_writes_through_settings_only(kvkit_settings):
+    """Like a Flask test: the app builds its own client from kvkit_settings."""
+    with kvkit.Client(settings=kvkit_settings) as client:
+        client.cache.set("k", 1)
+        client.sessions.create({"a": 1}, user_id="u1")
+        client.queue("jobs").push({"n": 1})
+    STATE["settings"] = kvkit_settings
+
+def test_b_nothing_is_left():
+    """Whatever test_a wrote was deleted after it."""
+    settings = STATE["settings"]
+    with kvkit.Client(settings=settings) as client:
+        assert client.cache.get("k") is None
+        assert client.sessions.user_sessions("u1") == []
+        assert client.queue("jobs").stats().ready == 0
+        if client.backend("cache").kind != "memory":
+            assert list(client.redis().scan_iter(match=settings.prefix + "*")) == []
+'''
+
+MODES = [
+    pytest.param([], id="default"),
+    pytest.param(["--kvkit-url=memory://"], id="memory"),
+    pytest.param(["--kvkit-url=memory://?maxsize=100"], id="memory-maxsize"),
+    pytest.param(["--kvkit-url=fakeredis://"], id="fakeredis"),
+    pytest.param(None, id="redis", marks=pytest.mark.redis),
+]
+
+
+@pytest.mark.parametrize("args", MODES)
+def test_every_spelling_of_a_backend_shares_and_cleans_up(pytester: pytest.Pytester, request, args):
+    """Explicit memory:// / fakeredis:// share like the default; settings-only tests clean up."""
+    if args is None:
+        args = [f"--kvkit-url={request.getfixturevalue('redis_url')}"]
+    pytester.makepyfile(test_users=USER_TESTS, test_settings_only=SETTINGS_ONLY_TESTS)
+    result = pytester.runpytest_subprocess("-q", "-p", "no:randomly", *args)
+    result.assert_outcomes(passed=6)

@@ -63,6 +63,9 @@ def test_readme_has_snippets():
     assert len(SNIPPETS) >= 15
 
 
+# Starlette >= 1.0 prefers httpx2 for its TestClient and warns when only httpx is installed;
+# either works for the FastAPI snippet (as in tests/test_ext_fastapi.py).
+@pytest.mark.filterwarnings("ignore:.*httpx2")
 @pytest.mark.parametrize(("line", "code"), SNIPPETS, ids=[f"line{n}" for n, _ in SNIPPETS])
 def test_snippet_runs(line, code, request, monkeypatch, tmp_path):
     """The snippet at this README line runs without error."""
@@ -96,3 +99,45 @@ def test_snippet_runs(line, code, request, monkeypatch, tmp_path):
         client = namespace.get("client")
         if hasattr(client, "close"):
             client.close()
+
+
+def _imports_and_uses(code: str) -> tuple[set[str], bool]:
+    tree = ast.parse(textwrap.dedent(code))
+    imported: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+    uses = any(
+        isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "kvkit"
+        for node in ast.walk(tree)
+    )
+    # A snippet importing from kvkit's submodules is a program of its own (copied whole).
+    standalone = any(
+        isinstance(node, ast.ImportFrom) and (node.module or "").startswith("kvkit")
+        for node in tree.body
+    )
+    return (imported if standalone else {"kvkit"}), uses
+
+
+@pytest.mark.parametrize(("line", "code"), SNIPPETS, ids=[f"line{n}" for n, _ in SNIPPETS])
+def test_snippet_with_imports_imports_kvkit(line, code):
+    """A snippet that imports from a kvkit submodule and uses `kvkit.` imports kvkit too."""
+    imported, uses = _imports_and_uses(code)
+    assert not uses or "kvkit" in imported, f"README.md:{line} uses kvkit. without importing it"
+
+
+def test_import_kvkit_loads_no_optional_dependency():
+    """`import kvkit` imports neither redis, orjson nor fakeredis; orjson loads on first use."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, kvkit\n"
+        "print(sorted(m for m in ('redis', 'orjson', 'fakeredis') if m in sys.modules))\n"
+        "client = kvkit.Client('memory://'); client.cache.set('k', {'v': 1})\n"
+        "assert client.cache.get('k') == {'v': 1}\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -23,6 +23,11 @@ The body is JSON-ready and the same for every framework::
   service -- ``cache`` (set, get, delete a probe key in the ``__health__`` namespace),
   ``sessions`` (create, get, delete a session) and ``queues`` (push, pop, ack on the
   ``__health__`` queue). ``latency_ms`` is the whole round trip.
+
+Probes leave nothing behind (SPEC §12): every probe key and session is written with a TTL
+of :data:`PROBE_TTL` seconds and deleted at once; on Redis the keys of the ``__health__``
+queue are given that TTL after each round trip, so they vanish a minute after the last
+check. Probes never read or write application data.
 * :func:`full_health` (``GET /health/full``): both.
 
 Bounded time: all checks of one call run concurrently under one time limit (default
@@ -46,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from .._compat import TimeLimit
-from .._errors import KVKitError
+from .._errors import ConfigError, KVKitError
 
 if TYPE_CHECKING:
     from .client import Client
@@ -122,7 +127,7 @@ def services_health(
     Returns:
         ``(200 or 503, body)``; never raises for backend failures.
     """
-    return _run(_service_checks(client), timeout)
+    return _run(service_checks(client), timeout)
 
 
 def full_health(client: Client, *, timeout: float = DEFAULT_TIMEOUT) -> tuple[int, dict[str, Any]]:
@@ -135,7 +140,7 @@ def full_health(client: Client, *, timeout: float = DEFAULT_TIMEOUT) -> tuple[in
     Returns:
         ``(200 or 503, body)``; never raises for backend failures.
     """
-    return _run(_server_checks(client) + _service_checks(client), timeout)
+    return _run(_server_checks(client) + service_checks(client), timeout)
 
 
 # -- running ----------------------------------------------------------------------------------
@@ -204,7 +209,38 @@ def _server_checks(client: Client) -> list[_Check]:
     return checks
 
 
-def _service_checks(client: Client) -> list[_Check]:
+def expire_probe_queue(client: Client, key: str, message_id: str) -> None:
+    """Give every Redis key of the probe queue with base key ``key`` a TTL of :data:`PROBE_TTL`.
+
+    The queue is shared by concurrent checks (of this and other processes), so its keys
+    cannot be deleted under them; expiring them instead means nothing outlives the last
+    check by more than a minute. In-process stores (``memory://``) have no keys to expire.
+
+    Raises:
+        BackendError: the server failed.
+    """
+    try:
+        redis = client.redis("queues")
+    except ConfigError:
+        return  # not a Redis backend
+    from .._redis_errors import REDIS_ERRORS, translate
+    from .backends.redis_queue import _keys
+
+    # The queue's keys (see the layout in backends/redis_queue.py), its generation counter
+    # and the retry record of this push (which would otherwise live 120 s).
+    keys = [*_keys(key), f"{key}:gen", f"{key}:dedupe:r:{message_id}"]
+    try:
+        pipe = redis.pipeline(transaction=False)
+        for name in keys:
+            pipe.pexpire(name, PROBE_TTL * 1000)
+        pipe.execute()
+    except REDIS_ERRORS as exc:
+        raise translate(exc, client.backend("queues").url.redacted) from exc
+
+
+def service_checks(client: Client) -> list[_Check]:
+    """The ``cache``, ``sessions`` and ``queues`` round trips (also run by ``kvkit check``)."""
+
     def cache() -> dict[str, Any]:
         start = time.perf_counter()
         # A namespace of its own: probes neither collide with nor count in client.cache.
@@ -237,12 +273,16 @@ def _service_checks(client: Client) -> list[_Check]:
             consumer=f"health-{socket.gethostname()}-{os.getpid()}",
             visibility_timeout=5.0,
         )
-        queue.push({"probe": secrets.token_hex(8)})
-        # Concurrent checks may pop each other's probe; any probe proves the round trip.
-        message = queue.pop(timeout=0)
-        if message is None:
-            raise HealthCheckFailed("queue did not deliver the message just pushed")
-        queue.ack(message)
+        message_id = queue.push({"probe": secrets.token_hex(8)})
+        try:
+            # Concurrent checks may pop each other's probe; any probe proves the round trip.
+            message = queue.pop(timeout=0)
+            if message is None:
+                raise HealthCheckFailed("queue did not deliver the message just pushed")
+            queue.ack(message)
+        finally:
+            # Also after a failed pop: the probe message must not stay without a TTL.
+            expire_probe_queue(client, queue.key, message_id)
         return {"latency_ms": _ms_since(start)}
 
     return [

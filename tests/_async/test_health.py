@@ -162,3 +162,17 @@ async def test_stopped_server_fails_then_recovers(fresh_redis_server):
             assert (await full_health(probe))[0] == 200
         finally:
             await probe.aclose()
+
+
+async def test_probes_leave_no_key_without_ttl(client, backend):
+    """Every key the health probes write expires within a minute (SPEC §12)."""
+    if backend == "memory":
+        pytest.skip("an in-process store has no key space to leave keys in")
+    for _ in range(2):
+        code, _body = await full_health(client)
+        assert code == 200
+    redis = client.redis("queues")
+    keys = [key async for key in redis.scan_iter(match=client.settings.prefix + ":*")]
+    assert keys  # the probe queue's, expiring
+    for key in keys:
+        assert 0 < await redis.pttl(key) <= 60_000, key
