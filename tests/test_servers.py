@@ -311,6 +311,9 @@ def test_sentinel_failover_moves_the_master(tmp_path: Path) -> None:
             with sentinel.master_for("mymaster", socket_timeout=2) as master:
                 assert master.get("before") == b"failover"
                 master.set("after", "failover")
+                # Replication is asynchronous: fail back only once the write has reached
+                # the replica, or the failback may lose it.
+                assert master.wait(1, 2000) == 1
         with old_master.client() as client:
             assert client.info("replication")["role"] == "slave"
         assert setup.failover() == (HOST, old_master.port)  # converged: it can go back

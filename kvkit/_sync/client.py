@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from .._errors import ConfigError, InvalidArgument, KVKitError
+from .._errors import ConfigError, KVKitError
 from .._serde import Codec, Serializer
 from .._settings import Settings
 from .._ttl import TTLResolver
@@ -92,12 +92,8 @@ class Client(RedisServiceMixin):
             if backend is None:
                 backend = self._backends[parsed.pool_key] = _make_backend(parsed, settings)
             self._role_backend[role] = backend
-        try:
-            # Resolved now so that a preset out of range is a ConfigError at construction,
-            # not an error on first use of the cache.
-            self._cache_ttl = TTLResolver(settings.cache_ttl, settings.temp_ttl, settings.long_ttl)
-        except InvalidArgument as exc:
-            raise ConfigError(f"invalid cache TTL in Settings: {exc}") from None
+        # Settings bounds the presets (ConfigError), so resolving them here cannot fail.
+        self._cache_ttl = TTLResolver(settings.cache_ttl, settings.temp_ttl, settings.long_ttl)
         self._cache: CacheService | None = None
         self._sessions: SessionService | None = None
 
