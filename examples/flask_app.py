@@ -20,7 +20,7 @@ from typing import Any
 
 from flask import Flask, abort, request, session
 
-from kvkit.ext.flask import KVKit, health_blueprint, regenerate_session
+from kvkit.ext.flask import KVKit, health_blueprint, login_session, logout_session
 
 kv = KVKit()
 
@@ -51,7 +51,7 @@ def create_app(url: str | None = None) -> Flask:
         user = (request.get_json(silent=True) or {}).get("user")
         if not isinstance(user, str) or not user:
             abort(400)
-        regenerate_session()  # a new id on login defeats session fixation
+        login_session(user)  # a new id (no fixation), bound to the user for delete_user()
         session["user"] = user
         return {"user": user}
 
@@ -67,8 +67,14 @@ def create_app(url: str | None = None) -> Flask:
 
     @app.post("/logout")
     def logout() -> dict[str, Any]:
-        session.clear()  # deletes the stored session and the cookie
+        logout_session()  # deletes the stored session and expires the cookie
         return {"user": None}
+
+    @app.post("/logout-everywhere")
+    def logout_everywhere() -> dict[str, Any]:
+        user = session.get("user")
+        count = kv.client.sessions.delete_user(user) if isinstance(user, str) else 0
+        return {"sessions_deleted": count}
 
     # -- cache ---------------------------------------------------------------------------
     @app.put("/cache/<key>")

@@ -84,6 +84,13 @@ def test_flask_app(target):
         assert http.post("/queue/jobs/pop").json() == {"payload": {"n": 1}}
         assert http.post("/logout").json() == {"user": None}
         assert http.get("/me").json() == {"user": None, "visits": 1}
+        # Two browsers of one user: logging out everywhere ends both sessions.
+        with httpx.Client(base_url=server.base, timeout=10) as other:
+            assert http.post("/login", json={"user": "bob"}).status_code == 200
+            assert other.post("/login", json={"user": "bob"}).status_code == 200
+            assert other.get("/me").json()["user"] == "bob"
+            assert http.post("/logout-everywhere").json() == {"sessions_deleted": 2}
+            assert other.get("/me").json() == {"user": None, "visits": 1}
 
 
 def test_fastapi_app(target):
