@@ -44,12 +44,13 @@ import decimal
 import math
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
 from hypothesis.stateful import (
     RuleBasedStateMachine,
     invariant,
@@ -957,9 +958,15 @@ def _cleaner(redis_server: RedisServer, cluster: RedisCluster) -> Callable[[str]
 
 @pytest.fixture
 def bind(
-    redis_url: str, redis_server: RedisServer, redis_cluster: RedisCluster
-) -> Callable[[str, set[str]], type[Differential]]:
+    redis_url: str,
+    redis_server: RedisServer,
+    redis_cluster: RedisCluster,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[[str, set[str]], type[Differential]]]:
     """Make a `Differential` subclass bound to the suite's servers, running rule ``groups``."""
+    # Even with database=None, Hypothesis caches constants it scans from source files
+    # under ./.hypothesis: keep that out of the repository too.
+    set_hypothesis_home_dir(tmp_path_factory.mktemp("hypothesis"))
 
     def make(name: str, groups: set[str]) -> type[Differential]:
         urls = {
@@ -975,7 +982,8 @@ def bind(
         }
         return type(name, (Differential,), attributes)
 
-    return make
+    yield make
+    set_hypothesis_home_dir(None)
 
 
 def _settings(max_examples: int, steps: int) -> settings:
