@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
 
 import nox
 
@@ -21,7 +23,17 @@ TEST_DEPS = [
     "build>=1.0",
     "hypothesis>=6.100",
 ]
-LINT_DEPS = ["ruff>=0.6", "mypy>=1.11", "types-cachetools", "pytest>=8"]
+# The generator formats its output with ruff, so one ruff version, defined once beside the
+# generator, both writes the sync code (`generate`) and checks it (`lint`).
+_PIN = re.search(
+    r'^RUFF_VERSION = "([^"]+)"$',
+    (Path(__file__).parent / "scripts" / "unasync.py").read_text(),
+    re.MULTILINE,
+)
+if _PIN is None:
+    raise RuntimeError("scripts/unasync.py must define RUFF_VERSION")
+RUFF = f"ruff=={_PIN.group(1)}"
+LINT_DEPS = [RUFF, "mypy>=1.11", "types-cachetools", "pytest>=8"]
 
 
 @nox.session(python=PYTHON)
@@ -49,7 +61,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def generate(session: nox.Session) -> None:
     """Write kvkit/_sync and tests/_sync from the async source, then format everything."""
-    session.install("ruff>=0.6")
+    session.install(RUFF)
     session.run("python", "scripts/unasync.py")
     session.run("ruff", "format", ".")
 

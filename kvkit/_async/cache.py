@@ -36,6 +36,7 @@ _WAIT_MIN = 0.005
 _WAIT_MAX = 0.1
 
 
+# SYNC-TEXT: "(threads or tasks)" -> "(threads)"
 class _KeyLocks:
     """Per-key locks for single-flight inside one client (threads or tasks).
 
@@ -90,7 +91,7 @@ class AsyncCacheService:
         self._where = where
         self._flights = flights if flights is not None else _KeyLocks()
         # Guards the per-key lock map: a thread lock on both sides, because the map is
-        # shared by every thread of a sync client (never held across an await).
+        # shared by every thread of a sync client (held for map updates only).
         self._guard = guard if guard is not None else threading.Lock()
         self._stats = CacheStats()
 
@@ -306,6 +307,8 @@ class AsyncCacheService:
         return count
 
     # -- single-flight -------------------------------------------------------------------------
+    # SYNC-TEXT: "threads, tasks and processes" -> "threads and processes"
+    # SYNC-TEXT: " On the async client ``factory`` may be sync or async." -> ""
     async def get_or_set(
         self,
         key: str,
@@ -337,7 +340,8 @@ class AsyncCacheService:
             local = self._flights.acquire_ref(full)
         try:
             async with local:
-                # Another thread/task of this client may have filled it while we queued.
+                # async: Another thread/task of this client may have filled it while we queued.
+                # sync: Another thread of this client may have filled it while we queued.
                 value = await self._lookup(key, full)
                 if value is not _MISSING:
                     return value
@@ -396,6 +400,9 @@ class AsyncCacheService:
                 return value
 
     # -- decorator ---------------------------------------------------------------------------
+    # SYNC-TEXT: "On the async client the wrapper is a coroutine function and awaits the
+    #   decorated function's result when it is awaitable." -> "The wrapper is a plain
+    #   function."
     def cached(
         self, ttl: TTL = None, *, key: str | Callable[..., str] | None = None
     ) -> Callable[[_F], _F]:

@@ -26,6 +26,9 @@ __all__ = ["AsyncClient"]
 ROLES = ("cache", "sessions", "queues")
 
 
+# SYNC-TEXT: "and used from several event loops in turn (loop-bound connections are
+#   re-created when the running loop changes)." -> "and shared by threads."
+# SYNC-TEXT: ">>> await client" -> ">>> client"
 class AsyncClient(AsyncRedisServiceMixin):
     """Cache, sessions and queues over the backends chosen by URL.
 

@@ -43,7 +43,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -52,8 +52,6 @@ from .._compat import AsyncTimeLimit
 from .._errors import ConfigError, KVKitError
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable
-
     from .client import AsyncClient
 
 __all__ = ["DEFAULT_TIMEOUT", "full_health", "health_client", "redis_health", "services_health"]
@@ -73,7 +71,7 @@ _ROLES = ("cache", "sessions", "queues")
 _IN_PROCESS = frozenset({"memory", "fakeredis"})
 
 # A check: the fields known up front, and the call that completes them (or raises).
-_Check = tuple[dict[str, Any], Callable[[], "Awaitable[dict[str, Any]]"]]
+_Check = tuple[dict[str, Any], Callable[[], Awaitable[dict[str, Any]]]]
 
 
 class HealthCheckFailed(KVKitError):

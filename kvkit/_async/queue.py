@@ -360,6 +360,7 @@ def _hold_key(message: Message) -> str:
     return _receipt_lease(message)[0] or message.id
 
 
+# SYNC-TEXT: "(its workers are tasks or threads)" -> "(its workers are threads)"
 class _Run:
     """Shared state of one ``consume`` call (its workers are tasks or threads)."""
 
@@ -376,7 +377,7 @@ class _Run:
         self.stop = stop
         self.max_messages = max_messages
         self.renew_after = renew_after
-        # Plain lock on both sides: held for counter updates only, never across an await.
+        # Plain lock on both sides: held for counter updates only, never across I/O.
         self.lock = threading.Lock()
         self.processed = 0
         self.reserved = 0
@@ -839,6 +840,8 @@ class AsyncQueueService:
             self._key, self._group, target[0], target[1], target[2], self._vis_ms - lease_ms
         )
 
+    # SYNC-TEXT: "``async with queue.process(timeout=5) as message:`` on the async client." ->
+    #   "``with queue.process(timeout=5) as message:``."
     def process(self, timeout: float | None = 0) -> AsyncProcessing:
         """Pop one message for a ``with`` block; ack when the block succeeds, nack if it raises.
 
@@ -851,6 +854,10 @@ class AsyncQueueService:
         """
         return AsyncProcessing(self, _timeout(timeout))
 
+    # SYNC-TEXT: "; on the async client it may be an ``async def`` (awaited) or a plain
+    #   function." -> "."
+    # SYNC-TEXT: "``threading.Event`` / ``asyncio.Event``" -> "``threading.Event``"
+    # SYNC-TEXT: "(threads on the sync client, tasks on the async client)" -> "(threads)"
     async def consume(
         self,
         handler: Callable[[Message], Any],
@@ -983,12 +990,12 @@ class AsyncQueueService:
             await self._give_back([message])
             raise
         if inspect.isawaitable(result):
-            # Only the sync client can get here: an ``async def`` handler was never run.
+            # Only the sync client gets here: an ``async def`` handler was never run.  # SYNC-KEEP
             getattr(result, "close", lambda: None)()
             run.drop([message])
             await self._give_back([message])
             raise InvalidArgument(
-                "the handler returned an awaitable: use an async handler with AsyncClient"
+                "the handler returned an awaitable: async handlers need AsyncClient"  # SYNC-KEEP
             )
         run.done(message)
         try:

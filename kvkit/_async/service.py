@@ -1,3 +1,4 @@
+# SYNC-TEXT: "await client." -> "client."
 """The original system's eight ``RedisService`` methods (SPEC §4), on every client.
 
 ``AsyncClient`` (and the generated ``Client``) inherit :class:`AsyncRedisServiceMixin`, so

@@ -39,7 +39,7 @@ _WAIT_MAX = 0.1
 
 
 class _KeyLocks:
-    """Per-key locks for single-flight inside one client (threads or tasks).
+    """Per-key locks for single-flight inside one client (threads).
 
     Entries are reference-counted and dropped when nobody holds or waits for them, so
     the map never grows with the key space.
@@ -92,7 +92,7 @@ class CacheService:
         self._where = where
         self._flights = flights if flights is not None else _KeyLocks()
         # Guards the per-key lock map: a thread lock on both sides, because the map is
-        # shared by every thread of a sync client (never held across an await).
+        # shared by every thread of a sync client (held for map updates only).
         self._guard = guard if guard is not None else threading.Lock()
         self._stats = CacheStats()
 
@@ -318,10 +318,9 @@ class CacheService:
     ) -> Any:
         """Return the cached value, computing and storing it with ``factory`` on a miss.
 
-        Single-flight across threads, tasks and processes: concurrent callers on a cold key
+        Single-flight across threads and processes: concurrent callers on a cold key
         run ``factory`` once; the others wait for its value. The lock expires after
-        ``lock_timeout`` seconds, so a dead holder is taken over. On the sync client
-        ``factory`` may be sync or async.
+        ``lock_timeout`` seconds, so a dead holder is taken over.
 
         Raises:
             InvalidArgument: bad key, TTL or ``lock_timeout``.
@@ -339,7 +338,7 @@ class CacheService:
             local = self._flights.acquire_ref(full)
         try:
             with local:
-                # Another thread/task of this client may have filled it while we queued.
+                # Another thread of this client may have filled it while we queued.
                 value = self._lookup(key, full)
                 if value is not _MISSING:
                     return value
@@ -412,9 +411,7 @@ class CacheService:
 
         Returns:
             A decorator. The wrapped function has ``.cache_key(*args, **kwargs)`` and
-            ``.invalidate(*args, **kwargs)`` helpers. On the sync client the wrapper is a
-            coroutine function and awaits the decorated function's result when it is
-            awaitable.
+            ``.invalidate(*args, **kwargs)`` helpers. The wrapper is a plain function.
         """
         self._ttl.ms(ttl)  # validate now, not on first call
 

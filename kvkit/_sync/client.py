@@ -32,8 +32,7 @@ class Client(RedisServiceMixin):
     """Cache, sessions and queues over the backends chosen by URL.
 
     Constructing a client does no I/O: connections open on first use, so a client can be
-    created at import time, before ``fork``, and used from several event loops in turn
-    (loop-bound connections are re-created when the running loop changes).
+    created at import time, before ``fork``, and shared by threads.
 
     Args:
         url: Backend URL for every role (overrides ``settings.url``). ``None`` with no other

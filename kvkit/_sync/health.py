@@ -73,7 +73,7 @@ _ROLES = ("cache", "sessions", "queues")
 _IN_PROCESS = frozenset({"memory", "fakeredis"})
 
 # A check: the fields known up front, and the call that completes them (or raises).
-_Check = tuple[dict[str, Any], Callable[[], "dict[str, Any]"]]
+_Check = tuple[dict[str, Any], Callable[[], dict[str, Any]]]
 
 
 class HealthCheckFailed(KVKitError):

@@ -363,7 +363,7 @@ def _hold_key(message: Message) -> str:
 
 
 class _Run:
-    """Shared state of one ``consume`` call (its workers are tasks or threads)."""
+    """Shared state of one ``consume`` call (its workers are threads)."""
 
     def __init__(
         self,
@@ -378,7 +378,7 @@ class _Run:
         self.stop = stop
         self.max_messages = max_messages
         self.renew_after = renew_after
-        # Plain lock on both sides: held for counter updates only, never across an await.
+        # Plain lock on both sides: held for counter updates only, never across I/O.
         self.lock = threading.Lock()
         self.processed = 0
         self.reserved = 0
@@ -844,7 +844,7 @@ class QueueService:
     def process(self, timeout: float | None = 0) -> Processing:
         """Pop one message for a ``with`` block; ack when the block succeeds, nack if it raises.
 
-        ``with queue.process(timeout=5) as message:`` on the sync client. The block
+        ``with queue.process(timeout=5) as message:``. The block
         gets ``None`` when no message arrived in time. An exception in the block gives the
         message back (immediate redelivery) and propagates.
 
@@ -873,15 +873,13 @@ class QueueService:
         backoff; the loop keeps going.
 
         Args:
-            handler: Called with each :class:`~kvkit.Message`; on the sync client it may
-                be an ``def`` (awaited) or a plain function.
+            handler: Called with each :class:`~kvkit.Message`.
             batch: Messages popped per round trip by each worker.
-            stop: A ``threading.Event`` / ``asyncio.Event`` (anything with ``is_set()``):
+            stop: A ``threading.Event`` (anything with ``is_set()``):
                 once set, the loop finishes the message in hand, gives back the other
                 popped ones and returns.
             max_messages: Stop after this many messages were handled.
-            concurrency: Number of workers handling messages at once (threads on the sync
-                client, tasks on the sync client).
+            concurrency: Number of workers handling messages at once (threads).
 
         Returns:
             How many messages were handled (acknowledged or failed).
@@ -985,12 +983,12 @@ class QueueService:
             self._give_back([message])
             raise
         if inspect.isawaitable(result):
-            # Only the sync client can get here: an ``def`` handler was never run.
+            # Only the sync client gets here: an ``async def`` handler was never run.  # SYNC-KEEP
             getattr(result, "close", lambda: None)()
             run.drop([message])
             self._give_back([message])
             raise InvalidArgument(
-                "the handler returned an awaitable: use an async handler with Client"
+                "the handler returned an awaitable: async handlers need AsyncClient"  # SYNC-KEEP
             )
         run.done(message)
         try:

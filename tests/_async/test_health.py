@@ -1,4 +1,4 @@
-"""Health checks behind the web endpoints (kvkit/_async/health.py) on every backend."""
+"""Health checks behind the web endpoints (``health.py`` of each client) on every backend."""
 
 from __future__ import annotations
 

@@ -130,6 +130,7 @@ class AsyncBackend(abc.ABC):
     async def aclose(self) -> None:
         """Release connections. The backend may be used again afterwards (reconnects)."""
 
+    # SYNC-TEXT: "without awaiting, e.g. after their event loop has closed" -> "at once"
     def discard(self) -> None:
         """Release connections without awaiting, e.g. after their event loop has closed.
 

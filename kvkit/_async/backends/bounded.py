@@ -47,6 +47,9 @@ def _forget(gate: AsyncGate) -> None:
     """A gate holds no resource: dropping it is forgetting it."""
 
 
+# SYNC-TEXT: "Like the client, the gate exists once per event loop (on the async side),
+#   because asyncio primitives are loop-bound: each loop gets ``max_connections`` slots in
+#   front of its own pool." -> "Threads share the gate."
 class AsyncBoundedRedisBackend(AsyncRedisBackend):
     """A Redis backend whose operations pass a gate of ``max_connections`` slots.
 
@@ -57,7 +60,8 @@ class AsyncBoundedRedisBackend(AsyncRedisBackend):
 
     def __init__(self, url: ParsedURL, settings: Settings) -> None:
         super().__init__(url, settings)
-        # One gate per event loop, like the clients (asyncio primitives are loop-bound).
+        # async: One gate per event loop, like the clients (asyncio primitives are loop-bound).
+        # sync: One gate for all threads (current_loop() is always None on this side).
         self._gates: LoopLocal[AsyncGate] = LoopLocal(self._new_gate, _forget)
 
     def _new_gate(self) -> AsyncGate:
@@ -67,7 +71,7 @@ class AsyncBoundedRedisBackend(AsyncRedisBackend):
         return self._build_client()
 
     def _build_client(self) -> Any:
-        """Create the redis-py client (no I/O on the async side)."""
+        """Create the redis-py client (no I/O)."""
         raise NotImplementedError
 
     async def run(self, idempotent: bool, op: Callable[[Any], Awaitable[Any]]) -> Any:

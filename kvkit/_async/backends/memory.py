@@ -1,3 +1,5 @@
+# SYNC-TEXT: "calling it from the event loop is fine; the async methods exist to keep one
+#   API shape" -> "the methods call it directly"
 """The memory backend: drives the in-process engine in :mod:`kvkit.memory`.
 
 The engine is synchronous and only ever holds a lock for a few dictionary operations, so

@@ -1,3 +1,4 @@
+# SYNC-TEXT: "any thread or event loop" -> "any thread"
 """Queue primitives on the in-process engine (:mod:`kvkit.memory.queues`).
 
 Every step is one call into the engine under its lock. Only a blocking pop waits: on the

@@ -198,6 +198,9 @@ class AsyncRedisCacheDriver(AsyncCacheDriver):
         return bool(await self._b.eval(True, _DELETE_IF_EQUAL, [key], [value]))
 
 
+# SYNC-TEXT: ", on the async side, re-created when the running event loop changes, because
+#   asyncio connections cannot be shared between loops (pytest-asyncio gives each test its
+#   own)." -> " shared."
 class AsyncRedisBackend(AsyncBackend):
     """``redis://``, ``rediss://`` and ``unix://``: one bounded pool per server+db.
 
@@ -215,7 +218,8 @@ class AsyncRedisBackend(AsyncBackend):
         self.connect_timeout: float = options.get("connect_timeout", settings.connect_timeout)
         self.retries: int = options.get("retries", settings.retries)
         self.max_connections: int = options.get("max_connections", settings.max_connections)
-        # One redis-py client (and pool) per event loop: see kvkit._loops.
+        # async: One redis-py client (and pool) per event loop: see kvkit._loops.
+        # sync: One redis-py client (and pool) for all threads: see kvkit._loops.
         self._clients: LoopLocal[Any] = LoopLocal(self._build, self._drop)
         self._cache = AsyncRedisCacheDriver(self)
 
@@ -263,10 +267,17 @@ class AsyncRedisBackend(AsyncBackend):
         )
         return AsyncRedisClient.from_pool(pool)
 
+    # SYNC-TEXT: "of another (usually closed) event loop without awaiting" -> "at once"
     def _drop(self, client: Any) -> None:
         """Release a client of another (usually closed) event loop without awaiting."""
         adrop_client(client)
 
+    # SYNC-TEXT: "of the running event loop (created on first use)." -> "(created on first
+    #   use), shared by all threads."
+    # SYNC-TEXT: "Each loop gets its own client and pool of ``max_connections``: asyncio
+    #   connections cannot be shared between loops, whether the loops run one after another
+    #   (pytest-asyncio) or at the same time (threads each running ``asyncio.run``)." ->
+    #   "Its pool holds at most ``max_connections`` connections."
     @property
     def client(self) -> Any:
         """The redis-py client of the running event loop (created on first use).
@@ -357,7 +368,7 @@ class AsyncRedisBackend(AsyncBackend):
                 # Closing a broken connection must not raise.
                 with contextlib.suppress(*REDIS_ERRORS):
                     await client.aclose()
-            else:  # bound to a stopped or closed loop: cannot be awaited from here
+            else:  # bound to a stopped or closed loop (async side only): drop, not close
                 self._drop(client)
 
     def discard(self) -> None:

@@ -133,7 +133,7 @@ class Backend(abc.ABC):
         """Release connections. The backend may be used again afterwards (reconnects)."""
 
     def discard(self) -> None:
-        """Release connections without awaiting, e.g. after their event loop has closed.
+        """Release connections at once.
 
         The backend may be used again afterwards (reconnects). Backends without
         connections have nothing to release.

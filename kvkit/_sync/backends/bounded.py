@@ -52,14 +52,12 @@ def _forget(gate: Gate) -> None:
 class BoundedRedisBackend(RedisBackend):
     """A Redis backend whose operations pass a gate of ``max_connections`` slots.
 
-    Subclasses build their redis-py client in :meth:`_build_client`. Like the client, the
-    gate exists once per event loop (on the async side), because asyncio primitives are
-    loop-bound: each loop gets ``max_connections`` slots in front of its own pool.
+    Subclasses build their redis-py client in :meth:`_build_client`. Threads share the gate.
     """
 
     def __init__(self, url: ParsedURL, settings: Settings) -> None:
         super().__init__(url, settings)
-        # One gate per event loop, like the clients (asyncio primitives are loop-bound).
+        # One gate for all threads (current_loop() is always None on this side).
         self._gates: LoopLocal[Gate] = LoopLocal(self._new_gate, _forget)
 
     def _new_gate(self) -> Gate:
@@ -69,7 +67,7 @@ class BoundedRedisBackend(RedisBackend):
         return self._build_client()
 
     def _build_client(self) -> Any:
-        """Create the redis-py client (no I/O on the async side)."""
+        """Create the redis-py client (no I/O)."""
         raise NotImplementedError
 
     def run(self, idempotent: bool, op: Callable[[Any], Any]) -> Any:

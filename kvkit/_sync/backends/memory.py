@@ -3,7 +3,7 @@
 """The memory backend: drives the in-process engine in :mod:`kvkit.memory`.
 
 The engine is synchronous and only ever holds a lock for a few dictionary operations, so
-calling it from the event loop is fine; the async methods exist to keep one API shape.
+the methods call it directly.
 """
 
 from __future__ import annotations

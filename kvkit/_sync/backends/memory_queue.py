@@ -3,7 +3,7 @@
 """Queue primitives on the in-process engine (:mod:`kvkit.memory.queues`).
 
 Every step is one call into the engine under its lock. Only a blocking pop waits: on the
-queue's notifier, woken by pushes and give-backs from any thread or event loop, and for at
+queue's notifier, woken by pushes and give-backs from any thread, and for at
 most the time until the engine's next scheduled event (a delayed message or a lease
 expiring) -- so waiting never polls.
 """

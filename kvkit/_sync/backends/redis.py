@@ -203,9 +203,7 @@ class RedisCacheDriver(CacheDriver):
 class RedisBackend(Backend):
     """``redis://``, ``rediss://`` and ``unix://``: one bounded pool per server+db.
 
-    The redis-py client is created lazily on first use (constructors do no I/O) and, on the
-    async side, re-created when the running event loop changes, because asyncio
-    connections cannot be shared between loops (pytest-asyncio gives each test its own).
+    The redis-py client is created lazily on first use (constructors do no I/O) and shared.
     """
 
     kind = "redis"
@@ -217,7 +215,7 @@ class RedisBackend(Backend):
         self.connect_timeout: float = options.get("connect_timeout", settings.connect_timeout)
         self.retries: int = options.get("retries", settings.retries)
         self.max_connections: int = options.get("max_connections", settings.max_connections)
-        # One redis-py client (and pool) per event loop: see kvkit._loops.
+        # One redis-py client (and pool) for all threads: see kvkit._loops.
         self._clients: LoopLocal[Any] = LoopLocal(self._build, self._drop)
         self._cache = RedisCacheDriver(self)
 
@@ -266,16 +264,14 @@ class RedisBackend(Backend):
         return RedisClient.from_pool(pool)
 
     def _drop(self, client: Any) -> None:
-        """Release a client of another (usually closed) event loop without awaiting."""
+        """Release a client at once."""
         drop_client(client)
 
     @property
     def client(self) -> Any:
-        """The redis-py client of the running event loop (created on first use).
+        """The redis-py client (created on first use), shared by all threads.
 
-        Each loop gets its own client and pool of ``max_connections``: asyncio connections
-        cannot be shared between loops, whether the loops run one after another
-        (pytest-asyncio) or at the same time (threads each running ``asyncio.run``).
+        Its pool holds at most ``max_connections`` connections.
         """
         return self._clients.get(current_loop())
 
@@ -357,7 +353,7 @@ class RedisBackend(Backend):
                 # Closing a broken connection must not raise.
                 with contextlib.suppress(*REDIS_ERRORS):
                     client.close()
-            else:  # bound to a stopped or closed loop: cannot be awaited from here
+            else:  # bound to a stopped or closed loop (async side only): drop, not close
                 self._drop(client)
 
     def discard(self) -> None:

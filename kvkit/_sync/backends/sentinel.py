@@ -46,7 +46,7 @@ class SentinelBackend(BoundedRedisBackend):
 
     def __init__(self, url: ParsedURL, settings: Settings) -> None:
         super().__init__(url, settings)
-        # One Sentinel manager per event loop, like the master clients built from it.
+        # One Sentinel manager for all threads, like the master client built from it.
         self._managers: LoopLocal[Any] = LoopLocal(self._new_manager, self._drop_manager)
 
     def _new_manager(self) -> Any:
@@ -97,7 +97,7 @@ class SentinelBackend(BoundedRedisBackend):
         super().close()
         here = current_loop()
         for loop, manager in self._managers.take_idle(here):
-            if loop is not here:  # a stopped or closed loop: cannot be awaited from here
+            if loop is not here:  # a stopped or closed loop (async side only): drop
                 self._drop_manager(manager)
                 continue
             for sentinel in manager.sentinels:
