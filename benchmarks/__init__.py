@@ -1,4 +1,4 @@
-"""kvkit's benchmark suite (SPEC §11): ``python -m benchmarks`` or ``nox -s bench``.
+"""kvkit's benchmark suite: ``python -m benchmarks`` or ``nox -s bench``.
 
 Each row compares one kvkit operation with its baseline (raw redis-py, cashews, aiocache,
 cachetools...) in the same process, interleaved in rounds, and reports the median ratio

@@ -1,4 +1,4 @@
-"""Micro-benchmark of kvkit's value codec against hand-written ``json`` (SPEC §11).
+"""Micro-benchmark of kvkit's value codec against hand-written ``json``.
 
 Run: ``python benchmarks/bench_serde.py`` (``--quick`` for a short run).
 

@@ -1,4 +1,4 @@
-"""``memory`` rows (SPEC §11): kvkit memory:// vs cachetools, cashews mem://, aiocache.
+"""``memory`` rows: kvkit memory:// vs cachetools, cashews mem://, aiocache.
 
 kvkit's memory backend stores the encoded bytes (the same codec as on Redis, so values
 behave identically on every backend); cachetools is given the same work (``json`` in and

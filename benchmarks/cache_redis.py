@@ -1,4 +1,4 @@
-"""``cache`` rows on redis:// (SPEC §11): kvkit vs redis-py + json/orjson, cashews, aiocache.
+"""``cache`` rows on redis://: kvkit vs redis-py + json/orjson, cashews, aiocache.
 
 Every kvkit row writes and reads ``kvbench:cache:user:123``; the redis-py baselines use
 ``kvbench:bases:user:123`` and the peers ``kvbench:peers:user:123`` (same length, so the

@@ -116,7 +116,7 @@ class Comparison:
         backend: What kvkit runs on, for the table (``"redis://"``, ``"memory://"``).
         baseline: What it is compared with, for the table.
         setup: ``setup(env) -> Case`` (async on async/concurrent rows).
-        target: The minimum median ratio (SPEC §11), or ``None`` for "report only".
+        target: The minimum median ratio kvkit promises for the row, or ``None`` for "report only".
         ahead: The target is "strictly ahead" (ratio > target) rather than ratio >= target.
         ops: Operations per side per round in a full run.
         items: Items handled per operation (100 for ``get_many(100)``), for items/s.

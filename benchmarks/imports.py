@@ -1,4 +1,4 @@
-"""``import`` row (SPEC §11): ``import kvkit`` vs ``import redis``, in fresh interpreters.
+"""``import`` row: ``import kvkit`` vs ``import redis``, in fresh interpreters.
 
 Each measurement starts a new ``python`` (the one running the benchmarks) that times
 only the import statement with ``perf_counter``, so interpreter start-up, which both

@@ -1,7 +1,7 @@
-"""``queues`` rows (SPEC §11): kvkit queues vs raw redis-py stream commands.
+"""``queues`` rows: kvkit queues vs raw redis-py stream commands.
 
-kvkit does more per message than the raw commands it is compared with, on purpose (SPEC
-§7): message ids that survive redelivery (an id index), at-least-once leases with a
+kvkit does more per message than the raw commands it is compared with, on purpose (the
+queue's guarantees): message ids that survive redelivery (an id index), at-least-once leases with a
 delivery count, acknowledged entries deleted so that the stream does not grow, an
 idempotent push. The raw baselines are what a redis-py user writes for the bare minimum:
 
@@ -29,10 +29,10 @@ JOB: dict[str, Any] = {"job": "send_welcome_email", "user_id": 123, "to": "alice
 """The payload of every message (a small job description)."""
 
 BATCH = 1000
-"""Size of ``push_many`` (SPEC §11: ``push_many(1000)``)."""
+"""Size of ``push_many`` (the row measures ``push_many(1000)``)."""
 
 POP = 100
-"""Size of ``pop_many`` (SPEC §11: ``pop_many(100)``)."""
+"""Size of ``pop_many`` (the row measures ``pop_many(100)``)."""
 
 GROUP = "bench"
 
@@ -180,7 +180,7 @@ for _codec, _target, _note in (
     (
         "orjson",
         None,
-        "the baseline decodes with orjson, kvkit's own codec (SPEC §11 names no codec "
+        "the baseline decodes with orjson, kvkit's own codec (the targets name no codec "
         "for this row; the cache rows' equivalent is 'vs the same codec')",
     ),
 ):

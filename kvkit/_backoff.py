@@ -1,4 +1,4 @@
-"""Exponential backoff with jitter for retries (SPEC §10)."""
+"""Exponential backoff with jitter for retries."""
 
 from __future__ import annotations
 

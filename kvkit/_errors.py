@@ -1,4 +1,4 @@
-"""The kvkit exception hierarchy (SPEC §8).
+"""The kvkit exception hierarchy.
 
 Every error kvkit raises derives from :class:`KVKitError`. The builtin base classes are
 mixed in so that callers who already catch ``ValueError``/``TypeError``/``ConnectionError``/

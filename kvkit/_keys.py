@@ -1,4 +1,4 @@
-"""Key validation (SPEC §3): non-empty ``str`` of at most 1024 UTF-8 bytes."""
+"""Key validation: non-empty ``str`` of at most 1024 UTF-8 bytes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Translation of redis-py exceptions into kvkit's hierarchy (SPEC §8), written once.
+"""Translation of redis-py exceptions into kvkit's hierarchy, written once.
 
 redis.asyncio raises the same exception classes as sync redis-py, so both generated drivers
 share this module. The original exception is always chained as ``__cause__``; messages

@@ -1,4 +1,4 @@
-r"""The value codec: Python values to JSON bytes and back (SPEC §3).
+r"""The value codec: Python values to JSON bytes and back.
 
 Values are stored as UTF-8 JSON, never pickle. Decoding untrusted bytes can only ever
 produce JSON data and the types listed below; it never imports or runs anything.
@@ -110,9 +110,9 @@ def _orjson_installed() -> bool:
 HAVE_ORJSON: bool = _orjson_installed()
 """Whether orjson is installed; the built-in codec then uses it.
 
-orjson is imported at the first encode/decode, not by ``import kvkit`` (SPEC §1: the import
-loads no optional dependency). The first call rebinds ``_orjson_dumps``/``_orjson_loads``
-to orjson's own functions, so later calls pay nothing for the laziness.
+orjson is imported at the first encode/decode, not by ``import kvkit``: importing kvkit
+loads no optional dependency, to keep it fast. The first call rebinds ``_orjson_dumps`` /
+``_orjson_loads`` to orjson's own functions, so later calls pay nothing for the laziness.
 """
 
 

@@ -1,4 +1,4 @@
-"""``kvkit.Settings``: every knob of a client, with the original system's defaults (SPEC §2)."""
+"""``kvkit.Settings``: every knob of a client, with the original system's defaults."""
 
 from __future__ import annotations
 
@@ -214,7 +214,7 @@ def _missing_role_urls(
 ) -> list[str]:
     """The role URL fields that would silently fall back to memory://, in field order.
 
-    SPEC §12: memory:// is the default only when nothing is configured. A role without a
+    memory:// is the default only when nothing is configured. A role without a
     URL uses ``url``; with neither, and another role configured, it is missing.
     """
     roles = {"cache_url": cache_url, "session_url": session_url, "queue_url": queue_url}

@@ -1,4 +1,4 @@
-"""TTL arguments (SPEC §3) and their resolution to whole milliseconds.
+"""TTL arguments and their resolution to whole milliseconds.
 
 A TTL argument is ``None`` (the role's default), a positive number of seconds, a positive
 ``timedelta``, a preset name (``"default"``, ``"temp"``, ``"long"``) or :data:`FOREVER`.

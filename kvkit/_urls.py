@@ -1,4 +1,4 @@
-"""Backend URLs: the scheme registry, parsing, option validation and redaction (SPEC §2).
+"""Backend URLs: the scheme registry, parsing, option validation and redaction.
 
 Parsing does no I/O, so a bad URL fails in the client's constructor. Secrets (user name
 and password) are kept out of every ``repr``/``str`` and error message: only

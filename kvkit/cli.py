@@ -3,7 +3,7 @@
 ``kvkit demo``, ``kvkit check``, ``kvkit queue stats|dead|requeue|purge NAME``,
 ``kvkit bench``, ``kvkit migrate-sessions`` and ``kvkit --version``.
 
-Where the backend comes from (every command, SPEC §12):
+Where the backend comes from (every command):
 
 * ``--url URL``: every role on ``URL`` (``--prefix`` sets the key prefix, default ``kvkit``);
 * ``--env PREFIX``: :meth:`kvkit.Settings.from_env` with that prefix. A missing trailing
@@ -137,7 +137,8 @@ def _demo(args: argparse.Namespace, out: TextIO) -> int:
     with _client(_settings(args, need_config=False)) as client:
         backend = client.backend("cache")
         out.write(f"kvkit demo on {backend.url.redacted} ({backend.kind})\n")
-        # Names of its own (SPEC §12): the demo must not touch an application's data.
+        # Names of its own: the demo may run against production and must not touch an
+        # application's data.
         cache = client.cache.namespace(f"kvkit-demo-{token}")
         user = f"kvkit-demo-user-{token}"
         queue = client.queue(f"kvkit-demo-{token}", visibility_timeout=5)

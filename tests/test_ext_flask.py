@@ -500,7 +500,7 @@ def test_werkzeug_server_8_threads_sessions_survive_processes(redis_url):
         assert stale.json() == {"user": None, "visits": 1}
 
 
-# -- login_session / logout_session (SPEC §15) -----------------------------------------------------
+# -- login_session / logout_session ----------------------------------------------------------------
 def add_login_routes(app: Flask) -> None:
     """/login-as/<user> (login_session) and /logout (logout_session, then a flash item)."""
 

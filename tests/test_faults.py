@@ -1,4 +1,4 @@
-"""Fault injection (SPEC §10): SIGKILL + restart, CLIENT KILL, slow links, cancellations.
+"""Fault injection: SIGKILL + restart, CLIENT KILL, slow links, cancellations.
 
 A small TCP proxy (:class:`FaultyProxy`) sits between a client and a server when a test
 needs to delay replies or lose one: it forwards requests at once and can hold replies back

@@ -1,4 +1,4 @@
-"""Load on a bounded pool (SPEC §10): many threads and tasks, a bound, no leak.
+"""Load on a bounded pool: many threads and tasks, a bound, no leak.
 
 The bound is checked from the server's side: every client here sets a unique
 ``client_name`` and a sampler thread counts that name in ``CLIENT LIST`` while the load

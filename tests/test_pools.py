@@ -1,4 +1,4 @@
-"""The pool contract (SPEC §10) on fakeredis:// exactly as on redis://.
+"""The pool contract (bounded, then waiting up to the socket timeout) on fakeredis:// exactly as on redis://.
 
 A caller beyond ``max_connections`` waits for a free connection up to the socket timeout;
 only a pool that stays exhausted that long raises :class:`kvkit.BackendTimeout`.

@@ -1,4 +1,4 @@
-"""Stream entries written by another process into kvkit's keys (SPEC §12): input, not trust.
+"""Stream entries written by another process into kvkit's keys: input, not trust.
 
 Someone ``XADD``s straight into a queue's stream (or dead-letter stream) with fields kvkit
 never writes: a non-UTF-8 id, counters that are not numbers, a payload that is not JSON.

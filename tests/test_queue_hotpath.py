@@ -1,4 +1,4 @@
-"""The Redis queue driver's fast paths keep the queue's semantics (SPEC §7).
+"""The Redis queue driver's fast paths keep the queue's semantics.
 
 A busy consumer skips the reclaim script for a while (``_SKIP_MAX_MS``); fresh pushes are
 stored as ``id`` + ``payload`` only; acks send their receipts joined; messages are built

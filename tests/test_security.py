@@ -1,4 +1,4 @@
-"""Security (SPEC §2 Secrets, §10): no secret shown, no pickle run, no session id reused.
+"""Security: no secret shown, no pickle run, no session id reused.
 
 Secrets are checked where they could leak: ``repr``/``str`` of every kvkit object, error
 messages and their chained causes, every log record at DEBUG (kvkit's and redis-py's),

@@ -1,4 +1,4 @@
-"""Tests of the value codec (kvkit/_serde.py, SPEC §3)."""
+"""Tests of the value codec (kvkit/_serde.py)."""
 
 from __future__ import annotations
 

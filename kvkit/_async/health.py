@@ -1,4 +1,4 @@
-"""Health checks behind the FastAPI and Flask health endpoints (SPEC §9), written once.
+"""Health checks behind the FastAPI and Flask health endpoints, written once.
 
 Each function returns ``(http_status, body)``: 200 when every check passed, 503 otherwise.
 The body is JSON-ready and the same for every framework::
@@ -22,10 +22,10 @@ The body is JSON-ready and the same for every framework::
   ``sessions`` (create, get, delete a session) and ``queues`` (push, pop, ack on the
   ``__health__`` queue). ``latency_ms`` is the whole round trip.
 
-Probes leave nothing behind (SPEC §12): every probe key and session is written with a TTL
-of :data:`PROBE_TTL` seconds and deleted at once; on Redis the keys of the ``__health__``
-queue are given that TTL after each round trip, so they vanish a minute after the last
-check. Probes never read or write application data.
+Probes leave nothing behind, because health checks run against production servers: every
+probe key and session is written with a TTL of :data:`PROBE_TTL` seconds and deleted at
+once; on Redis the keys of the ``__health__`` queue are given that TTL after each round
+trip, so they vanish a minute after the last check. Probes never read or write application data.
 * :func:`full_health` (``GET /health/full``): both.
 
 Bounded time: all checks of one call run concurrently under one time limit (default

@@ -15,7 +15,7 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 @runtime_checkable
 class AsyncCache(Protocol):
-    """The cache API (SPEC §5), implemented by ``client.cache`` on every backend."""
+    """The cache API, implemented by ``client.cache`` on every backend."""
 
     @property
     def stats(self) -> CacheStats:

@@ -1,4 +1,4 @@
-"""The queue service (SPEC §7): validation, ids, codec, delivery policy and consumer loop.
+"""The queue service: validation, ids, codec, delivery policy and consumer loop.
 
 Storage and atomicity live in the drivers (``backends/redis_queue.py``: Redis Streams and
 Lua; ``backends/memory_queue.py``: the in-process engine). This module decides what is
@@ -248,7 +248,7 @@ class AsyncQueueDriver(Protocol):
 # -- the public protocol ----------------------------------------------------------------------
 @runtime_checkable
 class AsyncQueue(Protocol):
-    """The queue API (SPEC §7), implemented by ``client.queue(name)`` on every backend."""
+    """The queue API, implemented by ``client.queue(name)`` on every backend."""
 
     @property
     def name(self) -> str:

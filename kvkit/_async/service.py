@@ -1,5 +1,5 @@
 # SYNC-TEXT: "await client." -> "client."
-"""The original system's eight ``RedisService`` methods (SPEC §4), on every client.
+"""The original system's eight ``RedisService`` methods, on every client.
 
 ``AsyncClient`` (and the generated ``Client``) inherit :class:`AsyncRedisServiceMixin`, so
 code written against the hand-rolled ``RedisService`` keeps working::
@@ -273,9 +273,11 @@ class AsyncRedisServiceMixin:
         return self.sessions._key(session_id) is not None
 
     def _legacy_store(self) -> tuple[AsyncCacheDriver, str]:
-        """The driver and key prefix of legacy sessions (never failing open, SPEC §5).
+        """The driver and key prefix of legacy sessions.
 
-        Not a cache view: a cache view names the key -- here the secret id -- in its errors.
+        Not a cache view: a cache view names the key -- here the secret id -- in its errors,
+        and with ``cache_fail_open`` it turns backend errors into misses; sessions never
+        fail open.
         """
         store = self._legacy_sessions
         if store is None:

@@ -1,4 +1,4 @@
-"""Server-side sessions (SPEC §6): id rules, expiry policy, key layout and codec.
+"""Server-side sessions: id rules, expiry policy, key layout and codec.
 
 Session ids
 -----------
@@ -28,7 +28,7 @@ Expiry
   deadline at creation and never lets the key outlive it, however active the session
   is: the key's expiry is always ``min(now + idle TTL, deadline)``. ``rotate`` carries the
   deadline over, so rotating never extends a session's life.
-* TTL arguments take every form of SPEC §3 (seconds, ``timedelta``, ``"default"``,
+* TTL arguments take every form the cache accepts (seconds, ``timedelta``, ``"default"``,
   ``"temp"``, ``"long"``, ``kvkit.FOREVER``). ``FOREVER`` means *no idle expiry*; when
   ``session_max_age`` is set the absolute deadline still applies (it is the store's
   security policy, not something a call site can opt out of).
@@ -101,7 +101,7 @@ _ID_RE = re.compile(r"[A-Za-z0-9_-]{47}")  # ID_LENGTH URL-safe base64 character
 
 @runtime_checkable
 class AsyncSessionStore(Protocol):
-    """The session API (SPEC §6), implemented by ``client.sessions`` on every backend."""
+    """The session API, implemented by ``client.sessions`` on every backend."""
 
     async def create(
         self, data: Mapping[str, Any] | None = None, *, ttl: TTL = None, user_id: str | None = None

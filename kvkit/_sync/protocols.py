@@ -17,7 +17,7 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 @runtime_checkable
 class Cache(Protocol):
-    """The cache API (SPEC §5), implemented by ``client.cache`` on every backend."""
+    """The cache API, implemented by ``client.cache`` on every backend."""
 
     @property
     def stats(self) -> CacheStats:

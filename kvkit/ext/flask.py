@@ -79,7 +79,7 @@ session; ``session.permanent = True`` opts one session in, and is remembered).
 * :func:`login_session` moves the session to a new id bound to a user (so
   ``sessions.delete_user(user_id)`` logs the browser out); :func:`logout_session` deletes
   it at once and expires the cookie. :func:`regenerate_session` only changes the id.
-* Store failures (SPEC §15): a failed read (backend down, undecodable data) gives an empty
+* Store failures: a failed read (backend down, undecodable data) gives an empty
   session and one logged warning (the cookie is kept); the health endpoints never load
   the session. A failed write is logged and the response becomes the app's answer to the
   :class:`kvkit.BackendError` (its ``errorhandler(kvkit.BackendError)``), or a 503 when it

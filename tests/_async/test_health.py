@@ -165,7 +165,7 @@ async def test_stopped_server_fails_then_recovers(fresh_redis_server):
 
 
 async def test_probes_leave_no_key_without_ttl(client, backend):
-    """Every key the health probes write expires within a minute (SPEC §12)."""
+    """Every key the health probes write expires within a minute (no probe litters production)."""
     if backend == "memory":
         pytest.skip("an in-process store has no key space to leave keys in")
     for _ in range(2):

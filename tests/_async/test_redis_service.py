@@ -1,4 +1,4 @@
-"""The RedisService API (SPEC §4, the original eight methods) on every backend."""
+"""The RedisService API (the original system's eight methods) on every backend."""
 
 from __future__ import annotations
 

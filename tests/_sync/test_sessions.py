@@ -665,7 +665,7 @@ def test_redis_corrupted_session_errors_never_show_the_id(client, sessions):
         r.hdel(key, field)
 
 
-# -- duration bounds (SPEC §3: at most MAX_SECONDS, identical on every backend) ------------
+# -- duration bounds (at most MAX_SECONDS, identical on every backend) ---------------------
 @pytest.mark.parametrize(
     "ttl", [9 * 10**12, 9e12, 10**16, dt.timedelta(seconds=9e12), MAX_SECONDS + 1]
 )

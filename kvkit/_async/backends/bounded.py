@@ -2,11 +2,12 @@
 
 redis-py's standalone client has a ``BlockingConnectionPool`` that waits for a free
 connection; the Cluster client (one small pool per node) and the Sentinel pool do not: they
-raise ``MaxConnectionsError`` at once. SPEC §10 wants every pool bounded *and* waiting up to
-the socket timeout, then :class:`kvkit.BackendTimeout`. So these backends put a gate of
-``max_connections`` slots in front of every operation: at most ``max_connections`` operations
-run at a time, each using at most one connection per server, so no server ever sees more
-than ``max_connections`` connections from this backend, and a caller beyond that waits.
+raise ``MaxConnectionsError`` at once. kvkit promises the same on every backend: a pool
+bounded *and* waiting up to the socket timeout, then :class:`kvkit.BackendTimeout`. So
+these backends put a gate of ``max_connections`` slots in front of every operation: at most
+``max_connections`` operations run at a time, each using at most one connection per server,
+so no server ever sees more than ``max_connections`` connections from this backend, and a
+caller beyond that waits.
 """
 
 from __future__ import annotations

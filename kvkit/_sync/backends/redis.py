@@ -257,7 +257,8 @@ class RedisBackend(Backend):
         pool_class: Any = BlockingConnectionPool
         pool = pool_class(
             max_connections=self.max_connections,
-            # Waiting for a free connection is bounded by the socket timeout (SPEC §10).
+            # Waiting for a free connection is bounded by the socket timeout, so a caller
+            # beyond max_connections gets BackendTimeout instead of hanging.
             timeout=self.socket_timeout,
             **self._connection_kwargs(),
         )
@@ -347,7 +348,6 @@ class RedisBackend(Backend):
 
     def close(self) -> None:
         here = current_loop()
-        # Pools of loops still running in other threads are left to those loops.
         for loop, client in self._clients.take_idle(here):
             if loop is here:
                 # Closing a broken connection must not raise.
@@ -375,7 +375,7 @@ class FakeRedisBackend(RedisBackend):
     def _build(self) -> Any:
         from fakeredis import FakeRedis
 
-        # The same pool contract as redis:// (SPEC §10): at most max_connections, and a
+        # The same pool contract as redis://: at most max_connections, and a
         # caller beyond that waits up to the socket timeout for a free one. fakeredis
         # defaults to a non-blocking pool of 100 that fails the 101st caller at once.
         pool_class: Any = functools.partial(BlockingConnectionPool, timeout=self.socket_timeout)

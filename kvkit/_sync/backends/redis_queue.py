@@ -636,7 +636,7 @@ def _raw(receipt: Any, fields: Any, lease: int) -> RawMessage:
 
     Never raises on what another process may have written into the stream: a malformed
     entry comes back with no payload and the reason, which makes the queue service
-    dead-letter it alone (SPEC §12).
+    dead-letter it alone (one bad entry must not block the rest of the queue).
     """
     eid = receipt.decode() if isinstance(receipt, bytes) else str(receipt)
     if isinstance(fields, dict):
@@ -1066,7 +1066,8 @@ class RedisQueueDriver:
         entries = self._b.run(True, lambda r: r.xrange(dead, "-", "+", count=count))
         out: list[RawMessage] = []
         for eid, fields in entries:
-            # Listed whatever another process wrote here (SPEC §12): fields that are not
+            # Listed whatever another process wrote here (data in Redis is input, not
+            # trusted): fields that are not
             # what kvkit writes read as 0 (numbers) or escaped text, never as an error.
             mid = fields.get(b"id")
             reason = fields.get(b"reason")
