@@ -26,3 +26,18 @@ async def cache(client):
     """The client's cache."""
     yield client.cache
     await client.cache.clear()
+
+
+@pytest.fixture
+async def make_queue(client):
+    """Factory of queues on the test's client; every queue is purged afterwards."""
+    made = []
+
+    def make(name="jobs", **options):
+        queue = client.queue(name, **options)
+        made.append(queue)
+        return queue
+
+    yield make
+    for queue in made:
+        await queue.purge(dead=True)

@@ -28,3 +28,18 @@ def cache(client):
     """The client's cache."""
     yield client.cache
     client.cache.clear()
+
+
+@pytest.fixture
+def make_queue(client):
+    """Factory of queues on the test's client; every queue is purged afterwards."""
+    made = []
+
+    def make(name="jobs", **options):
+        queue = client.queue(name, **options)
+        made.append(queue)
+        return queue
+
+    yield make
+    for queue in made:
+        queue.purge(dead=True)

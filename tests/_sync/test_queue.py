@@ -23,21 +23,6 @@ VIS = 0.3
 
 
 @pytest.fixture
-def make_queue(client):
-    """Factory of queues on the test's client; every queue is purged afterwards."""
-    made = []
-
-    def make(name="jobs", **options):
-        queue = client.queue(name, **options)
-        made.append(queue)
-        return queue
-
-    yield make
-    for queue in made:
-        queue.purge(dead=True)
-
-
-@pytest.fixture
 def queue(make_queue):
     """A queue with a short visibility timeout."""
     return make_queue("jobs", visibility_timeout=VIS, max_deliveries=3)
