@@ -432,7 +432,8 @@ class QueueService:
         consumer: This consumer's name within the group (default: ``host-pid-random``,
             unique per queue object and renewed in a forked child).
         maxlen: Bound on the number of messages in the queue (ready and in flight): the
-            oldest are dropped, like Redis ``XADD MAXLEN``. Default: unbounded.
+            oldest are dropped, like Redis ``XADD MAXLEN``. Default: unbounded. A dropped
+            message in flight is no longer leased (``ack`` counts 0), as after ``purge``.
         dedupe_window: Seconds during which a ``dedupe_id`` is remembered (default 3600).
 
     Raises:

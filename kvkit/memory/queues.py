@@ -144,12 +144,15 @@ class MemoryQueue:
             group.ready.append(eid)
 
     def _trim(self, maxlen: int | None) -> None:
-        # Like XADD MAXLEN: the oldest entries go, whether delivered or not.
+        # Like XADD MAXLEN: the oldest entries go, whether delivered or not; a leased one
+        # is no longer leased (as after a purge), like the Redis driver's trim.
         if maxlen is None:
             return
         while len(self._entries) > maxlen:
             eid = next(iter(self._entries))
             self._drop(eid)
+            for group in self._groups.values():
+                group.pel.pop(eid, None)
 
     def _drop(self, eid: int) -> None:
         entry = self._entries.pop(eid)

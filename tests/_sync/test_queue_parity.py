@@ -63,13 +63,16 @@ def test_ready_counts_deliverable_messages_after_maxlen_trimmed_a_lease(make_que
     queue = make_queue("trimmed", visibility_timeout=LONG, maxlen=2)
     queue.push("a")
     queue.push("b")
-    assert (queue.pop()).payload == "a"
-    queue.push("c")  # trims "a", still leased
+    a = queue.pop()
+    assert a.payload == "a"
+    queue.push("c")  # trims "a": dropped like a purged message, lease and all
     stats = queue.stats()
-    assert (stats.ready, stats.pending) == (2, 1)
+    assert (stats.ready, stats.pending) == (2, 0)
     assert _payloads(queue.pop_many(5)) == ["b", "c"]
     stats = queue.stats()
-    assert (stats.ready, stats.pending) == (0, 3)
+    assert (stats.ready, stats.pending) == (0, 2)
+    assert queue.ack(a) == 0
+    assert not queue.extend(a)
 
 
 # -- 30: new messages a pop had no room for stay ready -----------------------------------------

@@ -125,16 +125,23 @@ local function finish(stream, ids, group, groups, eid, id)
     if id and redis.call('HGET', ids, id) == eid then redis.call('HDEL', ids, id) end
   end
 end
--- Like XADD MAXLEN =, but keeping the id index consistent.
+-- Like XADD MAXLEN =, but keeping the id index consistent. A leased entry trimmed away is
+-- no longer leased, as after a purge: left in the PEL it would stay pending until some
+-- XAUTOCLAIM passes it (which Redis does at once, fakeredis only once it expired).
 local function trim(stream, ids, maxlen)
   if maxlen <= 0 then return end
   local over = redis.call('XLEN', stream) - maxlen
   if over <= 0 then return end
+  local groups = {}
+  for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
+    groups[#groups + 1] = fmap(g)['name']
+  end
   for _, e in ipairs(redis.call('XRANGE', stream, '-', '+', 'COUNT', over)) do
     local m = fmap(e[2])
     if m['id'] and redis.call('HGET', ids, m['id']) == e[1] then
       redis.call('HDEL', ids, m['id'])
     end
+    for _, g in ipairs(groups) do redis.call('XACK', stream, g, e[1]) end
     redis.call('XDEL', stream, e[1])
   end
 end
@@ -244,6 +251,12 @@ local function scan(from)
   local r = redis.call('XAUTOCLAIM', stream, group, consumer, ARGV[4], from, 'COUNT', budget)
   for _, e in ipairs(r[2]) do claimed[#claimed + 1] = e end
   budget = budget - #r[2]
+  if budget == 0 and #r[2] > 0 then
+    -- Resume right after the last lease taken. (Redis' cursor is the next pending entry;
+    -- fakeredis' the next expired one, which would skip leases expiring meanwhile.)
+    local ms, seq = string.match(r[2][#r[2]][1], '^(%d+)-(%d+)$')
+    return ms .. '-' .. fmt(tonumber(seq) + 1)
+  end
   return r[1]
 end
 local function may_start()
@@ -613,8 +626,9 @@ if redis.call('EXISTS', stream) == 1 then
   end
   if mine then
     pending = tonumber(mine['pending'])
-    -- The entries the group holds that maxlen trimmed away (the oldest ones: they lie
-    -- before the stream's first entry) are pending but not in the stream.
+    -- Entries the group holds that were trimmed away by other means than ours (the
+    -- oldest ones: they lie before the stream's first entry) are pending but not in the
+    -- stream.
     local held = pending
     if pending > 0 then
       local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
