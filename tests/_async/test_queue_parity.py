@@ -73,6 +73,18 @@ async def test_ready_counts_deliverable_messages_after_maxlen_trimmed_a_lease(ma
     assert not await queue.extend(a)
 
 
+async def test_lease_trimmed_by_a_promotion_is_not_redelivered(make_queue):
+    """Due delayed messages are promoted (and trim) before expired leases are reclaimed."""
+    queue = make_queue("trim-on-promote", visibility_timeout=LONG, maxlen=2)
+    await queue.push("a")
+    a = await queue.pop()
+    await queue.push_many(["b", "c"], delay=0.05)
+    await _expire(queue, a)  # "b" and "c" are due by now: promoting them trims "a"
+    assert _payloads(await queue.pop_many(3)) == ["b", "c"]
+    assert await queue.ack(a) == 0
+    assert (await queue.stats()).pending == 2
+
+
 # -- 30: new messages a pop had no room for stay ready -----------------------------------------
 async def test_message_read_beyond_count_stays_ready(make_queue):
     """A pop that reclaims leases leaves the new message it has no room for ready (#30)."""

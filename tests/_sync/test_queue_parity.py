@@ -75,6 +75,18 @@ def test_ready_counts_deliverable_messages_after_maxlen_trimmed_a_lease(make_que
     assert not queue.extend(a)
 
 
+def test_lease_trimmed_by_a_promotion_is_not_redelivered(make_queue):
+    """Due delayed messages are promoted (and trim) before expired leases are reclaimed."""
+    queue = make_queue("trim-on-promote", visibility_timeout=LONG, maxlen=2)
+    queue.push("a")
+    a = queue.pop()
+    queue.push_many(["b", "c"], delay=0.05)
+    _expire(queue, a)  # "b" and "c" are due by now: promoting them trims "a"
+    assert _payloads(queue.pop_many(3)) == ["b", "c"]
+    assert queue.ack(a) == 0
+    assert (queue.stats()).pending == 2
+
+
 # -- 30: new messages a pop had no room for stay ready -----------------------------------------
 def test_message_read_beyond_count_stays_ready(make_queue):
     """A pop that reclaims leases leaves the new message it has no room for ready (#30)."""

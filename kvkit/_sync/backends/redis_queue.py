@@ -237,13 +237,18 @@ local stream, delayed, dead, ids, cursors = KEYS[1], KEYS[2], KEYS[3], KEYS[4], 
 local group, consumer = ARGV[1], ARGV[2]
 local maxd = tonumber(ARGV[5])
 local now = now_ms()
--- 1. Reclaim leases idle for longer than the visibility timeout, in stream order, at most
+-- 1. Promote due delayed messages (the XREADGROUP that follows in the pipeline reads them)
+--    first: the maxlen trim they may cause drops leases, which must not be reclaimed.
+local limit = tonumber(ARGV[7])
+local promoted = promote(stream, delayed, ids, now, limit, tonumber(ARGV[6]))
+-- 2. Reclaim leases idle for longer than the visibility timeout, in stream order, at most
 --    `count` of them (those over max_deliveries included: they are dead-lettered below).
 --    XAUTOCLAIM walks the pending entries from a cursor kept per group; a pass over them
 --    starts at most every scan_interval_ms, so that a large number of messages in flight
 --    does not make every pop pay for scanning them. A pass that reaches the end with room
 --    left starts the next one at once if it may, so that leases which expired behind the
---    cursor come back before new messages. (A missing group fails here, before any write.)
+--    cursor come back before new messages. (A missing group fails here, after promoting
+--    maybe: harmless, the driver creates the group from the stream's start and reruns.)
 local cursor = redis.call('HGET', cursors, group) or '0-0'
 local budget = tonumber(ARGV[3])
 local claimed = {}
@@ -270,7 +275,7 @@ if pos ~= '0-0' then pos = scan(pos) end
 if pos == '0-0' and budget > 0 and may_start() then pos = scan('0-0') end
 if pos ~= cursor then redis.call('HSET', cursors, group, pos) end
 local more = 0
-if pos ~= '0-0' then more = 1 end
+if pos ~= '0-0' or promoted >= limit then more = 1 end
 local out = {}
 local groups, looked = nil, false
 for _, e in ipairs(claimed) do
@@ -288,9 +293,6 @@ for _, e in ipairs(claimed) do
     end
   end
 end
--- 2. Promote due delayed messages (the XREADGROUP that follows in the pipeline reads them).
-local limit = tonumber(ARGV[7])
-if promote(stream, delayed, ids, now, limit, tonumber(ARGV[6])) >= limit then more = 1 end
 -- 3. When a blocking caller may have to wait: when something becomes available by itself.
 local due, expiry = -1, -1
 if #out == 0 then
