@@ -11,6 +11,15 @@ Delivery is at-least-once. A popped message is leased to its consumer for the qu
 visibility timeout; if it is not acknowledged (``ack``) or given back (``nack``) in time it
 is delivered again, to any consumer. A message that would be delivered more than
 ``max_deliveries`` times goes to the dead-letter queue instead.
+
+Delivery order, the same on every backend: messages are delivered in stream order, the
+order in which they were pushed (a ``push_many`` batch in its order, delayed ones when due,
+in push order among those due in the same millisecond) or given back (``nack`` puts a
+message at the end). A pop first reclaims expired leases -- in stream order, at most
+``count`` of them, continuing after the last lease the previous pop reclaimed and then
+starting over, like ``XAUTOCLAIM`` with a cursor: those over ``max_deliveries`` are
+dead-lettered, the others redelivered -- then fills the room left with new messages.
+``extend`` does not move a message.
 """
 
 from __future__ import annotations
@@ -465,7 +474,8 @@ class QueueService:
         consumer: This consumer's name within the group (default: ``host-pid-random``,
             unique per queue object and renewed in a forked child).
         maxlen: Bound on the number of messages in the queue (ready and in flight): the
-            oldest are dropped, like Redis ``XADD MAXLEN``. Default: unbounded.
+            oldest are dropped, like Redis ``XADD MAXLEN``. Default: unbounded. A dropped
+            message in flight is no longer leased (``ack`` counts 0), as after ``purge``.
         dedupe_window: Seconds during which a ``dedupe_id`` is remembered (default 3600).
 
     Raises:
@@ -585,6 +595,8 @@ class QueueService:
         Every payload is encoded first: one that cannot be encoded enqueues nothing.
         Atomic on Redis (all or nothing) and safe to retry like :meth:`push`.
 
+        The messages are delivered in this order, also when delayed (``delay``).
+
         Raises:
             InvalidArgument: ``payloads`` is not an iterable, or ``delay`` is bad.
             SerializationError: a payload cannot be encoded; nothing is enqueued.
@@ -628,6 +640,12 @@ class QueueService:
         Expired leases are reclaimed first (redeliveries), then new messages are read.
         Stored entries that cannot be decoded are moved to the dead-letter queue (logged
         with the reason) and skipped.
+
+        A pop looks at up to ``count`` expired leases, in stream order: the ones that
+        reached ``max_deliveries`` go to the dead-letter queue, the others are delivered,
+        and the room left is filled with new messages; the next pop goes on with the
+        expired leases after them (see the module docstring). On Redis a lease is seen
+        expired within ``min(1 s, visibility_timeout / 10)`` of its expiry.
 
         Raises:
             InvalidArgument: bad ``count`` (at most :data:`MAX_BATCH`) or ``timeout``.
@@ -813,6 +831,9 @@ class QueueService:
 
     def extend(self, message_or_id: Message | str, seconds: Any = None) -> bool:
         """Renew a lease: the message stays leased for ``seconds`` from now.
+
+        The message keeps its place: if its lease expires, it is redelivered in stream
+        order among the other expired leases, not by the time its lease ran out.
 
         Args:
             message_or_id: The leased message or its id.

@@ -6,8 +6,10 @@ monotonic clock:
 * a *stream* of entries (``eid`` -> entry, in push order) plus an index ``id -> eid``;
 * per consumer group, the entries not yet delivered to it (``ready``), the entries
   delivered and not yet acknowledged (``pel``, each with its consumer, delivery count and
-  idle-since time) and a heap of lease times, so that expired leases are found without
-  scanning;
+  idle-since time), a heap of lease times, so that expired leases are found without
+  scanning, and the expired ones by stream position, the order in which they are
+  reclaimed: like XAUTOCLAIM with its cursor, a pop continues after the last lease the
+  previous one reclaimed, and comes back to the ones behind it in the next round;
 * a heap of delayed messages, promoted into the stream when they are due;
 * the dead-letter list and the dedupe records.
 
@@ -72,12 +74,17 @@ class _Lease:
 class _Group:
     """A consumer group: what it has not seen yet, and what it holds."""
 
-    __slots__ = ("expiry", "pel", "ready", "seen")
+    __slots__ = ("ahead", "behind", "cursor", "expiry", "pel", "ready", "seen")
 
     def __init__(self, ready: deque[int]) -> None:
         self.ready = ready
         self.pel: dict[int, _Lease] = {}
         self.expiry: list[tuple[float, int, int]] = []  # (since, stamp, eid); lazy deletes
+        # Expired leases as (eid, stamp) heaps, lazy deletes too: after the reclaim cursor
+        # (this round) and up to it (the next round).
+        self.cursor = 0
+        self.ahead: list[tuple[int, int]] = []
+        self.behind: list[tuple[int, int]] = []
         self.seen: dict[str, float] = {}  # consumer -> last pop (monotonic)
 
 
@@ -137,12 +144,15 @@ class MemoryQueue:
             group.ready.append(eid)
 
     def _trim(self, maxlen: int | None) -> None:
-        # Like XADD MAXLEN: the oldest entries go, whether delivered or not.
+        # Like XADD MAXLEN: the oldest entries go, whether delivered or not; a leased one
+        # is no longer leased (as after a purge), like the Redis driver's trim.
         if maxlen is None:
             return
         while len(self._entries) > maxlen:
             eid = next(iter(self._entries))
             self._drop(eid)
+            for group in self._groups.values():
+                group.pel.pop(eid, None)
 
     def _drop(self, eid: int) -> None:
         entry = self._entries.pop(eid)
@@ -256,6 +266,10 @@ class MemoryQueue:
     ) -> tuple[list[RawMessage], float | None, int]:
         """Lease up to ``count`` messages: expired leases first, then new entries.
 
+        Expired leases are taken in stream order, at most ``count`` of them: those over
+        ``max_deliveries`` are dead-lettered, the others delivered; the room left is
+        filled with new entries (the Redis driver's rule, see ``_RECLAIM`` there).
+
         Returns:
             ``(messages, wait_hint, version)``: when nothing was found, ``wait_hint`` is how
             many seconds until something may become available by itself (a delayed
@@ -271,18 +285,38 @@ class MemoryQueue:
                 self._trim(maxlen)
             grp = self._group(group)
             entries, pel = self._entries, grp.pel
-            # 1. Reclaim leases idle for longer than the visibility timeout.
+            # 1. Reclaim leases idle for longer than the visibility timeout: move them from
+            # the lease-time heap to the stream-position heaps, then take them from there.
             horizon = now - visibility_ms / 1000.0
             expiry = grp.expiry
-            while len(out) < count and expiry and expiry[0][0] <= horizon:
+            while expiry and expiry[0][0] <= horizon:
                 _, stamp, eid = heapq.heappop(expiry)
+                lease = pel.get(eid)
+                if lease is not None and lease.stamp == stamp:
+                    heapq.heappush(grp.ahead if eid > grp.cursor else grp.behind, (eid, stamp))
+            budget = count
+            later: list[tuple[float, int, int]] = []
+            while budget:
+                if not grp.ahead:
+                    if not grp.behind:
+                        grp.cursor = 0
+                        break
+                    # This round is over: the next one starts from the beginning.
+                    grp.cursor, grp.ahead, grp.behind = 0, grp.behind, grp.ahead
+                eid, stamp = heapq.heappop(grp.ahead)
                 lease = pel.get(eid)
                 if lease is None or lease.stamp != stamp:
                     continue  # acknowledged or renewed since: a stale heap item
+                if lease.since > horizon:
+                    # Moved here by a pop with a shorter visibility timeout than ours.
+                    later.append((lease.since, stamp, eid))
+                    continue
                 entry = entries.get(eid)
                 if entry is None:  # trimmed away (XAUTOCLAIM drops those too)
                     del pel[eid]
                     continue
+                budget -= 1
+                grp.cursor = eid
                 count_now = lease.count + 1
                 if entry.prior + count_now > max_deliveries:
                     del pel[eid]
@@ -317,8 +351,12 @@ class MemoryQueue:
             # every later attempt counts as activity.
             if out or consumer in grp.seen:
                 grp.seen[consumer] = now
+            for item in later:
+                heapq.heappush(expiry, item)
             hint: float | None = None
-            if not out:
+            if not out and not budget and (grp.ahead or grp.behind):
+                hint = 0.0  # dead-lettered a full batch: more expired leases may be left
+            elif not out:
                 self._clean_expiry(grp)
                 if expiry:
                     hint = expiry[0][0] + visibility_ms / 1000.0 - now
@@ -452,6 +490,9 @@ class MemoryQueue:
                 group.ready.clear()
                 group.pel.clear()
                 group.expiry.clear()
+                group.ahead.clear()
+                group.behind.clear()
+                group.cursor = 0
                 group.seen.clear()
             if dead:
                 count += len(self._dead)

@@ -12,7 +12,10 @@ the name in braces is a Cluster hash tag, so every key of a queue is in one slot
 ``{prefix}{NAME}:ids``                    hash message id -> current stream entry id
                                           (ack/nack/extend by id)
 ``{prefix}{NAME}:delayed``                sorted set of delayed messages, score = due time
-                                          (server ms); member ``id\nprior\nenqueued\npayload``
+                                          (server ms); member ``~order\nid\nprior\nenqueued
+                                          \npayload``, where ``order`` (server time in us,
+                                          then the position in the batch) makes messages
+                                          due in the same ms sort in push order
 ``{prefix}{NAME}:dead``                   stream of dead letters (+ ``deliveries``,
                                           ``reason``, ``group``, ``dead_ms``)
 ``{prefix}{NAME}:cursors``                hash ``cursor:<group>`` -> XAUTOCLAIM cursor,
@@ -123,16 +126,23 @@ local function finish(stream, ids, group, groups, eid, id)
     if id and redis.call('HGET', ids, id) == eid then redis.call('HDEL', ids, id) end
   end
 end
--- Like XADD MAXLEN =, but keeping the id index consistent.
+-- Like XADD MAXLEN =, but keeping the id index consistent. A leased entry trimmed away is
+-- no longer leased, as after a purge: left in the PEL it would stay pending until some
+-- XAUTOCLAIM passes it (which Redis does at once, fakeredis only once it expired).
 local function trim(stream, ids, maxlen)
   if maxlen <= 0 then return end
   local over = redis.call('XLEN', stream) - maxlen
   if over <= 0 then return end
+  local groups = {}
+  for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
+    groups[#groups + 1] = fmap(g)['name']
+  end
   for _, e in ipairs(redis.call('XRANGE', stream, '-', '+', 'COUNT', over)) do
     local m = fmap(e[2])
     if m['id'] and redis.call('HGET', ids, m['id']) == e[1] then
       redis.call('HDEL', ids, m['id'])
     end
+    for _, g in ipairs(groups) do redis.call('XACK', stream, g, e[1]) end
     redis.call('XDEL', stream, e[1])
   end
 end
@@ -154,16 +164,27 @@ local function bury(dead, id, payload, enq, deliveries, reason, group, now)
   redis.call('XADD', dead, '*', 'id', id, 'payload', payload, 'enqueued_ms', enq,
              'deliveries', deliveries, 'reason', reason, 'group', group, 'dead_ms', fmt(now))
 end
-local function member(id, prior, enq, payload)
-  return id .. '\n' .. prior .. '\n' .. enq .. '\n' .. payload
+-- Members due in the same ms sort by their bytes: each starts with an order key (server
+-- time in us, then the position in the batch), so they are promoted in push order as on
+-- memory://, not in the order of their random ids.
+local function order()
+  local t = redis.call('TIME')
+  return string.format('~%010d%06d', tonumber(t[1]), tonumber(t[2]))
+end
+local function member(key, i, id, prior, enq, payload)
+  return key .. string.format('%08d', i) .. '\n' .. id .. '\n' .. prior .. '\n' .. enq .. '\n'
+         .. payload
 end
 local function promote(stream, delayed, ids, now, limit, maxlen)
   local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, limit)
   for _, m in ipairs(due) do
-    local a = string.find(m, '\n', 1, true)
+    -- A member without the order key was written by an earlier version.
+    local s = 1
+    if string.sub(m, 1, 1) == '~' then s = string.find(m, '\n', 1, true) + 1 end
+    local a = string.find(m, '\n', s, true)
     local b = string.find(m, '\n', a + 1, true)
     local c = string.find(m, '\n', b + 1, true)
-    add(stream, ids, string.sub(m, 1, a - 1), string.sub(m, c + 1),
+    add(stream, ids, string.sub(m, s, a - 1), string.sub(m, c + 1),
         string.sub(m, b + 1, c - 1), string.sub(m, a + 1, b - 1))
     redis.call('ZREM', delayed, m)
   end
@@ -192,9 +213,9 @@ end
 local delay = tonumber(ARGV[3])
 if delay > 0 then
   local now = now_ms()
-  local due = fmt(now + delay)
+  local due, key = fmt(now + delay), order()
   for i = 4, #ARGV, 2 do
-    redis.call('ZADD', KEYS[2], due, member(ARGV[i], '0', fmt(now), ARGV[i + 1]))
+    redis.call('ZADD', KEYS[2], due, member(key, i, ARGV[i], '0', fmt(now), ARGV[i + 1]))
   end
 else
   for i = 4, #ARGV, 2 do add_new(KEYS[1], KEYS[3], ARGV[i], ARGV[i + 1]) end
@@ -217,32 +238,52 @@ local stream, delayed, dead, ids, cursors = KEYS[1], KEYS[2], KEYS[3], KEYS[4], 
 local group, consumer = ARGV[1], ARGV[2]
 local maxd = tonumber(ARGV[5])
 local now = now_ms()
--- 1. Reclaim leases idle for longer than the visibility timeout. XAUTOCLAIM walks the
---    pending entries from a cursor kept per group; a full pass over them starts at most
---    every scan_interval_ms, so that a large number of messages in flight does not make
---    every pop pay for scanning them. (A missing group fails here, before any write.)
+-- 1. Promote due delayed messages (the XREADGROUP that follows in the pipeline reads them)
+--    first: the maxlen trim they may cause drops leases, which must not be reclaimed.
+local limit = tonumber(ARGV[7])
+local promoted = promote(stream, delayed, ids, now, limit, tonumber(ARGV[6]))
+-- 2. Reclaim leases idle for longer than the visibility timeout, in stream order, at most
+--    `count` of them (those over max_deliveries included: they are dead-lettered below).
+--    XAUTOCLAIM walks the pending entries from a cursor kept per group; a pass over them
+--    starts at most every scan_interval_ms, so that a large number of messages in flight
+--    does not make every pop pay for scanning them. A pass that reaches the end with room
+--    left starts the next one at once if it may, so that leases which expired behind the
+--    cursor come back before new messages. (A missing group fails here, after promoting
+--    maybe: harmless, the driver creates the group from the stream's start and reruns.)
 --    The group's two fields of the cursors hash: the prefixes keep every group's fields
 --    apart whatever the names (with `group` and `group .. ':next'`, groups `g` and
 --    `g:next` shared one).
 local cfield, nfield = 'cursor:' .. group, 'next:' .. group
 local cursor = redis.call('HGET', cursors, cfield) or '0-0'
-local claimed = nil
-local more = 0
-if cursor ~= '0-0' or now >= (tonumber(redis.call('HGET', cursors, nfield)) or 0) then
-  claimed = redis.call('XAUTOCLAIM', stream, group, consumer, ARGV[4], cursor,
-                       'COUNT', ARGV[3])
-  if claimed[1] ~= cursor then redis.call('HSET', cursors, cfield, claimed[1]) end
-  if claimed[1] == '0-0' then
-    redis.call('HSET', cursors, nfield, fmt(now + tonumber(ARGV[9])))
-  else
-    more = 1
+local budget = tonumber(ARGV[3])
+local claimed = {}
+local function scan(from)
+  local r = redis.call('XAUTOCLAIM', stream, group, consumer, ARGV[4], from, 'COUNT', budget)
+  for _, e in ipairs(r[2]) do claimed[#claimed + 1] = e end
+  budget = budget - #r[2]
+  if budget == 0 and #r[2] > 0 then
+    -- Resume right after the last lease taken. (Redis' cursor is the next pending entry;
+    -- fakeredis' the next expired one, which would skip leases expiring meanwhile.)
+    local ms, seq = string.match(r[2][#r[2]][1], '^(%d+)-(%d+)$')
+    return ms .. '-' .. fmt(tonumber(seq) + 1)
   end
-else
-  claimed = {cursor, {}}
+  return r[1]
 end
+local function may_start()
+  local due = tonumber(redis.call('HGET', cursors, nfield)) or 0
+  if now < due then return false end
+  redis.call('HSET', cursors, nfield, fmt(now + tonumber(ARGV[9])))
+  return true
+end
+local pos = cursor
+if pos ~= '0-0' then pos = scan(pos) end
+if pos == '0-0' and budget > 0 and may_start() then pos = scan('0-0') end
+if pos ~= cursor then redis.call('HSET', cursors, cfield, pos) end
+local more = 0
+if pos ~= '0-0' or promoted >= limit then more = 1 end
 local out = {}
 local groups, looked = nil, false
-for _, e in ipairs(claimed[2]) do
+for _, e in ipairs(claimed) do
   if e[2] then
     local f = fmap(e[2])
     local c = tonumber(redis.call('XPENDING', stream, group, e[1], e[1], 1)[1][4])
@@ -257,9 +298,6 @@ for _, e in ipairs(claimed[2]) do
     end
   end
 end
--- 2. Promote due delayed messages (the XREADGROUP that follows in the pipeline reads them).
-local limit = tonumber(ARGV[7])
-if promote(stream, delayed, ids, now, limit, tonumber(ARGV[6])) >= limit then more = 1 end
 -- 3. When a blocking caller may have to wait: when something becomes available by itself.
 local due, expiry = -1, -1
 if #out == 0 then
@@ -269,6 +307,48 @@ if #out == 0 then
   if #p > 0 then expiry = math.max(0, tonumber(ARGV[4]) - tonumber(p[1][3])) end
 end
 return {out, due, expiry, more}
+"""
+)
+
+# KEYS: stream
+# ARGV: group, consumer, visibility_ms, then the entry ids read last (in stream order)
+# Gives back new messages a pop read but had no room for (see the driver's _take): they
+# become unread again, as if never delivered, when nobody has read past them since (the
+# group's last-delivered id moves back before them); else they are left as leases that
+# expired just now with no delivery counted, reclaimed in stream order. Returns 1 or 0.
+_UNREAD = (
+    _LIB
+    + r"""
+local stream, group, n = KEYS[1], ARGV[1], #ARGV - 3
+local mine = nil
+for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
+  local m = fmap(g)
+  if m['name'] == group then mine = m end
+end
+if not mine then return 0 end
+if mine['last-delivered-id'] == ARGV[#ARGV] then
+  for i = 4, #ARGV, 500 do
+    redis.call('XACK', stream, group, unpack(ARGV, i, math.min(i + 499, #ARGV)))
+  end
+  -- Back to the entry before the first one given back: every entry up to it was read.
+  local prev = redis.call('XREVRANGE', stream, '(' .. ARGV[4], '-', 'COUNT', 1)
+  local before = '0-0'
+  if #prev > 0 then before = prev[1][1] end
+  local read = tonumber(mine['entries-read'])
+  if read then
+    redis.call('XGROUP', 'SETID', stream, group, before, 'ENTRIESREAD', fmt(read - n))
+  else
+    redis.call('XGROUP', 'SETID', stream, group, before)
+  end
+  return 1
+end
+for i = 4, #ARGV, 500 do
+  local args = {stream, group, ARGV[2], 0}
+  for j = i, math.min(i + 499, #ARGV) do args[#args + 1] = ARGV[j] end
+  for _, a in ipairs({'IDLE', ARGV[3], 'RETRYCOUNT', 0, 'JUSTID'}) do args[#args + 1] = a end
+  redis.call('XCLAIM', unpack(args))
+end
+return 0
 """
 )
 
@@ -394,7 +474,7 @@ end
 finish(stream, ids, group, groups, eid, f['id'])
 local delay = tonumber(ARGV[5])
 if delay > 0 then
-  redis.call('ZADD', delayed, fmt(now + delay), member(id, fmt(prior), enq, payload))
+  redis.call('ZADD', delayed, fmt(now + delay), member(order(), 0, id, fmt(prior), enq, payload))
   if redis.call('HGET', ids, id) == eid then redis.call('HDEL', ids, id) end
 else
   add(stream, ids, id, payload, enq, fmt(prior))
@@ -555,7 +635,19 @@ if redis.call('EXISTS', stream) == 1 then
   end
   if mine then
     pending = tonumber(mine['pending'])
-    ready = xlen - pending
+    -- Entries the group holds that were trimmed away by other means than ours (the
+    -- oldest ones: they lie before the stream's first entry) are pending but not in the
+    -- stream.
+    local held = pending
+    if pending > 0 then
+      local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
+      if #first == 0 then
+        held = 0
+      else
+        held = pending - #redis.call('XPENDING', stream, group, '-', '(' .. first[1][1], pending)
+      end
+    end
+    ready = xlen - held
     -- With several groups the stream also holds entries only others still need.
     if n > 1 and mine['lag'] then ready = tonumber(mine['lag']) end
     consumers = gc(stream, group, tonumber(ARGV[2]))
@@ -582,10 +674,7 @@ REQUEUE = LuaScript(_REQUEUE)
 PURGE = LuaScript(_PURGE)
 GC = LuaScript(_GC)
 STATS = LuaScript(_STATS)
-
-# XCLAIM IDLE for "reclaimable at once": more than any visibility timeout, yet below the
-# server's clock in ms (Redis treats an idle time beyond "now" as 0).
-_LONG_IDLE_MS = 10**12
+UNREAD = LuaScript(_UNREAD)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -868,22 +957,10 @@ class AsyncRedisQueueDriver:
             room = count - len(out)
             out.extend(_raws(entries[:room], 1))
             if len(entries) > room:
-                # Reclaimed and new messages together exceed count: hand the surplus back
-                # as "never delivered" (counter 0, idle long enough to be reclaimed first).
-                surplus = [eid for eid, _ in entries[room:]]
-                await self._b.run(
-                    True,
-                    lambda r: r.xclaim(
-                        stream,
-                        group,
-                        consumer,
-                        0,
-                        surplus,
-                        idle=_LONG_IDLE_MS,
-                        retrycount=0,
-                        justid=True,
-                    ),
-                )
+                # Reclaimed and new messages together exceed count: give the surplus back
+                # unread (a second round trip, only on a pop that also reclaimed leases).
+                surplus = [_text(eid) for eid, _ in entries[room:]]
+                await self._b.eval(True, UNREAD, [stream], [group, consumer, args[3], *surplus])
         return out, due, expiry
 
     async def _read(self, stream: str, group: str, consumer: str, count: int) -> list[RawMessage]:
