@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import logging
 import threading
+import time
 import uuid
 
 import pytest
@@ -176,3 +177,25 @@ def test_garbage_dead_letters_are_listed(client, queue, url):
     messages = queue.pop_many(10)
     assert [m.payload for m in messages] == ["ok"]
     assert queue.stats().dead == 2
+
+
+@pytest.mark.parametrize(
+    "member", [b"garbage", b"~0000000001000000", b"~x\nid-only", b"\xff\n\xfe"]
+)
+def test_malformed_delayed_member_is_dead_lettered_alone(client, queue, url, member):
+    """A member another process put in the delayed set never stalls the queue's pops."""
+    client.redis("queues").zadd(queue.key + ":delayed", {member: 0})
+    queue.push_many([0, 1])
+    queue.push(2, delay=0.01)
+    time.sleep(0.05)
+    messages = queue.pop_many(10)
+    assert sorted(m.payload for m in messages) == [0, 1, 2]
+    assert queue.ack(*messages) == 3
+    (dead,) = queue.dead_letters()
+    assert dead.reason == "malformed delayed member"
+    assert dead.id
+    stats = queue.stats()
+    assert (stats.ready, stats.pending, stats.delayed, stats.dead) == (0, 0, 0, 1)
+    out = io.StringIO()
+    assert main(["queue", "dead", queue.name, "--url", url], out=out) == 0
+    assert "malformed delayed member" in out.getvalue()

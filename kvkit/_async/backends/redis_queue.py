@@ -175,17 +175,25 @@ local function member(key, i, id, prior, enq, payload)
   return key .. string.format('%08d', i) .. '\n' .. id .. '\n' .. prior .. '\n' .. enq .. '\n'
          .. payload
 end
-local function promote(stream, delayed, ids, now, limit, maxlen)
+local function promote(stream, delayed, dead, ids, now, limit, maxlen)
   local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, limit)
   for _, m in ipairs(due) do
     -- A member without the order key was written by an earlier version.
     local s = 1
-    if string.sub(m, 1, 1) == '~' then s = string.find(m, '\n', 1, true) + 1 end
+    if string.sub(m, 1, 1) == '~' then s = (string.find(m, '\n', 1, true) or #m) + 1 end
     local a = string.find(m, '\n', s, true)
-    local b = string.find(m, '\n', a + 1, true)
-    local c = string.find(m, '\n', b + 1, true)
-    add(stream, ids, string.sub(m, s, a - 1), string.sub(m, c + 1),
-        string.sub(m, b + 1, c - 1), string.sub(m, a + 1, b - 1))
+    local b = a and string.find(m, '\n', a + 1, true)
+    local c = b and string.find(m, '\n', b + 1, true)
+    if c then
+      add(stream, ids, string.sub(m, s, a - 1), string.sub(m, c + 1),
+          string.sub(m, b + 1, c - 1), string.sub(m, a + 1, b - 1))
+    else
+      -- Not one of ours (another process wrote it): failing here would stop every pop of
+      -- the queue, so it goes to the dead letters alone, as it is, with the reason.
+      -- No id field: its dead-letter entry id stands in for it.
+      redis.call('XADD', dead, '*', 'payload', m, 'enqueued_ms', fmt(now), 'deliveries', '0',
+                 'reason', 'malformed delayed member', 'dead_ms', fmt(now))
+    end
     redis.call('ZREM', delayed, m)
   end
   if #due > 0 then trim(stream, ids, maxlen) end
@@ -241,7 +249,7 @@ local now = now_ms()
 -- 1. Promote due delayed messages (the XREADGROUP that follows in the pipeline reads them)
 --    first: the maxlen trim they may cause drops leases, which must not be reclaimed.
 local limit = tonumber(ARGV[7])
-local promoted = promote(stream, delayed, ids, now, limit, tonumber(ARGV[6]))
+local promoted = promote(stream, delayed, dead, ids, now, limit, tonumber(ARGV[6]))
 -- 2. Reclaim leases idle for longer than the visibility timeout, in stream order, at most
 --    `count` of them (those over max_deliveries included: they are dead-lettered below).
 --    XAUTOCLAIM walks the pending entries from a cursor kept per group; a pass over them
@@ -623,7 +631,7 @@ _STATS = (
     + r"""
 local stream, delayed, dead, ids, group = KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1]
 local now = now_ms()
-promote(stream, delayed, ids, now, 1000, tonumber(ARGV[3]))
+promote(stream, delayed, dead, ids, now, 1000, tonumber(ARGV[3]))
 local xlen = redis.call('XLEN', stream)
 local ready, pending, consumers, oldest = xlen, 0, 0, -1
 if redis.call('EXISTS', stream) == 1 then
