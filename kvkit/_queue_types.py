@@ -144,8 +144,11 @@ class QueueStats:
         consumers: Consumers of the group that hold at least one message in flight
             (popped and neither acknowledged nor given back) -- the busy ones;
             a consumer waiting on an empty queue does not count.
-        oldest_pending_s: Seconds since the longest-held in-flight message was delivered
-            (or its lease last renewed); ``None`` when nothing is in flight.
+        oldest_pending_s: Age of the in-flight lease closest to expiry, measured as
+            ``visibility_timeout`` minus its remaining time: the seconds since delivery,
+            or since an ``extend()`` that renewed it for the full visibility timeout (an
+            ``extend(m, s)`` with a shorter ``s`` makes it ``visibility_timeout - s``);
+            ``None`` when nothing is in flight.
     """
 
     ready: int
