@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..._errors import DecodeError
 from ..._lua import LuaScript
-from ..sessions import AsyncSessionDriver
+from .base import AsyncSessionDriver
 
 if TYPE_CHECKING:
     from .redis import AsyncRedisBackend

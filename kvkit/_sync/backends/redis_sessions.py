@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..._errors import DecodeError
 from ..._lua import LuaScript
-from ..sessions import SessionDriver
+from .base import SessionDriver
 
 if TYPE_CHECKING:
     from .redis import RedisBackend
