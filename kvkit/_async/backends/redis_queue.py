@@ -60,7 +60,7 @@ from ..._errors import BackendError
 from ..._lua import LuaScript
 from ..._queue_types import RawMessage
 from .base import AsyncQueueDriver
-from .redis import AsyncRedisBackend
+from .redis_runner import AsyncRedisRunner
 
 # A push whose reply was lost is retried by ``backend.run`` within seconds; its retry
 # record lives this long (ms), so a retry never enqueues twice.
@@ -859,7 +859,7 @@ def _raws(entries: list[Any], lease: int | None) -> list[RawMessage]:
 class AsyncRedisQueueDriver(AsyncQueueDriver):
     """Queues on one Redis backend (also fakeredis and Cluster)."""
 
-    def __init__(self, backend: AsyncRedisBackend) -> None:
+    def __init__(self, backend: AsyncRedisRunner) -> None:
         self._b = backend
         # (stream, group) -> monotonic time until which pops may skip the reclaim script.
         self._skip_until: dict[tuple[str, str], float] = {}

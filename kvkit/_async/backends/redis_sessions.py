@@ -9,14 +9,12 @@ agrees on expiry regardless of its own clock.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..._errors import DecodeError
 from ..._lua import LuaScript
 from .base import AsyncSessionDriver
-
-if TYPE_CHECKING:
-    from .redis import AsyncRedisBackend
+from .redis_runner import AsyncRedisRunner
 
 __all__ = ["AsyncRedisSessionDriver"]
 
@@ -286,7 +284,7 @@ class AsyncRedisSessionDriver(AsyncSessionDriver):
     ``_ROTATE``), so all of them are run as idempotent.
     """
 
-    def __init__(self, backend: AsyncRedisBackend) -> None:
+    def __init__(self, backend: AsyncRedisRunner) -> None:
         self._b = backend
 
     async def create(

@@ -62,7 +62,7 @@ from ..._errors import BackendError
 from ..._lua import LuaScript
 from ..._queue_types import RawMessage
 from .base import QueueDriver
-from .redis import RedisBackend
+from .redis_runner import RedisRunner
 
 # A push whose reply was lost is retried by ``backend.run`` within seconds; its retry
 # record lives this long (ms), so a retry never enqueues twice.
@@ -861,7 +861,7 @@ def _raws(entries: list[Any], lease: int | None) -> list[RawMessage]:
 class RedisQueueDriver(QueueDriver):
     """Queues on one Redis backend (also fakeredis and Cluster)."""
 
-    def __init__(self, backend: RedisBackend) -> None:
+    def __init__(self, backend: RedisRunner) -> None:
         self._b = backend
         # (stream, group) -> monotonic time until which pops may skip the reclaim script.
         self._skip_until: dict[tuple[str, str], float] = {}

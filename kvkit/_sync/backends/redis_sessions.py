@@ -11,14 +11,12 @@ agrees on expiry regardless of its own clock.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..._errors import DecodeError
 from ..._lua import LuaScript
 from .base import SessionDriver
-
-if TYPE_CHECKING:
-    from .redis import RedisBackend
+from .redis_runner import RedisRunner
 
 __all__ = ["RedisSessionDriver"]
 
@@ -288,7 +286,7 @@ class RedisSessionDriver(SessionDriver):
     ``_ROTATE``), so all of them are run as idempotent.
     """
 
-    def __init__(self, backend: RedisBackend) -> None:
+    def __init__(self, backend: RedisRunner) -> None:
         self._b = backend
 
     def create(
