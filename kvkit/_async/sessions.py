@@ -1,4 +1,4 @@
-"""Server-side sessions: id rules, expiry policy, key layout and codec.
+"""Server-side sessions: id rules, expiry policy, key names and codec.
 
 Session ids
 -----------
@@ -41,37 +41,27 @@ unencodable value; nothing is written). Each top-level item is encoded on its ow
 client's codec, so ``datetime``, ``UUID`` and the other tagged types round-trip. Every read
 decodes fresh objects: mutating a returned dict never changes the store.
 
-Key layout (Redis)
-------------------
-With the default prefix ``kvkit`` (``P`` = ``kvkit:session:``)::
+Keys
+----
+The service builds every key; drivers treat them as opaque. With the default prefix
+``kvkit`` (``P`` = ``kvkit:session:``)::
 
-    P{TAG}SECRET          hash: one session (the id is TAG + SECRET)
-    P{TAG}user:USER_ID    sorted set: the user's index, TAG = tag of USER_ID
+    P{TAG}SECRET          one session (the id is TAG + SECRET)
+    P{TAG}user:USER_ID    the user's index of sessions, TAG = tag of USER_ID
 
-The session hash holds ``d:<name>`` → the encoded value of each data item, and metadata
-fields ``_t`` (idle TTL in ms, ``0``: none), ``_x`` (absolute deadline, server ms since
-the epoch, ``0``: none) and ``_i`` (the full key of the owner's index, absent without a
-user). Data fields all start with ``d:`` and metadata with ``_``, so they never collide.
+Because the tag is in braces, a session key, its rotated successor and its user's index
+are always in one Redis Cluster hash slot, so a driver can change them together in one
+step. How the Redis driver stores a session and an index (hash fields, scores, scripts)
+is described in :mod:`kvkit._async.backends.redis_sessions`.
 
-The index's members are the full session keys, each scored with that session's expiry
-(server ms; ``2**53 - 1`` for no expiry). Every script that changes a session's expiry
-updates its score in the same step, prunes members whose score has passed, and sets the
-index key's own expiry to its highest score, so an index never outlives its sessions and
-never grows with dead ones. ``user_sessions`` additionally drops members whose key
-vanished some other way (``DEL`` by hand, eviction).
-
-Atomicity: every operation is one Lua script (or one plain command) on Redis, and one
-lock hold in the memory engine. Because the tag is in braces, a session key, its rotated
-successor and its user's index are always in one hash slot, so each script touches a
-single slot and the same scripts will run unchanged on Redis Cluster. (Scripts reach the
-index and member keys through names stored in the data, not only through ``KEYS``;
-Redis Cluster allows that for keys of the script's own slot.) ``update`` is ``HSET``/
-``HDEL`` of the named fields inside a script that first checks the session exists, so
-concurrent updates of different fields all survive and an unknown id is never created.
-``rotate`` is a ``RENAME`` plus the index update in one script: the old id is invalid
-the instant the new one is valid. ``delete_user`` deletes every session of the index and
-the index in one script, so a concurrent ``create`` for that user is either deleted too
-or starts after it.
+Atomicity
+---------
+Every operation is one atomic call of the session driver
+(:class:`~kvkit._async.backends.base.AsyncSessionDriver`): concurrent ``update`` calls
+that change different fields all survive, and an unknown id is never created; after
+``rotate`` the old id is invalid the instant the new one is valid; ``delete_user``
+deletes every session of the user and the index at once, so a concurrent ``create`` for
+that user is either deleted too or starts after it.
 """
 
 from __future__ import annotations
@@ -109,7 +99,7 @@ class AsyncSessionService:
     """The session store of a client. Implements :class:`kvkit.AsyncSessionStore`.
 
     Obtain it from ``client.sessions``; do not construct it directly. See this module's
-    docstring for the id format, expiry rules and key layout.
+    docstring for the id format, expiry rules and key names.
 
     Args:
         driver: The backend's session driver.
