@@ -7,13 +7,8 @@ and fakeredis.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from ._async.client import AsyncClient
-from ._async.protocols import AsyncCache
-from ._async.queue import AsyncQueue
-from ._async.service import AsyncRedisService
-from ._async.sessions import AsyncSessionStore
+from ._async.protocols import AsyncCache, AsyncQueue, AsyncRedisService, AsyncSessionStore
 from ._errors import (
     AuthenticationError,
     BackendError,
@@ -28,12 +23,10 @@ from ._errors import (
 from ._queue_types import Message, QueueStats
 from ._settings import Settings
 from ._sync.client import Client
-from ._sync.protocols import Cache
-from ._sync.queue import Queue
-from ._sync.service import RedisService
-from ._sync.sessions import SessionStore
+from ._sync.protocols import Cache, Queue, RedisService, SessionStore
 from ._ttl import FOREVER
 from ._types import CacheStats, Check, Health
+from ._version import __version__
 
 __all__ = [
     "FOREVER",

@@ -1,4 +1,4 @@
-"""Key validation: non-empty ``str`` of at most 1024 UTF-8 bytes."""
+"""Key validation (non-empty ``str`` of at most 1024 UTF-8 bytes) and key patterns."""
 
 from __future__ import annotations
 
@@ -101,3 +101,16 @@ def validate_namespace_name(name: Any) -> str:
         if char in checked:
             raise InvalidArgument(f"namespace name must not contain {char!r}, got {checked!r}")
     return checked
+
+
+def glob_escape(text: str) -> str:
+    """Return ``text`` as a Redis ``SCAN MATCH`` pattern that matches exactly ``text``.
+
+    Args:
+        text: A literal key prefix.
+
+    Returns:
+        ``text`` with every glob metacharacter (star, question mark, brackets,
+        backslash) escaped by a backslash.
+    """
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)

@@ -10,15 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from ._keys import glob_escape
+
 __all__ = ["glob_escape", "unlink_matching"]
 
-_GLOB_SPECIAL = frozenset("*?[]\\")
 _BATCH = 500
-
-
-def glob_escape(text: str) -> str:
-    """Return ``text`` as a Redis ``MATCH`` pattern that matches exactly ``text``."""
-    return "".join("\\" + c if c in _GLOB_SPECIAL else c for c in text)
 
 
 def _batches(redis: Any, pattern: str) -> Iterator[list[Any]]:

@@ -1,14 +1,22 @@
-"""Public protocols that user code types against (``kvkit.AsyncCache``, ...)."""
+"""Public protocols that user code types against (``kvkit.AsyncCache``, ...).
+
+One protocol per service, plus :class:`AsyncRedisService` for the original API. The
+services implement them; nothing here does I/O or depends on a backend.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
+from .._queue_types import Message, QueueStats
 from .._ttl import TTL
 from .._types import CacheStats
 
-__all__ = ["AsyncCache"]
+if TYPE_CHECKING:
+    from .queue import AsyncProcessing
+
+__all__ = ["AsyncCache", "AsyncQueue", "AsyncRedisService", "AsyncSessionStore"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -84,4 +92,174 @@ class AsyncCache(Protocol):
 
     def namespace(self, name: str) -> AsyncCache:
         """Child view with its own prefix."""
+        ...
+
+
+@runtime_checkable
+class AsyncSessionStore(Protocol):
+    """The session API, implemented by ``client.sessions`` on every backend."""
+
+    async def create(
+        self, data: Mapping[str, Any] | None = None, *, ttl: TTL = None, user_id: str | None = None
+    ) -> str:
+        """Create a session; return its new id."""
+        ...
+
+    async def get(self, session_id: str) -> dict[str, Any] | None:
+        """Return the session's data (sliding its idle TTL), or ``None``."""
+        ...
+
+    async def set(self, session_id: str, data: Mapping[str, Any]) -> bool:
+        """Replace the data of an existing session; return whether it exists."""
+        ...
+
+    async def update(
+        self,
+        session_id: str,
+        changes: Mapping[str, Any] | None = None,
+        *,
+        remove: Iterable[str] = (),
+    ) -> dict[str, Any] | None:
+        """Atomically merge ``changes`` and drop ``remove``; return the new data."""
+        ...
+
+    async def delete(self, session_id: str) -> bool:
+        """Delete the session; return whether it existed."""
+        ...
+
+    async def touch(self, session_id: str, ttl: TTL = None) -> bool:
+        """Restart the idle TTL (optionally a new one); return whether it exists."""
+        ...
+
+    async def rotate(self, session_id: str) -> str | None:
+        """Move the session to a new id; the old id is invalid at once."""
+        ...
+
+    async def ttl(self, session_id: str) -> float | None:
+        """Remaining seconds; ``None`` if missing; ``math.inf`` without expiry."""
+        ...
+
+    async def exists(self, session_id: str) -> bool:
+        """Return whether the session is live (without sliding it)."""
+        ...
+
+    async def user_sessions(self, user_id: str) -> list[str]:
+        """Return the ids of the user's live sessions."""
+        ...
+
+    async def delete_user(self, user_id: str) -> int:
+        """Delete every session of the user; return how many."""
+        ...
+
+
+@runtime_checkable
+class AsyncQueue(Protocol):
+    """The queue API, implemented by ``client.queue(name)`` on every backend."""
+
+    @property
+    def name(self) -> str:
+        """The queue's name."""
+        ...
+
+    async def push(self, payload: Any, *, delay: Any = None, dedupe_id: str | None = None) -> str:
+        """Enqueue ``payload``; return its message id."""
+        ...
+
+    async def push_many(self, payloads: Iterable[Any], *, delay: Any = None) -> list[str]:
+        """Enqueue several payloads in one round trip; return their ids."""
+        ...
+
+    async def pop(self, timeout: float | None = 0) -> Message | None:
+        """Lease the next message, waiting up to ``timeout`` seconds (None: forever)."""
+        ...
+
+    async def pop_many(self, count: int, timeout: float | None = 0) -> list[Message]:
+        """Lease up to ``count`` messages."""
+        ...
+
+    async def ack(self, *messages_or_ids: Message | str) -> int:
+        """Acknowledge messages; return how many were leased."""
+        ...
+
+    async def nack(self, message_or_id: Message | str, *, delay: Any = None) -> None:
+        """Give a message back for redelivery."""
+        ...
+
+    async def extend(self, message_or_id: Message | str, seconds: Any = None) -> bool:
+        """Renew a lease; return whether it was still held."""
+        ...
+
+    def process(self, timeout: float | None = 0) -> AsyncProcessing:
+        """Context manager: pop, then ack on success or nack on error."""
+        ...
+
+    async def consume(
+        self,
+        handler: Callable[[Message], Any],
+        *,
+        batch: int = 10,
+        stop: Any = None,
+        max_messages: int | None = None,
+        concurrency: int = 1,
+    ) -> int:
+        """Run ``handler`` on messages until stopped; return how many were processed."""
+        ...
+
+    async def stats(self) -> QueueStats:
+        """Counts of ready, pending, delayed and dead messages, and consumers."""
+        ...
+
+    async def dead_letters(self, count: int = 100) -> list[Message]:
+        """The oldest dead letters."""
+        ...
+
+    async def requeue_dead(self, ids: Iterable[str] | None = None) -> int:
+        """Move dead letters back to the queue; return how many."""
+        ...
+
+    async def purge(self, *, dead: bool = False) -> int:
+        """Delete every message; return how many."""
+        ...
+
+
+@runtime_checkable
+class AsyncRedisService(Protocol):
+    """The original ``RedisService`` API, implemented by :class:`kvkit.AsyncClient`.
+
+    Type against it where code only needs the eight legacy methods (e.g. in FastAPI
+    dependencies migrated from the original system).
+    """
+
+    async def cache_set(self, key: str, value: Any, expire: TTL = None) -> bool:
+        """Store ``value`` under ``key`` for ``expire`` (default: the cache TTL)."""
+        ...
+
+    async def cache_get(self, key: str) -> Any | None:
+        """Return the value under ``key``, or ``None``."""
+        ...
+
+    async def cache_delete(self, key: str) -> bool:
+        """Delete ``key``; return whether it existed."""
+        ...
+
+    async def session_set(
+        self, session_id: str, data: Mapping[str, Any], expire: TTL = None
+    ) -> bool:
+        """Upsert the session ``session_id`` with ``data`` (never revives a strict id)."""
+        ...
+
+    async def session_get(self, session_id: str) -> dict[str, Any] | None:
+        """Return the session's data, or ``None``."""
+        ...
+
+    async def session_delete(self, session_id: str) -> bool:
+        """Delete the session; return whether it existed."""
+        ...
+
+    async def queue_push(self, queue_name: str, data: Any) -> str:
+        """Enqueue ``data`` on ``queue_name``; return the message id."""
+        ...
+
+    async def queue_pop(self, queue_name: str, timeout: float | None = 0) -> Any | None:
+        """Pop and acknowledge one message; return its payload, or ``None``."""
         ...

@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import timedelta
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 from .._backoff import backoff_delay
 from .._compat import AsyncWorkers, Notifier, acall, asleep, await_notified
@@ -42,8 +42,9 @@ from .._keys import validate_key
 from .._queue_types import Message, QueueStats, RawMessage, new_message
 from .._serde import Codec
 from .._ttl import MAX_SECONDS
+from .backends.base import AsyncQueueDriver
 
-__all__ = ["AsyncProcessing", "AsyncQueue", "AsyncQueueDriver", "AsyncQueueService"]
+__all__ = ["AsyncProcessing", "AsyncQueueService"]
 
 log = logging.getLogger("kvkit.queue")
 
@@ -164,165 +165,6 @@ def _new_ids(count: int) -> list[str]:
 
 class _Stoppable(Protocol):
     def is_set(self) -> bool: ...
-
-
-# -- the driver contract ----------------------------------------------------------------------
-class AsyncQueueDriver(Protocol):
-    """Storage primitives of queues; one call is one atomic step (and one round trip).
-
-    ``key`` is the queue's base key (``{prefix}{name}`` with the name as hash tag); ids are
-    message ids, receipts the backend's handles of one delivery. ``lease`` is the expected
-    delivery counter of a receipt's lease (0: do not check).
-    """
-
-    async def push(
-        self,
-        key: str,
-        items: list[tuple[str, bytes]],
-        delay_ms: int,
-        dedupe: str | None,
-        dedupe_ms: int,
-        maxlen: int | None,
-    ) -> str | None:
-        """Enqueue ``(id, payload)`` items; on a ``dedupe`` hit return the original id."""
-        ...
-
-    async def pop(
-        self,
-        key: str,
-        group: str,
-        consumer: str,
-        count: int,
-        visibility_ms: int,
-        max_deliveries: int,
-        maxlen: int | None,
-        timeout: float | None,
-    ) -> list[RawMessage]:
-        """Promote due delayed messages, reclaim expired leases, then read new ones."""
-        ...
-
-    async def ack(self, key: str, group: str, items: list[tuple[str, str | None]]) -> int:
-        """Acknowledge and delete ``(id, receipt)`` items; return how many were leased."""
-        ...
-
-    async def nack(
-        self,
-        key: str,
-        group: str,
-        id: str,
-        receipt: str | None,
-        lease: int,
-        delay_ms: int,
-        max_deliveries: int,
-        counted: bool,
-        reason: str,
-        maxlen: int | None,
-    ) -> int:
-        """Give a leased message back: 0 not leased, 1 requeued, 2 dead-lettered."""
-        ...
-
-    async def extend(
-        self, key: str, group: str, id: str, receipt: str | None, lease: int, idle_ms: int
-    ) -> bool:
-        """Renew a lease so that it is ``idle_ms`` old; return whether it was held."""
-        ...
-
-    async def dead_letter(self, key: str, group: str, receipt: str, reason: str) -> bool:
-        """Move one leased delivery to the dead letters with ``reason``."""
-        ...
-
-    async def dead_letters(self, key: str, count: int) -> list[RawMessage]:
-        """Return the oldest ``count`` dead letters."""
-        ...
-
-    async def requeue_dead(self, key: str, ids: set[str] | None, maxlen: int | None) -> int:
-        """Move dead letters (all, or with these ids) back to the queue."""
-        ...
-
-    async def purge(self, key: str, group: str, dead: bool) -> int:
-        """Delete every message (and the dead letters if ``dead``); return how many."""
-        ...
-
-    async def stats(
-        self, key: str, group: str, consumer_idle_ms: int, maxlen: int | None
-    ) -> tuple[int, int, int, int, int, float | None]:
-        """``(ready, pending, delayed, dead, consumers, oldest_pending_s)``."""
-        ...
-
-    async def gc(self, key: str, group: str, consumer_idle_ms: int) -> None:
-        """Remove consumers that hold nothing and were idle for ``consumer_idle_ms``."""
-        ...
-
-
-# -- the public protocol ----------------------------------------------------------------------
-@runtime_checkable
-class AsyncQueue(Protocol):
-    """The queue API, implemented by ``client.queue(name)`` on every backend."""
-
-    @property
-    def name(self) -> str:
-        """The queue's name."""
-        ...
-
-    async def push(self, payload: Any, *, delay: Any = None, dedupe_id: str | None = None) -> str:
-        """Enqueue ``payload``; return its message id."""
-        ...
-
-    async def push_many(self, payloads: Iterable[Any], *, delay: Any = None) -> list[str]:
-        """Enqueue several payloads in one round trip; return their ids."""
-        ...
-
-    async def pop(self, timeout: float | None = 0) -> Message | None:
-        """Lease the next message, waiting up to ``timeout`` seconds (None: forever)."""
-        ...
-
-    async def pop_many(self, count: int, timeout: float | None = 0) -> list[Message]:
-        """Lease up to ``count`` messages."""
-        ...
-
-    async def ack(self, *messages_or_ids: Message | str) -> int:
-        """Acknowledge messages; return how many were leased."""
-        ...
-
-    async def nack(self, message_or_id: Message | str, *, delay: Any = None) -> None:
-        """Give a message back for redelivery."""
-        ...
-
-    async def extend(self, message_or_id: Message | str, seconds: Any = None) -> bool:
-        """Renew a lease; return whether it was still held."""
-        ...
-
-    def process(self, timeout: float | None = 0) -> AsyncProcessing:
-        """Context manager: pop, then ack on success or nack on error."""
-        ...
-
-    async def consume(
-        self,
-        handler: Callable[[Message], Any],
-        *,
-        batch: int = 10,
-        stop: Any = None,
-        max_messages: int | None = None,
-        concurrency: int = 1,
-    ) -> int:
-        """Run ``handler`` on messages until stopped; return how many were processed."""
-        ...
-
-    async def stats(self) -> QueueStats:
-        """Counts of ready, pending, delayed and dead messages, and consumers."""
-        ...
-
-    async def dead_letters(self, count: int = 100) -> list[Message]:
-        """The oldest dead letters."""
-        ...
-
-    async def requeue_dead(self, ids: Iterable[str] | None = None) -> int:
-        """Move dead letters back to the queue; return how many."""
-        ...
-
-    async def purge(self, *, dead: bool = False) -> int:
-        """Delete every message; return how many."""
-        ...
 
 
 # -- process() -------------------------------------------------------------------------------

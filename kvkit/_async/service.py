@@ -46,7 +46,7 @@ from "no message" here, exactly as in the original.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
 from .._errors import DecodeError, InvalidArgument, SerializationError
 from .._idhash import id_hash
@@ -61,56 +61,13 @@ if TYPE_CHECKING:
     from .queue import AsyncQueueService
     from .sessions import AsyncSessionService
 
-__all__ = ["AsyncRedisService", "AsyncRedisServiceMixin"]
+__all__ = ["AsyncRedisServiceMixin"]
 
 #: Key segment of the sessions written by the legacy ``session_set``.
 LEGACY_SESSION_SEGMENT = "session-legacy"
 # Queue objects kept per client for queue_push/queue_pop (each has its own consumer name
 # on Redis; re-creating one per call would register a new consumer every time).
 _MAX_QUEUES = 256
-
-
-@runtime_checkable
-class AsyncRedisService(Protocol):
-    """The original ``RedisService`` API, implemented by :class:`kvkit.AsyncClient`.
-
-    Type against it where code only needs the eight legacy methods (e.g. in FastAPI
-    dependencies migrated from the original system).
-    """
-
-    async def cache_set(self, key: str, value: Any, expire: TTL = None) -> bool:
-        """Store ``value`` under ``key`` for ``expire`` (default: the cache TTL)."""
-        ...
-
-    async def cache_get(self, key: str) -> Any | None:
-        """Return the value under ``key``, or ``None``."""
-        ...
-
-    async def cache_delete(self, key: str) -> bool:
-        """Delete ``key``; return whether it existed."""
-        ...
-
-    async def session_set(
-        self, session_id: str, data: Mapping[str, Any], expire: TTL = None
-    ) -> bool:
-        """Upsert the session ``session_id`` with ``data`` (never revives a strict id)."""
-        ...
-
-    async def session_get(self, session_id: str) -> dict[str, Any] | None:
-        """Return the session's data, or ``None``."""
-        ...
-
-    async def session_delete(self, session_id: str) -> bool:
-        """Delete the session; return whether it existed."""
-        ...
-
-    async def queue_push(self, queue_name: str, data: Any) -> str:
-        """Enqueue ``data`` on ``queue_name``; return the message id."""
-        ...
-
-    async def queue_pop(self, queue_name: str, timeout: float | None = 0) -> Any | None:
-        """Pop and acknowledge one message; return its payload, or ``None``."""
-        ...
 
 
 class AsyncRedisServiceMixin:

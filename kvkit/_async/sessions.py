@@ -1,4 +1,4 @@
-"""Server-side sessions: id rules, expiry policy, key layout and codec.
+"""Server-side sessions: id rules, expiry policy, key names and codec.
 
 Session ids
 -----------
@@ -41,182 +41,52 @@ unencodable value; nothing is written). Each top-level item is encoded on its ow
 client's codec, so ``datetime``, ``UUID`` and the other tagged types round-trip. Every read
 decodes fresh objects: mutating a returned dict never changes the store.
 
-Key layout (Redis)
-------------------
-With the default prefix ``kvkit`` (``P`` = ``kvkit:session:``)::
+Keys
+----
+The service builds every key; drivers treat them as opaque. With the default prefix
+``kvkit`` (``P`` = ``kvkit:session:``)::
 
-    P{TAG}SECRET          hash: one session (the id is TAG + SECRET)
-    P{TAG}user:USER_ID    sorted set: the user's index, TAG = tag of USER_ID
+    P{TAG}SECRET          one session (the id is TAG + SECRET)
+    P{TAG}user:USER_ID    the user's index of sessions, TAG = tag of USER_ID
 
-The session hash holds ``d:<name>`` → the encoded value of each data item, and metadata
-fields ``_t`` (idle TTL in ms, ``0``: none), ``_x`` (absolute deadline, server ms since
-the epoch, ``0``: none) and ``_i`` (the full key of the owner's index, absent without a
-user). Data fields all start with ``d:`` and metadata with ``_``, so they never collide.
+Because the tag is in braces, a session key, its rotated successor and its user's index
+are always in one Redis Cluster hash slot, so a driver can change them together in one
+step. How the Redis driver stores a session and an index (hash fields, scores, scripts)
+is described in :mod:`kvkit._async.backends.redis_sessions`.
 
-The index's members are the full session keys, each scored with that session's expiry
-(server ms; ``2**53 - 1`` for no expiry). Every script that changes a session's expiry
-updates its score in the same step, prunes members whose score has passed, and sets the
-index key's own expiry to its highest score, so an index never outlives its sessions and
-never grows with dead ones. ``user_sessions`` additionally drops members whose key
-vanished some other way (``DEL`` by hand, eviction).
-
-Atomicity: every operation is one Lua script (or one plain command) on Redis, and one
-lock hold in the memory engine. Because the tag is in braces, a session key, its rotated
-successor and its user's index are always in one hash slot, so each script touches a
-single slot and the same scripts will run unchanged on Redis Cluster. (Scripts reach the
-index and member keys through names stored in the data, not only through ``KEYS``;
-Redis Cluster allows that for keys of the script's own slot.) ``update`` is ``HSET``/
-``HDEL`` of the named fields inside a script that first checks the session exists, so
-concurrent updates of different fields all survive and an unknown id is never created.
-``rotate`` is a ``RENAME`` plus the index update in one script: the old id is invalid
-the instant the new one is valid. ``delete_user`` deletes every session of the index and
-the index in one script, so a concurrent ``create`` for that user is either deleted too
-or starts after it.
+Atomicity
+---------
+Every operation is one atomic call of the session driver
+(:class:`~kvkit._async.backends.base.AsyncSessionDriver`): concurrent ``update`` calls
+that change different fields all survive, and an unknown id is never created; after
+``rotate`` the old id is invalid the instant the new one is valid; ``delete_user``
+deletes every session of the user and the index at once, so a concurrent ``create`` for
+that user is either deleted too or starts after it.
 """
 
 from __future__ import annotations
 
-import abc
 import base64
 import hashlib
 import re
 import secrets
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from .._errors import InvalidArgument, SerializationError
 from .._idhash import decode_errors_name
 from .._keys import validate_key
 from .._serde import Codec
 from .._ttl import TTL, TTLResolver, remaining_seconds, seconds_to_ms
+from .backends.base import AsyncSessionDriver
 
-__all__ = ["AsyncSessionDriver", "AsyncSessionService", "AsyncSessionStore"]
+__all__ = ["AsyncSessionService"]
 
 ID_LENGTH = 47
 """Length of a session id: a 4-character slot tag and a 43-character secret."""
 _TAG_LENGTH = 4
 _SECRET_BYTES = 32  # 256 bits -> 43 URL-safe characters
 _ID_RE = re.compile(r"[A-Za-z0-9_-]{47}")  # ID_LENGTH URL-safe base64 characters
-
-
-@runtime_checkable
-class AsyncSessionStore(Protocol):
-    """The session API, implemented by ``client.sessions`` on every backend."""
-
-    async def create(
-        self, data: Mapping[str, Any] | None = None, *, ttl: TTL = None, user_id: str | None = None
-    ) -> str:
-        """Create a session; return its new id."""
-        ...
-
-    async def get(self, session_id: str) -> dict[str, Any] | None:
-        """Return the session's data (sliding its idle TTL), or ``None``."""
-        ...
-
-    async def set(self, session_id: str, data: Mapping[str, Any]) -> bool:
-        """Replace the data of an existing session; return whether it exists."""
-        ...
-
-    async def update(
-        self,
-        session_id: str,
-        changes: Mapping[str, Any] | None = None,
-        *,
-        remove: Iterable[str] = (),
-    ) -> dict[str, Any] | None:
-        """Atomically merge ``changes`` and drop ``remove``; return the new data."""
-        ...
-
-    async def delete(self, session_id: str) -> bool:
-        """Delete the session; return whether it existed."""
-        ...
-
-    async def touch(self, session_id: str, ttl: TTL = None) -> bool:
-        """Restart the idle TTL (optionally a new one); return whether it exists."""
-        ...
-
-    async def rotate(self, session_id: str) -> str | None:
-        """Move the session to a new id; the old id is invalid at once."""
-        ...
-
-    async def ttl(self, session_id: str) -> float | None:
-        """Remaining seconds; ``None`` if missing; ``math.inf`` without expiry."""
-        ...
-
-    async def exists(self, session_id: str) -> bool:
-        """Return whether the session is live (without sliding it)."""
-        ...
-
-    async def user_sessions(self, user_id: str) -> list[str]:
-        """Return the ids of the user's live sessions."""
-        ...
-
-    async def delete_user(self, user_id: str) -> int:
-        """Delete every session of the user; return how many."""
-        ...
-
-
-class AsyncSessionDriver(abc.ABC):
-    """Storage primitives of the session service, each atomic (one round trip).
-
-    Keys are full keys built by the service. ``fields`` map data item names to encoded
-    values. TTLs are milliseconds; ``None`` means no limit. Expiry follows the rules in
-    this module's docstring: ``min(now + idle, deadline)``, restarted by every call that
-    says it slides.
-    """
-
-    @abc.abstractmethod
-    async def create(
-        self,
-        key: str,
-        fields: dict[str, bytes],
-        idle_ms: int | None,
-        max_age_ms: int | None,
-        index: str | None,
-    ) -> None:
-        """Store a new session and add it to ``index`` (the owner's index key)."""
-
-    @abc.abstractmethod
-    async def get(self, key: str) -> dict[str, bytes] | None:
-        """Return the data fields and slide; ``None`` when missing."""
-
-    @abc.abstractmethod
-    async def replace(self, key: str, fields: dict[str, bytes]) -> bool:
-        """Replace all data fields of an existing session and slide."""
-
-    @abc.abstractmethod
-    async def update(
-        self, key: str, fields: dict[str, bytes], remove: list[str]
-    ) -> dict[str, bytes] | None:
-        """Delete ``remove``, set ``fields`` on an existing session, slide; new fields."""
-
-    @abc.abstractmethod
-    async def delete(self, key: str) -> bool:
-        """Delete the session (and its index entry); return whether it existed."""
-
-    @abc.abstractmethod
-    async def touch(self, key: str, idle_ms: int | None, change: bool) -> bool:
-        """Slide, first storing ``idle_ms`` as the idle TTL when ``change``."""
-
-    @abc.abstractmethod
-    async def rotate(self, old: str, new: str) -> bool:
-        """Rename the session and its index entry, then slide; ``True`` if ``new`` exists."""
-
-    @abc.abstractmethod
-    async def pttl(self, key: str) -> int | None:
-        """Remaining ms, ``-1`` without expiry, ``None`` when missing."""
-
-    @abc.abstractmethod
-    async def exists(self, key: str) -> bool:
-        """Return whether the session exists."""
-
-    @abc.abstractmethod
-    async def members(self, index: str) -> list[str]:
-        """Return the keys of the live sessions in ``index``, pruning dead entries."""
-
-    @abc.abstractmethod
-    async def delete_members(self, index: str) -> int:
-        """Delete every session in ``index`` and the index; return how many existed."""
 
 
 def user_tag(user_id: str) -> str:
@@ -229,7 +99,7 @@ class AsyncSessionService:
     """The session store of a client. Implements :class:`kvkit.AsyncSessionStore`.
 
     Obtain it from ``client.sessions``; do not construct it directly. See this module's
-    docstring for the id format, expiry rules and key layout.
+    docstring for the id format, expiry rules and key names.
 
     Args:
         driver: The backend's session driver.

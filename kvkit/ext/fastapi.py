@@ -66,9 +66,7 @@ from .._async.health import (
     redis_health,
     services_health,
 )
-from .._async.protocols import AsyncCache
-from .._async.queue import AsyncQueue
-from .._async.sessions import AsyncSessionStore
+from .._async.protocols import AsyncCache, AsyncQueue, AsyncSessionStore
 from .._errors import ConfigError
 from .._settings import Settings
 

@@ -1,4 +1,10 @@
-"""What every backend offers the services: health primitives and per-service drivers.
+"""The driver layer's contracts: the backend base class and one driver per service.
+
+Every backend offers the services health primitives and one driver for each service
+(:class:`AsyncCacheDriver`, :class:`AsyncSessionDriver`, :class:`AsyncQueueDriver`),
+returned by the backend's typed factories. The contracts live here, together, so that
+drivers depend on this module only and never on the service that uses them (httpcore's
+``_backends/base.py`` pairs its interfaces the same way).
 
 A driver stores bytes under full keys; it never serializes values and never applies
 policy. Services (cache, sessions, queues) never build backend commands themselves.
@@ -8,6 +14,8 @@ from __future__ import annotations
 
 import abc
 from typing import TYPE_CHECKING, Any
+
+from ..._queue_types import RawMessage
 
 if TYPE_CHECKING:
     from ..._settings import Settings
@@ -77,6 +85,156 @@ class AsyncCacheDriver(abc.ABC):
         """Delete ``key`` only while it holds ``value`` (owner-checked lock release)."""
 
 
+class AsyncSessionDriver(abc.ABC):
+    """Storage primitives of the session service, each atomic (one round trip).
+
+    Keys are full keys built by the service. ``fields`` map data item names to encoded
+    values. TTLs are milliseconds; ``None`` means no limit. Expiry follows the rules of
+    :mod:`kvkit._async.sessions`: ``min(now + idle, deadline)``, restarted by every call
+    that says it slides.
+    """
+
+    @abc.abstractmethod
+    async def create(
+        self,
+        key: str,
+        fields: dict[str, bytes],
+        idle_ms: int | None,
+        max_age_ms: int | None,
+        index: str | None,
+    ) -> None:
+        """Store a new session and add it to ``index`` (the owner's index key)."""
+
+    @abc.abstractmethod
+    async def get(self, key: str) -> dict[str, bytes] | None:
+        """Return the data fields and slide; ``None`` when missing."""
+
+    @abc.abstractmethod
+    async def replace(self, key: str, fields: dict[str, bytes]) -> bool:
+        """Replace all data fields of an existing session and slide."""
+
+    @abc.abstractmethod
+    async def update(
+        self, key: str, fields: dict[str, bytes], remove: list[str]
+    ) -> dict[str, bytes] | None:
+        """Delete ``remove``, set ``fields`` on an existing session, slide; new fields."""
+
+    @abc.abstractmethod
+    async def delete(self, key: str) -> bool:
+        """Delete the session (and its index entry); return whether it existed."""
+
+    @abc.abstractmethod
+    async def touch(self, key: str, idle_ms: int | None, change: bool) -> bool:
+        """Slide, first storing ``idle_ms`` as the idle TTL when ``change``."""
+
+    @abc.abstractmethod
+    async def rotate(self, old: str, new: str) -> bool:
+        """Rename the session and its index entry, then slide; ``True`` if ``new`` exists."""
+
+    @abc.abstractmethod
+    async def pttl(self, key: str) -> int | None:
+        """Remaining ms, ``-1`` without expiry, ``None`` when missing."""
+
+    @abc.abstractmethod
+    async def exists(self, key: str) -> bool:
+        """Return whether the session exists."""
+
+    @abc.abstractmethod
+    async def members(self, index: str) -> list[str]:
+        """Return the keys of the live sessions in ``index``, pruning dead entries."""
+
+    @abc.abstractmethod
+    async def delete_members(self, index: str) -> int:
+        """Delete every session in ``index`` and the index; return how many existed."""
+
+
+class AsyncQueueDriver(abc.ABC):
+    """Storage primitives of queues; one call is one atomic step (and one round trip).
+
+    ``key`` is the queue's base key (``{prefix}{name}`` with the name as hash tag); ids are
+    message ids, receipts the backend's handles of one delivery. ``lease`` is the expected
+    delivery counter of a receipt's lease (0: do not check).
+    """
+
+    @abc.abstractmethod
+    async def push(
+        self,
+        key: str,
+        items: list[tuple[str, bytes]],
+        delay_ms: int,
+        dedupe: str | None,
+        dedupe_ms: int,
+        maxlen: int | None,
+    ) -> str | None:
+        """Enqueue ``(id, payload)`` items; on a ``dedupe`` hit return the original id."""
+
+    @abc.abstractmethod
+    async def pop(
+        self,
+        key: str,
+        group: str,
+        consumer: str,
+        count: int,
+        visibility_ms: int,
+        max_deliveries: int,
+        maxlen: int | None,
+        timeout: float | None,
+    ) -> list[RawMessage]:
+        """Promote due delayed messages, reclaim expired leases, then read new ones."""
+
+    @abc.abstractmethod
+    async def ack(self, key: str, group: str, items: list[tuple[str, str | None]]) -> int:
+        """Acknowledge and delete ``(id, receipt)`` items; return how many were leased."""
+
+    @abc.abstractmethod
+    async def nack(
+        self,
+        key: str,
+        group: str,
+        id: str,
+        receipt: str | None,
+        lease: int,
+        delay_ms: int,
+        max_deliveries: int,
+        counted: bool,
+        reason: str,
+        maxlen: int | None,
+    ) -> int:
+        """Give a leased message back: 0 not leased, 1 requeued, 2 dead-lettered."""
+
+    @abc.abstractmethod
+    async def extend(
+        self, key: str, group: str, id: str, receipt: str | None, lease: int, idle_ms: int
+    ) -> bool:
+        """Renew a lease so that it is ``idle_ms`` old; return whether it was held."""
+
+    @abc.abstractmethod
+    async def dead_letter(self, key: str, group: str, receipt: str, reason: str) -> bool:
+        """Move one leased delivery to the dead letters with ``reason``."""
+
+    @abc.abstractmethod
+    async def dead_letters(self, key: str, count: int) -> list[RawMessage]:
+        """Return the oldest ``count`` dead letters."""
+
+    @abc.abstractmethod
+    async def requeue_dead(self, key: str, ids: set[str] | None, maxlen: int | None) -> int:
+        """Move dead letters (all, or with these ids) back to the queue."""
+
+    @abc.abstractmethod
+    async def purge(self, key: str, group: str, dead: bool) -> int:
+        """Delete every message (and the dead letters if ``dead``); return how many."""
+
+    @abc.abstractmethod
+    async def stats(
+        self, key: str, group: str, consumer_idle_ms: int, maxlen: int | None
+    ) -> tuple[int, int, int, int, int, float | None]:
+        """``(ready, pending, delayed, dead, consumers, oldest_pending_s)``."""
+
+    @abc.abstractmethod
+    async def gc(self, key: str, group: str, consumer_idle_ms: int) -> None:
+        """Remove consumers that hold nothing and were idle for ``consumer_idle_ms``."""
+
+
 class AsyncBackend(abc.ABC):
     """One connection (pool) to one server+db, or one in-process store.
 
@@ -109,11 +267,11 @@ class AsyncBackend(abc.ABC):
         """Return the cache driver on this backend."""
 
     @abc.abstractmethod
-    def session_driver(self) -> Any:
+    def session_driver(self) -> AsyncSessionDriver:
         """Return the sessions driver on this backend (see ``*_sessions.py``)."""
 
     @abc.abstractmethod
-    def queue_driver(self) -> Any:
+    def queue_driver(self) -> AsyncQueueDriver:
         """Return the queues driver on this backend (see ``*_queue.py``)."""
 
     def redis(self) -> Any:

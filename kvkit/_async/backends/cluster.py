@@ -23,8 +23,9 @@ from redis.backoff import NoBackoff
 from redis.crc import key_slot
 
 from ..._compat import adrop_client, aprepare_cluster
+from ..._keys import glob_escape
 from .bounded import AsyncBoundedRedisBackend, tls_kwargs
-from .redis import AsyncRedisCacheDriver, _glob_escape
+from .redis import AsyncRedisCacheDriver
 
 if TYPE_CHECKING:
     from ..._settings import Settings
@@ -107,7 +108,7 @@ class AsyncClusterCacheDriver(AsyncRedisCacheDriver):
         return sum(int(n) for n in await self._b.run(True, delete))
 
     async def clear(self, prefix: str) -> int:
-        pattern = _glob_escape(prefix) + "*"
+        pattern = glob_escape(prefix) + "*"
 
         async def unlink(r: Any, batch: list[bytes]) -> int:
             pipe = r.pipeline(transaction=False)

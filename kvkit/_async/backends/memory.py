@@ -8,11 +8,14 @@ calling it from the event loop is fine; the async methods exist to keep one API 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..._counters import add_to_stored
+from ..._version import __version__
 from ...memory import CacheSpace, get_store
-from .base import AsyncBackend, AsyncCacheDriver
+from .base import AsyncBackend, AsyncCacheDriver, AsyncQueueDriver, AsyncSessionDriver
+from .memory_queue import AsyncMemoryQueueDriver
+from .memory_sessions import AsyncMemorySessionDriver
 
 if TYPE_CHECKING:
     from ..._settings import Settings
@@ -87,21 +90,15 @@ class AsyncMemoryBackend(AsyncBackend):
         return None
 
     async def server_version(self) -> str | None:
-        from ... import __version__
-
         return f"kvkit-memory {__version__}"
 
     def cache_driver(self) -> AsyncCacheDriver:
         return self._cache
 
-    def session_driver(self) -> Any:
-        from .memory_sessions import AsyncMemorySessionDriver
-
+    def session_driver(self) -> AsyncSessionDriver:
         return AsyncMemorySessionDriver(self.store)
 
-    def queue_driver(self) -> Any:
-        from .memory_queue import AsyncMemoryQueueDriver
-
+    def queue_driver(self) -> AsyncQueueDriver:
         return AsyncMemoryQueueDriver(self.store)
 
     async def aclose(self) -> None:

@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING
 from ..._compat import await_notified
 from ..._queue_types import RawMessage
 from ...memory.queues import QueueSpace
+from .base import AsyncQueueDriver
 
 if TYPE_CHECKING:
     from ...memory import MemoryStore
-    from ..queue import AsyncQueueDriver
 
 
-class AsyncMemoryQueueDriver:
+class AsyncMemoryQueueDriver(AsyncQueueDriver):
     """Queues of one memory store."""
 
     def __init__(self, store: MemoryStore) -> None:
@@ -111,7 +111,3 @@ class AsyncMemoryQueueDriver:
 
     async def gc(self, key: str, group: str, consumer_idle_ms: int) -> None:
         self._space.queue(key).gc(group, consumer_idle_ms)
-
-
-if TYPE_CHECKING:
-    _conforms: type[AsyncQueueDriver] = AsyncMemoryQueueDriver

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ...memory.engine import MemoryStore
 from ...memory.sessions import SessionSpace
-from ..sessions import AsyncSessionDriver
+from .base import AsyncSessionDriver
 
 __all__ = ["AsyncMemorySessionDriver"]
 

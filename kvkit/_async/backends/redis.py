@@ -24,10 +24,13 @@ from ..._backoff import backoff_delay
 from ..._compat import acurrent_loop, adrop_client, asleep
 from ..._counters import IncrRefused
 from ..._errors import BackendError
+from ..._keys import glob_escape
 from ..._loops import LoopLocal, release_elsewhere
 from ..._lua import LuaScript
 from ..._redis_errors import REDIS_ERRORS, is_retryable, translate
-from .base import AsyncBackend, AsyncCacheDriver
+from .base import AsyncBackend, AsyncCacheDriver, AsyncQueueDriver, AsyncSessionDriver
+from .redis_queue import AsyncRedisQueueDriver
+from .redis_sessions import AsyncRedisSessionDriver
 
 if TYPE_CHECKING:
     from ..._settings import Settings
@@ -96,11 +99,6 @@ def maint_notifications_off() -> dict[str, Any]:
     except ImportError:  # pragma: no cover - redis-py < 7
         return {}
     return {"maint_notifications_config": MaintNotificationsConfig(enabled=False)}
-
-
-def _glob_escape(text: str) -> str:
-    """Escape SCAN MATCH metacharacters so a prefix only matches itself."""
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
 class AsyncRedisCacheDriver(AsyncCacheDriver):
@@ -178,7 +176,7 @@ class AsyncRedisCacheDriver(AsyncCacheDriver):
         return bool(await self._b.run(True, lambda r: r.pexpire(key, ttl_ms)))
 
     async def clear(self, prefix: str) -> int:
-        pattern = _glob_escape(prefix) + "*"
+        pattern = glob_escape(prefix) + "*"
 
         async def sweep(r: Any) -> int:
             deleted = 0
@@ -351,14 +349,10 @@ class AsyncRedisBackend(AsyncBackend):
     def cache_driver(self) -> AsyncCacheDriver:
         return self._cache
 
-    def session_driver(self) -> Any:
-        from .redis_sessions import AsyncRedisSessionDriver
-
+    def session_driver(self) -> AsyncSessionDriver:
         return AsyncRedisSessionDriver(self)
 
-    def queue_driver(self) -> Any:
-        from .redis_queue import AsyncRedisQueueDriver
-
+    def queue_driver(self) -> AsyncQueueDriver:
         return AsyncRedisQueueDriver(self)
 
     async def aclose(self) -> None:

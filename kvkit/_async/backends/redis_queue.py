@@ -52,17 +52,15 @@ import functools
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from redis.exceptions import NoScriptError, ResponseError
 
 from ..._errors import BackendError
 from ..._lua import LuaScript
 from ..._queue_types import RawMessage
-from .redis import AsyncRedisBackend
-
-if TYPE_CHECKING:
-    from ..queue import AsyncQueueDriver
+from .base import AsyncQueueDriver
+from .redis_runner import AsyncRedisRunner
 
 # A push whose reply was lost is retried by ``backend.run`` within seconds; its retry
 # record lives this long (ms), so a retry never enqueues twice.
@@ -858,10 +856,10 @@ def _raws(entries: list[Any], lease: int | None) -> list[RawMessage]:
     return out
 
 
-class AsyncRedisQueueDriver:
+class AsyncRedisQueueDriver(AsyncQueueDriver):
     """Queues on one Redis backend (also fakeredis and Cluster)."""
 
-    def __init__(self, backend: AsyncRedisBackend) -> None:
+    def __init__(self, backend: AsyncRedisRunner) -> None:
         self._b = backend
         # (stream, group) -> monotonic time until which pops may skip the reclaim script.
         self._skip_until: dict[tuple[str, str], float] = {}
@@ -1202,7 +1200,3 @@ class AsyncRedisQueueDriver:
 
     async def gc(self, key: str, group: str, consumer_idle_ms: int) -> None:
         await self._b.eval(True, GC, [_keys(key)[0]], [group, consumer_idle_ms])
-
-
-if TYPE_CHECKING:
-    _conforms: type[AsyncQueueDriver] = AsyncRedisQueueDriver

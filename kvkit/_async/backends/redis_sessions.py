@@ -1,22 +1,52 @@
 """Session primitives on Redis: one Lua script (or one plain command) per operation.
 
-The key layout, hash fields and index scoring are described in
-:mod:`kvkit._async.sessions`. Every script touches keys of a single hash slot (the
-session, its rotated successor and its user's index share the ``{TAG}``), so the same
-scripts run on Redis Cluster. Times come from the server's ``TIME`` so that every client
-agrees on expiry regardless of its own clock.
+The session service names the keys and sets the policy (id rules, idle TTL, absolute
+deadline: see :mod:`kvkit._async.sessions`); this module decides how a session and a
+user's index are stored in Redis.
+
+Storage
+-------
+With the default prefix ``kvkit`` (``P`` = ``kvkit:session:``)::
+
+    P{TAG}SECRET          hash: one session (the id is TAG + SECRET)
+    P{TAG}user:USER_ID    sorted set: the user's index, TAG = tag of USER_ID
+
+The session hash holds ``d:<name>`` → the encoded value of each data item, and metadata
+fields ``_t`` (idle TTL in ms, ``0``: none), ``_x`` (absolute deadline, server ms since
+the epoch, ``0``: none) and ``_i`` (the full key of the owner's index, absent without a
+user). Data fields all start with ``d:`` and metadata with ``_``, so they never collide.
+
+The index's members are the full session keys, each scored with that session's expiry
+(server ms; ``2**53 - 1`` for no expiry). Every script that changes a session's expiry
+updates its score in the same step, prunes members whose score has passed, and sets the
+index key's own expiry to its highest score, so an index never outlives its sessions and
+never grows with dead ones. ``user_sessions`` additionally drops members whose key
+vanished some other way (``DEL`` by hand, eviction).
+
+Atomicity
+---------
+Every operation is one Lua script (or one plain command). Because the tag is in braces,
+a session key, its rotated successor and its user's index are always in one hash slot,
+so each script touches a single slot and the same scripts run unchanged on Redis
+Cluster. (Scripts reach the index and member keys through names stored in the data, not
+only through ``KEYS``; Redis Cluster allows that for keys of the script's own slot.)
+``update`` is ``HSET``/``HDEL`` of the named fields inside a script that first checks the
+session exists, so concurrent updates of different fields all survive and an unknown id
+is never created. ``rotate`` is a ``RENAME`` plus the index update in one script: the
+old id is invalid the instant the new one is valid. ``delete_user`` deletes every
+session of the index and the index in one script, so a concurrent ``create`` for that
+user is either deleted too or starts after it. Times come from the server's ``TIME`` so
+that every client agrees on expiry regardless of its own clock.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..._errors import DecodeError
 from ..._lua import LuaScript
-from ..sessions import AsyncSessionDriver
-
-if TYPE_CHECKING:
-    from .redis import AsyncRedisBackend
+from .base import AsyncSessionDriver
+from .redis_runner import AsyncRedisRunner
 
 __all__ = ["AsyncRedisSessionDriver"]
 
@@ -286,7 +316,7 @@ class AsyncRedisSessionDriver(AsyncSessionDriver):
     ``_ROTATE``), so all of them are run as idempotent.
     """
 
-    def __init__(self, backend: AsyncRedisBackend) -> None:
+    def __init__(self, backend: AsyncRedisRunner) -> None:
         self._b = backend
 
     async def create(

@@ -25,8 +25,9 @@ from redis.crc import key_slot
 from redis.retry import Retry
 
 from ..._compat import drop_client, prepare_cluster
+from ..._keys import glob_escape
 from .bounded import BoundedRedisBackend, tls_kwargs
-from .redis import RedisCacheDriver, _glob_escape
+from .redis import RedisCacheDriver
 
 if TYPE_CHECKING:
     from ..._settings import Settings
@@ -109,7 +110,7 @@ class ClusterCacheDriver(RedisCacheDriver):
         return sum(int(n) for n in self._b.run(True, delete))
 
     def clear(self, prefix: str) -> int:
-        pattern = _glob_escape(prefix) + "*"
+        pattern = glob_escape(prefix) + "*"
 
         def unlink(r: Any, batch: list[bytes]) -> int:
             pipe = r.pipeline(transaction=False)

@@ -8,11 +8,14 @@ the methods call it directly.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..._counters import add_to_stored
+from ..._version import __version__
 from ...memory import CacheSpace, get_store
-from .base import Backend, CacheDriver
+from .base import Backend, CacheDriver, QueueDriver, SessionDriver
+from .memory_queue import MemoryQueueDriver
+from .memory_sessions import MemorySessionDriver
 
 if TYPE_CHECKING:
     from ..._settings import Settings
@@ -87,21 +90,15 @@ class MemoryBackend(Backend):
         return None
 
     def server_version(self) -> str | None:
-        from ... import __version__
-
         return f"kvkit-memory {__version__}"
 
     def cache_driver(self) -> CacheDriver:
         return self._cache
 
-    def session_driver(self) -> Any:
-        from .memory_sessions import MemorySessionDriver
-
+    def session_driver(self) -> SessionDriver:
         return MemorySessionDriver(self.store)
 
-    def queue_driver(self) -> Any:
-        from .memory_queue import MemoryQueueDriver
-
+    def queue_driver(self) -> QueueDriver:
         return MemoryQueueDriver(self.store)
 
     def close(self) -> None:

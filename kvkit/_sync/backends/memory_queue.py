@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING
 from ..._compat import wait_notified
 from ..._queue_types import RawMessage
 from ...memory.queues import QueueSpace
+from .base import QueueDriver
 
 if TYPE_CHECKING:
     from ...memory import MemoryStore
-    from ..queue import QueueDriver
 
 
-class MemoryQueueDriver:
+class MemoryQueueDriver(QueueDriver):
     """Queues of one memory store."""
 
     def __init__(self, store: MemoryStore) -> None:
@@ -112,7 +112,3 @@ class MemoryQueueDriver:
 
     def gc(self, key: str, group: str, consumer_idle_ms: int) -> None:
         self._space.queue(key).gc(group, consumer_idle_ms)
-
-
-if TYPE_CHECKING:
-    _conforms: type[QueueDriver] = MemoryQueueDriver

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ...memory.engine import MemoryStore
 from ...memory.sessions import SessionSpace
-from ..sessions import SessionDriver
+from .base import SessionDriver
 
 __all__ = ["MemorySessionDriver"]
 

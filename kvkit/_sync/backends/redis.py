@@ -26,10 +26,13 @@ from ..._backoff import backoff_delay
 from ..._compat import current_loop, drop_client, sleep
 from ..._counters import IncrRefused
 from ..._errors import BackendError
+from ..._keys import glob_escape
 from ..._loops import LoopLocal, release_elsewhere
 from ..._lua import LuaScript
 from ..._redis_errors import REDIS_ERRORS, is_retryable, translate
-from .base import Backend, CacheDriver
+from .base import Backend, CacheDriver, QueueDriver, SessionDriver
+from .redis_queue import RedisQueueDriver
+from .redis_sessions import RedisSessionDriver
 
 if TYPE_CHECKING:
     from ..._settings import Settings
@@ -98,11 +101,6 @@ def maint_notifications_off() -> dict[str, Any]:
     except ImportError:  # pragma: no cover - redis-py < 7
         return {}
     return {"maint_notifications_config": MaintNotificationsConfig(enabled=False)}
-
-
-def _glob_escape(text: str) -> str:
-    """Escape SCAN MATCH metacharacters so a prefix only matches itself."""
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
 class RedisCacheDriver(CacheDriver):
@@ -180,7 +178,7 @@ class RedisCacheDriver(CacheDriver):
         return bool(self._b.run(True, lambda r: r.pexpire(key, ttl_ms)))
 
     def clear(self, prefix: str) -> int:
-        pattern = _glob_escape(prefix) + "*"
+        pattern = glob_escape(prefix) + "*"
 
         def sweep(r: Any) -> int:
             deleted = 0
@@ -336,14 +334,10 @@ class RedisBackend(Backend):
     def cache_driver(self) -> CacheDriver:
         return self._cache
 
-    def session_driver(self) -> Any:
-        from .redis_sessions import RedisSessionDriver
-
+    def session_driver(self) -> SessionDriver:
         return RedisSessionDriver(self)
 
-    def queue_driver(self) -> Any:
-        from .redis_queue import RedisQueueDriver
-
+    def queue_driver(self) -> QueueDriver:
         return RedisQueueDriver(self)
 
     def close(self) -> None:

@@ -54,17 +54,15 @@ import functools
 import secrets
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from redis.exceptions import NoScriptError, ResponseError
 
 from ..._errors import BackendError
 from ..._lua import LuaScript
 from ..._queue_types import RawMessage
-from .redis import RedisBackend
-
-if TYPE_CHECKING:
-    from ..queue import QueueDriver
+from .base import QueueDriver
+from .redis_runner import RedisRunner
 
 # A push whose reply was lost is retried by ``backend.run`` within seconds; its retry
 # record lives this long (ms), so a retry never enqueues twice.
@@ -860,10 +858,10 @@ def _raws(entries: list[Any], lease: int | None) -> list[RawMessage]:
     return out
 
 
-class RedisQueueDriver:
+class RedisQueueDriver(QueueDriver):
     """Queues on one Redis backend (also fakeredis and Cluster)."""
 
-    def __init__(self, backend: RedisBackend) -> None:
+    def __init__(self, backend: RedisRunner) -> None:
         self._b = backend
         # (stream, group) -> monotonic time until which pops may skip the reclaim script.
         self._skip_until: dict[tuple[str, str], float] = {}
@@ -1202,7 +1200,3 @@ class RedisQueueDriver:
 
     def gc(self, key: str, group: str, consumer_idle_ms: int) -> None:
         self._b.eval(True, GC, [_keys(key)[0]], [group, consumer_idle_ms])
-
-
-if TYPE_CHECKING:
-    _conforms: type[QueueDriver] = RedisQueueDriver
