@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import math
 import os
@@ -43,11 +44,11 @@ import attrs
 
 from . import __version__
 from ._errors import ConfigError, KVKitError
-from ._settings import Settings
+from ._settings import ROLES, Settings
+from ._ttl import check_seconds
 
 __all__ = ["build_parser", "main"]
 
-ROLES = ("cache", "sessions", "queues")
 _URL_VARIABLES = ("URL", "CACHE_URL", "SESSION_URL", "QUEUE_URL")
 TOOL_TTL = 60
 """Seconds anything the tools write may live if they are killed before cleaning up."""
@@ -217,7 +218,7 @@ async def _run_checks(
     are reported as not run: a server that accepts connections and never answers costs
     ``timeout`` seconds, not every operation's timeouts and retries one after another.
     """
-    from ._async.health import service_checks
+    from ._async.health import ping_check, service_checks
 
     deadline = time.monotonic() + timeout
     rows: list[dict[str, Any]] = []
@@ -244,7 +245,7 @@ async def _run_checks(
     probe = f"{client.settings.prefix}:check:{secrets.token_hex(8)}:"
     for role in ROLES:
         backend = client.backend(role)
-        await record(role, "ping", backend.ping)
+        await record(role, "ping", functools.partial(ping_check, backend))
 
         async def set_get(backend: Any = backend, key: str = probe + role) -> Any:
             driver = backend.cache_driver()
@@ -503,9 +504,10 @@ def _positive_seconds(raw: str) -> float:
         value = float(raw)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number of seconds, got {raw!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {raw!r}")
-    return value
+    try:
+        return check_seconds(value, "the number of seconds", error=ConfigError)
+    except ConfigError as exc:  # argparse reports only its own error type as a usage error
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _source_options() -> _Parser:

@@ -41,7 +41,7 @@ from .._errors import AuthenticationError, BackendError, DecodeError, InvalidArg
 from .._keys import validate_key
 from .._queue_types import Message, QueueStats, RawMessage, new_message
 from .._serde import Codec
-from .._ttl import MAX_SECONDS
+from .._ttl import ceil_ms, check_seconds
 
 __all__ = ["AsyncProcessing", "AsyncQueue", "AsyncQueueDriver", "AsyncQueueService"]
 
@@ -87,33 +87,17 @@ def _seconds(value: Any, what: str) -> float:
     return float(value)
 
 
-def _at_most_max(seconds: float, what: str) -> float:
-    """``seconds`` if it is within kvkit's duration bound (MAX_SECONDS, 100 years)."""
-    # Beyond it Lua's doubles and Redis' 64-bit milliseconds overflow (a delay of 1e16 s
-    # was delivered at once on Redis and never on memory://): reject it on every backend.
-    if seconds > MAX_SECONDS:
-        raise InvalidArgument(
-            f"{what} must be at most {MAX_SECONDS} seconds (100 years), got {seconds!r}"
-        )
-    return seconds
-
-
 def _positive_ms(value: Any, what: str) -> int:
     """A positive, finite duration of at most 100 years, in whole milliseconds (>= 1)."""
-    seconds = _seconds(value, what)
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise InvalidArgument(f"{what} must be positive and finite, got {seconds!r}")
-    return max(1, math.ceil(_at_most_max(seconds, what) * 1000))
+    return ceil_ms(check_seconds(_seconds(value, what), what))
 
 
 def _delay_ms(delay: Any) -> int:
     """``None``/0: no delay; else a positive finite duration (at most 100 years) in ms."""
     if delay is None:
         return 0
-    seconds = _seconds(delay, "delay")
-    if not math.isfinite(seconds) or seconds < 0:
-        raise InvalidArgument(f"delay must be zero or positive and finite, got {seconds!r}")
-    return 0 if seconds == 0 else max(1, math.ceil(_at_most_max(seconds, "delay") * 1000))
+    seconds = check_seconds(_seconds(delay, "delay"), "delay", zero_ok=True)
+    return 0 if seconds == 0 else ceil_ms(seconds)
 
 
 def _timeout(timeout: Any) -> float | None:
@@ -123,7 +107,7 @@ def _timeout(timeout: Any) -> float | None:
     seconds = _seconds(timeout, "timeout")
     if math.isnan(seconds) or seconds < 0:
         raise InvalidArgument(f"timeout must be None or >= 0, got {seconds!r}")
-    return None if math.isinf(seconds) else _at_most_max(seconds, "timeout")
+    return None if math.isinf(seconds) else check_seconds(seconds, "timeout", zero_ok=True)
 
 
 def _count(value: Any, what: str, minimum: int = 1, maximum: int | None = None) -> int:

@@ -18,12 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.cluster import RedisCluster as AsyncRedisClusterClient
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.crc import key_slot
 
 from ..._compat import adrop_client, aprepare_cluster
-from .bounded import AsyncBoundedRedisBackend, tls_kwargs
+from ..._redis_kwargs import tls_kwargs
+from .bounded import AsyncBoundedRedisBackend
 from .redis import AsyncRedisCacheDriver, _glob_escape
 
 if TYPE_CHECKING:
@@ -150,23 +149,15 @@ class AsyncClusterBackend(AsyncBoundedRedisBackend):
 
     def _build_client(self) -> Any:
         url = self.url
+        # No redis-py retries (see _connection_kwargs); MOVED/ASK redirections are still
+        # followed by redis-py itself.
         kwargs: dict[str, Any] = {
-            "username": url.username,
-            "password": url.password,
-            "socket_timeout": self.socket_timeout,
-            "socket_connect_timeout": self.connect_timeout,
-            # Idle connections are PINGed before reuse (the sync client also checks each
-            # pooled connection for a server-side close when it is taken from the pool).
-            "health_check_interval": url.options.get("health_check_interval", 30),
-            "client_name": url.options.get("client_name"),
+            **self._connection_kwargs(),
             "max_connections": self.max_connections,
             "require_full_coverage": True,
-            # kvkit decides what is retried (idempotent operations only, in run()), not
-            # redis-py; MOVED/ASK redirections are still followed by redis-py itself.
-            "retry": Retry(NoBackoff(), 0),
         }
         if url.spec.tls:
-            kwargs.update(tls_kwargs(url))
+            kwargs.update(ssl=True, **tls_kwargs(url))
         # The sync ClusterNode is untyped in redis-py, the async one is typed.
         nodes = [
             ClusterNode(host, port)  # type: ignore[no-untyped-call,unused-ignore]

@@ -27,6 +27,7 @@ from ..._errors import BackendError
 from ..._loops import LoopLocal, release_elsewhere
 from ..._lua import LuaScript
 from ..._redis_errors import REDIS_ERRORS, is_retryable, translate
+from ..._redis_kwargs import connection_kwargs, tls_kwargs
 from .base import AsyncBackend, AsyncCacheDriver
 
 if TYPE_CHECKING:
@@ -225,17 +226,20 @@ class AsyncRedisBackend(AsyncBackend):
 
     # -- connection management ---------------------------------------------------------
     def _connection_kwargs(self) -> dict[str, Any]:
-        url = self.url
-        kwargs: dict[str, Any] = {
-            "username": url.username,
-            "password": url.password,
-            "db": url.db,
-            "socket_timeout": self.socket_timeout,
-            "socket_connect_timeout": self.connect_timeout,
+        """The redis-py arguments every client of this backend (and its subclasses) takes."""
+        return {
+            **connection_kwargs(
+                self.url, socket_timeout=self.socket_timeout, connect_timeout=self.connect_timeout
+            ),
             # kvkit decides what is retried (idempotent operations only), not redis-py.
             "retry": Retry(NoBackoff(), 0),
-            "health_check_interval": url.options.get("health_check_interval", 30),
-            "client_name": url.options.get("client_name"),
+        }
+
+    def _pool_kwargs(self) -> dict[str, Any]:
+        url = self.url
+        kwargs: dict[str, Any] = {
+            **self._connection_kwargs(),
+            "db": url.db,
             **maint_notifications_off(),
         }
         if url.path is not None:
@@ -246,14 +250,7 @@ class AsyncRedisBackend(AsyncBackend):
             kwargs["connection_class"] = Connection
             if url.spec.tls:
                 kwargs["connection_class"] = SSLConnection
-                options = url.options
-                kwargs["ssl_cert_reqs"] = options.get("ssl_cert_reqs", "required")
-                kwargs["ssl_check_hostname"] = options.get(
-                    "ssl_check_hostname", kwargs["ssl_cert_reqs"] != "none"
-                )
-                for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
-                    if name in options:
-                        kwargs[name] = options[name]
+                kwargs.update(tls_kwargs(url))
         return kwargs
 
     def _build(self) -> Any:
@@ -264,7 +261,7 @@ class AsyncRedisBackend(AsyncBackend):
             # Waiting for a free connection is bounded by the socket timeout, so a caller
             # beyond max_connections gets BackendTimeout instead of hanging.
             timeout=self.socket_timeout,
-            **self._connection_kwargs(),
+            **self._pool_kwargs(),
         )
         return AsyncRedisClient.from_pool(pool)
 

@@ -18,14 +18,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode
 from redis.cluster import RedisCluster as RedisClusterClient
 from redis.crc import key_slot
-from redis.retry import Retry
 
 from ..._compat import drop_client, prepare_cluster
-from .bounded import BoundedRedisBackend, tls_kwargs
+from ..._redis_kwargs import tls_kwargs
+from .bounded import BoundedRedisBackend
 from .redis import RedisCacheDriver, _glob_escape
 
 if TYPE_CHECKING:
@@ -152,23 +151,15 @@ class ClusterBackend(BoundedRedisBackend):
 
     def _build_client(self) -> Any:
         url = self.url
+        # No redis-py retries (see _connection_kwargs); MOVED/ASK redirections are still
+        # followed by redis-py itself.
         kwargs: dict[str, Any] = {
-            "username": url.username,
-            "password": url.password,
-            "socket_timeout": self.socket_timeout,
-            "socket_connect_timeout": self.connect_timeout,
-            # Idle connections are PINGed before reuse (the sync client also checks each
-            # pooled connection for a server-side close when it is taken from the pool).
-            "health_check_interval": url.options.get("health_check_interval", 30),
-            "client_name": url.options.get("client_name"),
+            **self._connection_kwargs(),
             "max_connections": self.max_connections,
             "require_full_coverage": True,
-            # kvkit decides what is retried (idempotent operations only, in run()), not
-            # redis-py; MOVED/ASK redirections are still followed by redis-py itself.
-            "retry": Retry(NoBackoff(), 0),
         }
         if url.spec.tls:
-            kwargs.update(tls_kwargs(url))
+            kwargs.update(ssl=True, **tls_kwargs(url))
         # The sync ClusterNode is untyped in redis-py, the async one is typed.
         nodes = [
             ClusterNode(host, port)  # type: ignore[no-untyped-call,unused-ignore]
