@@ -195,6 +195,7 @@ class QueueDriver(Protocol):
         self,
         key: str,
         group: str,
+        *,
         id: str,
         receipt: str | None,
         lease: int,
@@ -770,23 +771,24 @@ class QueueService:
         target = self._target(message_or_id)
         if target is None:
             return
+        message_id, receipt, lease = target
         result = self._driver.nack(
             self._key,
             self._group,
-            target[0],
-            target[1],
-            target[2],
-            delay_ms,
-            self._max_deliveries,
-            True,
-            self._dead_reason,
-            self._maxlen,
+            id=message_id,
+            receipt=receipt,
+            lease=lease,
+            delay_ms=delay_ms,
+            max_deliveries=self._max_deliveries,
+            counted=True,
+            reason=self._dead_reason,
+            maxlen=self._maxlen,
         )
         if result == 2:
             log.warning(
                 "queue %r: message %s moved to the dead-letter queue: %s",
                 self._name,
-                target[0],
+                message_id,
                 self._dead_reason,
             )
 
@@ -794,16 +796,19 @@ class QueueService:
         """Return unprocessed messages without counting their delivery (consume's stop)."""
         for message in messages:
             try:
+                receipt, lease = _receipt_lease(message)
                 self._driver.nack(
                     self._key,
                     self._group,
-                    message.id,
-                    *_receipt_lease(message),
-                    0,
-                    self._max_deliveries,
-                    False,
-                    self._dead_reason,
-                    self._maxlen,
+                    id=message.id,
+                    receipt=receipt,
+                    lease=lease,
+                    # Given back unprocessed: at once, and the delivery does not count.
+                    delay_ms=0,
+                    max_deliveries=self._max_deliveries,
+                    counted=False,
+                    reason=self._dead_reason,
+                    maxlen=self._maxlen,
                 )
             except BackendError as exc:
                 log.warning(

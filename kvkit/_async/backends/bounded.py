@@ -59,7 +59,7 @@ class AsyncBoundedRedisBackend(AsyncRedisBackend):
         """Create the redis-py client (no I/O)."""
         raise NotImplementedError
 
-    async def run(self, idempotent: bool, op: Callable[[Any], Awaitable[Any]]) -> Any:
+    async def run(self, op: Callable[[Any], Awaitable[Any]], *, idempotent: bool) -> Any:
         """Run ``op`` like :meth:`AsyncRedisBackend.run`, at most ``max_connections`` at once.
 
         Waiting for a slot counts as waiting for a pool connection: bounded by the socket
@@ -75,4 +75,4 @@ class AsyncBoundedRedisBackend(AsyncRedisBackend):
             finally:
                 gate.release()
 
-        return await super().run(idempotent, bounded)
+        return await super().run(bounded, idempotent=idempotent)

@@ -55,7 +55,7 @@ class AsyncClusterCacheDriver(AsyncRedisCacheDriver):
             return []
         groups = group_by_slot(keys)
         if len(groups) == 1:
-            return list(await self._b.run(True, lambda r: r.mget(keys)))
+            return list(await self._b.run(lambda r: r.mget(keys), idempotent=True))
 
         async def fetch(r: Any) -> Any:
             pipe = r.pipeline(transaction=False)
@@ -65,7 +65,7 @@ class AsyncClusterCacheDriver(AsyncRedisCacheDriver):
                 pipe.execute_command("MGET", *[keys[i] for i in indexes])
             return await pipe.execute()
 
-        replies = await self._b.run(True, fetch)
+        replies = await self._b.run(fetch, idempotent=True)
         out: list[bytes | None] = [None] * len(keys)
         for indexes, values in zip(groups.values(), replies, strict=True):
             for index, value in zip(indexes, values, strict=True):
@@ -90,7 +90,7 @@ class AsyncClusterCacheDriver(AsyncRedisCacheDriver):
                     pipe.set(key, value, px=ttl_ms)
             return await pipe.execute()
 
-        await self._b.run(True, write)
+        await self._b.run(write, idempotent=True)
 
     async def delete_many(self, keys: list[str]) -> int:
         if not keys:
@@ -103,7 +103,7 @@ class AsyncClusterCacheDriver(AsyncRedisCacheDriver):
                 pipe.execute_command("DEL", *[keys[i] for i in indexes])
             return await pipe.execute()
 
-        return sum(int(n) for n in await self._b.run(True, delete))
+        return sum(int(n) for n in await self._b.run(delete, idempotent=True))
 
     async def clear(self, prefix: str) -> int:
         pattern = _glob_escape(prefix) + "*"
@@ -129,7 +129,7 @@ class AsyncClusterCacheDriver(AsyncRedisCacheDriver):
                 deleted += await unlink(r, batch)
             return deleted
 
-        return int(await self._b.run(True, sweep))
+        return int(await self._b.run(sweep, idempotent=True))
 
 
 class AsyncClusterBackend(AsyncBoundedRedisBackend):
@@ -173,15 +173,15 @@ class AsyncClusterBackend(AsyncBoundedRedisBackend):
         if hasattr(client, "_initialize"):
             client._initialize = True
 
-    async def run(self, idempotent: bool, op: Callable[[Any], Awaitable[Any]]) -> Any:
+    async def run(self, op: Callable[[Any], Awaitable[Any]], *, idempotent: bool) -> Any:
         """Run ``op`` under the bounded policy, with the slot map loaded first."""
 
         async def ready(client: Any) -> Any:
             await aprepare_cluster(client)
             return await op(client)
 
-        return await super().run(idempotent, ready)
+        return await super().run(ready, idempotent=idempotent)
 
-    async def command(self, idempotent: bool, *args: Any) -> Any:
+    async def command(self, *args: Any, idempotent: bool) -> Any:
         """Run one command under :meth:`run`'s policy, routed to its key's slot by redis-py."""
-        return await self.run(idempotent, lambda r: r.execute_command(*args))
+        return await self.run(lambda r: r.execute_command(*args), idempotent=idempotent)

@@ -55,7 +55,7 @@ class BoundedRedisBackend(RedisBackend):
         """Create the redis-py client (no I/O)."""
         raise NotImplementedError
 
-    def run(self, idempotent: bool, op: Callable[[Any], Any]) -> Any:
+    def run(self, op: Callable[[Any], Any], *, idempotent: bool) -> Any:
         """Run ``op`` like :meth:`RedisBackend.run`, at most ``max_connections`` at once.
 
         Waiting for a slot counts as waiting for a pool connection: bounded by the socket
@@ -71,4 +71,4 @@ class BoundedRedisBackend(RedisBackend):
             finally:
                 gate.release()
 
-        return super().run(idempotent, bounded)
+        return super().run(bounded, idempotent=idempotent)

@@ -57,7 +57,7 @@ class ClusterCacheDriver(RedisCacheDriver):
             return []
         groups = group_by_slot(keys)
         if len(groups) == 1:
-            return list(self._b.run(True, lambda r: r.mget(keys)))
+            return list(self._b.run(lambda r: r.mget(keys), idempotent=True))
 
         def fetch(r: Any) -> Any:
             pipe = r.pipeline(transaction=False)
@@ -67,7 +67,7 @@ class ClusterCacheDriver(RedisCacheDriver):
                 pipe.execute_command("MGET", *[keys[i] for i in indexes])
             return pipe.execute()
 
-        replies = self._b.run(True, fetch)
+        replies = self._b.run(fetch, idempotent=True)
         out: list[bytes | None] = [None] * len(keys)
         for indexes, values in zip(groups.values(), replies, strict=True):
             for index, value in zip(indexes, values, strict=True):
@@ -92,7 +92,7 @@ class ClusterCacheDriver(RedisCacheDriver):
                     pipe.set(key, value, px=ttl_ms)
             return pipe.execute()
 
-        self._b.run(True, write)
+        self._b.run(write, idempotent=True)
 
     def delete_many(self, keys: list[str]) -> int:
         if not keys:
@@ -105,7 +105,7 @@ class ClusterCacheDriver(RedisCacheDriver):
                 pipe.execute_command("DEL", *[keys[i] for i in indexes])
             return pipe.execute()
 
-        return sum(int(n) for n in self._b.run(True, delete))
+        return sum(int(n) for n in self._b.run(delete, idempotent=True))
 
     def clear(self, prefix: str) -> int:
         pattern = _glob_escape(prefix) + "*"
@@ -131,7 +131,7 @@ class ClusterCacheDriver(RedisCacheDriver):
                 deleted += unlink(r, batch)
             return deleted
 
-        return int(self._b.run(True, sweep))
+        return int(self._b.run(sweep, idempotent=True))
 
 
 class ClusterBackend(BoundedRedisBackend):
@@ -175,15 +175,15 @@ class ClusterBackend(BoundedRedisBackend):
         if hasattr(client, "_initialize"):
             client._initialize = True
 
-    def run(self, idempotent: bool, op: Callable[[Any], Any]) -> Any:
+    def run(self, op: Callable[[Any], Any], *, idempotent: bool) -> Any:
         """Run ``op`` under the bounded policy, with the slot map loaded first."""
 
         def ready(client: Any) -> Any:
             prepare_cluster(client)
             return op(client)
 
-        return super().run(idempotent, ready)
+        return super().run(ready, idempotent=idempotent)
 
-    def command(self, idempotent: bool, *args: Any) -> Any:
+    def command(self, *args: Any, idempotent: bool) -> Any:
         """Run one command under :meth:`run`'s policy, routed to its key's slot by redis-py."""
-        return self.run(idempotent, lambda r: r.execute_command(*args))
+        return self.run(lambda r: r.execute_command(*args), idempotent=idempotent)
