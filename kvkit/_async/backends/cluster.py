@@ -20,7 +20,7 @@ from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.cluster import RedisCluster as AsyncRedisClusterClient
 from redis.crc import key_slot
 
-from ..._compat import adrop_client, aprepare_cluster
+from ..._redis_compat import adrop_client, aprepare_cluster
 from ..._redis_kwargs import tls_kwargs
 from .bounded import AsyncBoundedRedisBackend
 from .redis import AsyncRedisCacheDriver, _glob_escape

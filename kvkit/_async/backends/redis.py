@@ -21,11 +21,12 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, ResponseError
 
 from ..._backoff import backoff_delay
-from ..._compat import acurrent_loop, adrop_client, asleep
+from ..._compat import acurrent_loop, asleep
 from ..._counters import IncrRefused
 from ..._errors import BackendError
 from ..._loops import LoopLocal, release_elsewhere
 from ..._lua import LuaScript
+from ..._redis_compat import adrop_client
 from ..._redis_errors import REDIS_ERRORS, is_retryable, translate
 from ..._redis_kwargs import connection_kwargs, tls_kwargs
 from .base import AsyncBackend, AsyncCacheDriver

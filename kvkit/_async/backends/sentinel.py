@@ -18,8 +18,9 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel as AsyncSentinelManager
 from redis.backoff import NoBackoff
 
-from ..._compat import acurrent_loop, adrop_client
+from ..._compat import acurrent_loop
 from ..._loops import LoopLocal, release_elsewhere
+from ..._redis_compat import adrop_client
 from ..._redis_errors import REDIS_ERRORS
 from .bounded import AsyncBoundedRedisBackend
 from .redis import maint_notifications_off

@@ -22,7 +22,7 @@ from redis.cluster import ClusterNode
 from redis.cluster import RedisCluster as RedisClusterClient
 from redis.crc import key_slot
 
-from ..._compat import drop_client, prepare_cluster
+from ..._redis_compat import drop_client, prepare_cluster
 from ..._redis_kwargs import tls_kwargs
 from .bounded import BoundedRedisBackend
 from .redis import RedisCacheDriver, _glob_escape

@@ -23,11 +23,12 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.retry import Retry
 
 from ..._backoff import backoff_delay
-from ..._compat import current_loop, drop_client, sleep
+from ..._compat import current_loop, sleep
 from ..._counters import IncrRefused
 from ..._errors import BackendError
 from ..._loops import LoopLocal, release_elsewhere
 from ..._lua import LuaScript
+from ..._redis_compat import drop_client
 from ..._redis_errors import REDIS_ERRORS, is_retryable, translate
 from ..._redis_kwargs import connection_kwargs, tls_kwargs
 from .base import Backend, CacheDriver

@@ -20,8 +20,9 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel as SentinelManager
 
-from ..._compat import current_loop, drop_client
+from ..._compat import current_loop
 from ..._loops import LoopLocal, release_elsewhere
+from ..._redis_compat import drop_client
 from ..._redis_errors import REDIS_ERRORS
 from .bounded import BoundedRedisBackend
 from .redis import maint_notifications_off
