@@ -108,6 +108,18 @@ class AsyncBackend(abc.ABC):
     def cache_driver(self) -> AsyncCacheDriver:
         """Return the cache driver on this backend."""
 
+    def unbounded_cache_driver(self, space: str) -> AsyncCacheDriver:
+        """Return a cache driver whose entries are never evicted to make room.
+
+        For data that must not be lost while its TTL runs (the legacy session namespace):
+        a backend with a size-bounded cache (``memory://?maxsize=``) gives ``space`` an
+        unbounded store of its own. Backends that never evict return :meth:`cache_driver`.
+
+        Args:
+            space: Names the separate store, on backends that need one.
+        """
+        return self.cache_driver()
+
     @abc.abstractmethod
     def session_driver(self) -> Any:
         """Return the sessions driver on this backend (see ``*_sessions.py``)."""
