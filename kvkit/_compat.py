@@ -5,6 +5,9 @@ The sync API is generated from the async source by ``scripts/unasync.py``, which
 really differ (a blocking wait, the current event loop), the async source calls the
 ``Async``/``a``-prefixed half of a pair defined here, and the generated code calls the
 other half: the difference lives in this one module, not in ``if`` branches in the logic.
+
+Only generic pairs live here; pairs that work around a redis-py behaviour live beside the
+Redis drivers, in :mod:`kvkit._redis_compat`.
 """
 
 from __future__ import annotations
@@ -31,14 +34,10 @@ __all__ = [
     "Workers",
     "acall",
     "acurrent_loop",
-    "adrop_client",
-    "aprepare_cluster",
     "asleep",
     "await_notified",
     "call",
     "current_loop",
-    "drop_client",
-    "prepare_cluster",
     "sleep",
     "wait_notified",
 ]
@@ -126,50 +125,6 @@ async def acall(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 def call(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Call ``func`` (the sync API only accepts sync callables)."""
     return func(*args, **kwargs)
-
-
-# --- dropping a redis client without awaiting ----------------------------------------------
-def adrop_client(client: Any) -> None:
-    """Release a redis.asyncio client that belongs to another (usually closed) event loop.
-
-    Its connections cannot be awaited from the current loop, and closing their transports
-    normally would schedule callbacks on a loop that may be closed. So their sockets are
-    closed directly and the connections forgotten, which also keeps asyncio and redis-py
-    from warning about unclosed transports when they are garbage collected.
-    """
-    connections: list[Any] = []
-    pool = getattr(client, "connection_pool", None)
-    if pool is not None:
-        connections += list(getattr(pool, "_available_connections", ()))
-        connections += list(getattr(pool, "_in_use_connections", ()))
-    # redis.asyncio.cluster.RedisCluster has no pool: each node keeps its own connections.
-    nodes_manager = getattr(client, "nodes_manager", None)
-    if nodes_manager is not None:
-        nodes = {**nodes_manager.startup_nodes, **nodes_manager.nodes_cache}
-        for node in nodes.values():
-            connections += list(getattr(node, "_connections", ()))
-    for conn in connections:
-        writer = getattr(conn, "_writer", None)
-        transport = getattr(writer, "transport", None)
-        if transport is not None:
-            loop = getattr(transport, "_loop", None)
-            if loop is not None and not loop.is_closed():
-                transport.abort()
-            else:
-                # The loop is gone: close the socket ourselves and mark the transport
-                # closed, which is what its own close() would have done on the loop.
-                sock = getattr(transport, "_sock", None)
-                if sock is not None:
-                    sock.close()
-                    transport._sock = None
-                transport._closing = True
-        conn._reader = None
-        conn._writer = None
-
-
-def drop_client(client: Any) -> None:
-    """Close a sync redis-py client (sync clients are not bound to an event loop)."""
-    client.close()
 
 
 # --- waking waiters in threads and event loops alike --------------------------------------
@@ -286,34 +241,6 @@ class Workers:
             thread.join()
         if self._errors:
             raise self._errors[0]
-
-
-# --- readying a Redis Cluster client before use ---------------------------------------------
-async def aprepare_cluster(client: Any) -> None:
-    """Load a redis.asyncio RedisCluster's slot map, once, before a command uses it.
-
-    redis.asyncio loads it lazily inside the first command; when several tasks send their
-    first command at once, redis-py 8 can disconnect a node connection another task is still
-    setting up (a raw ``AttributeError``). ``initialize()`` is locked and returns at once when
-    the map is loaded, so calling it before every operation serializes (re)loading the map.
-
-    The first load asks a *startup* node for the map over a connection of its own, and
-    redis.asyncio then talks to the cluster through new node objects: that startup
-    connection would stay open beside the node's pool, one more than ``max_connections``.
-    It is closed once, right after the first load.
-    """
-    await client.initialize()
-    if getattr(client, "_kvkit_startup_closed", False):
-        return
-    client._kvkit_startup_closed = True
-    manager = client.nodes_manager
-    for name, node in list(manager.startup_nodes.items()):
-        if manager.nodes_cache.get(name) is not node:
-            await node.disconnect()
-
-
-def prepare_cluster(client: Any) -> None:
-    """Do nothing: the sync RedisCluster loads the slot map in its constructor and on errors."""
 
 
 # --- running calls concurrently under one time limit (health checks) ------------------------

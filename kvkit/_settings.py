@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 import attrs
 
 from ._errors import ConfigError
-from ._ttl import MAX_SECONDS
+from ._ttl import check_seconds
 from ._urls import parse_bool, parse_url, redact_url
 
-__all__ = ["Settings"]
+__all__ = ["ROLES", "Settings"]
+
+ROLES: Final = ("cache", "sessions", "queues")
+"""The roles of a client, in the order every tool reports them; each may have its own URL."""
 
 
 def _redacted(value: str | None) -> str:
@@ -36,14 +38,7 @@ def _check_positive(instance: Any, attribute: attrs.Attribute[Any], value: Any) 
         raise ConfigError(
             f"Settings.{attribute.name} must be a number, not {type(value).__name__!r}"
         )
-    if not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"Settings.{attribute.name} must be positive and finite, got {value!r}")
-    if value > MAX_SECONDS:
-        # The one duration bound of kvkit (100 years): beyond it backends stop agreing.
-        raise ConfigError(
-            f"Settings.{attribute.name} must be at most {MAX_SECONDS} seconds (100 years), "
-            f"got {value!r}"
-        )
+    check_seconds(value, f"Settings.{attribute.name}", error=ConfigError)
 
 
 def _check_int(minimum: int) -> Any:

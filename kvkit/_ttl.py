@@ -11,13 +11,15 @@ import math
 from datetime import timedelta
 from typing import Any, Final, Literal, Union
 
-from ._errors import InvalidArgument
+from ._errors import InvalidArgument, KVKitError
 
 __all__ = [
     "FOREVER",
     "MAX_SECONDS",
     "TTL",
     "TTLResolver",
+    "ceil_ms",
+    "check_seconds",
     "remaining_seconds",
     "seconds_to_ms",
 ]
@@ -74,14 +76,49 @@ def seconds_to_ms(seconds: Any, what: str = "ttl") -> int:
             f"{what} must be a number of seconds, a timedelta, 'default', 'temp', 'long', "
             f"None or kvkit.FOREVER, not {type(seconds).__name__!r}"
         )
-    if not math.isfinite(value) or value <= 0:
-        raise InvalidArgument(f"{what} must be positive and finite, got {value!r}")
-    if value > MAX_SECONDS:
-        raise InvalidArgument(
-            f"{what} must be at most {MAX_SECONDS} seconds (100 years), got {value!r}; "
-            "use kvkit.FOREVER for no expiry"
+    return ceil_ms(check_seconds(value, what, hint="; use kvkit.FOREVER for no expiry"))
+
+
+def ceil_ms(seconds: float) -> int:
+    """Whole milliseconds, rounded up so that a tiny positive duration never becomes 0."""
+    return max(1, math.ceil(seconds * 1000))
+
+
+def check_seconds(
+    seconds: float,
+    what: str,
+    *,
+    error: type[KVKitError] = InvalidArgument,
+    zero_ok: bool = False,
+    hint: str = "",
+) -> float:
+    """Return ``seconds`` if it is a finite duration within :data:`MAX_SECONDS`.
+
+    The one "positive seconds" rule of kvkit, shared by settings, URL options and call
+    arguments; only the error type differs by layer (``ConfigError`` for configuration,
+    ``InvalidArgument`` for a call's arguments).
+
+    Args:
+        seconds: The duration, already converted to a number of seconds.
+        what: Names the value in the message (``"ttl"``, ``"Settings.cache_ttl"``, ...).
+        error: The error class raised.
+        zero_ok: Whether 0 is allowed (a delay), besides positive values.
+        hint: Appended to the "at most" message.
+
+    Raises:
+        KVKitError: ``error``, when ``seconds`` is NaN, infinite, negative, zero (unless
+            ``zero_ok``) or above :data:`MAX_SECONDS`.
+    """
+    if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not zero_ok):
+        allowed = "zero or positive" if zero_ok else "positive"
+        raise error(f"{what} must be {allowed} and finite, got {seconds!r}")
+    if seconds > MAX_SECONDS:
+        # Beyond it Lua's doubles and Redis' 64-bit milliseconds overflow (a delay of 1e16 s
+        # was delivered at once on Redis and never on memory://): reject it on every backend.
+        raise error(
+            f"{what} must be at most {MAX_SECONDS} seconds (100 years), got {seconds!r}{hint}"
         )
-    return max(1, math.ceil(value * 1000))
+    return seconds
 
 
 def remaining_seconds(ms: int | None) -> float | None:

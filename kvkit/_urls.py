@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import ipaddress
-import math
 import re
 from collections.abc import Callable
 from typing import Any
@@ -18,7 +17,7 @@ from urllib.parse import parse_qsl, unquote
 import attrs
 
 from ._errors import ConfigError
-from ._ttl import MAX_SECONDS
+from ._ttl import check_seconds
 
 __all__ = ["ParsedURL", "SchemeSpec", "parse_url", "redact_url", "register_scheme", "schemes"]
 
@@ -38,11 +37,7 @@ def _positive_float(name: str, raw: str) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"option {name!r} must be a number of seconds, got {raw!r}") from None
-    if not value > 0 or not math.isfinite(value):
-        raise ConfigError(f"option {name!r} must be positive and finite, got {raw!r}")
-    if value > MAX_SECONDS:
-        raise ConfigError(f"option {name!r} must be at most {MAX_SECONDS} s (100 years)")
-    return value
+    return check_seconds(value, f"option {name!r}", error=ConfigError)
 
 
 def _non_negative_float(name: str, raw: str) -> float:

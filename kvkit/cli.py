@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import math
 import os
@@ -43,11 +44,11 @@ import attrs
 
 from . import __version__
 from ._errors import ConfigError, KVKitError
-from ._settings import Settings
+from ._settings import ROLES, Settings
+from ._ttl import check_seconds
 
 __all__ = ["build_parser", "main"]
 
-ROLES = ("cache", "sessions", "queues")
 _URL_VARIABLES = ("URL", "CACHE_URL", "SESSION_URL", "QUEUE_URL")
 TOOL_TTL = 60
 """Seconds anything the tools write may live if they are killed before cleaning up."""
@@ -217,7 +218,7 @@ async def _run_checks(
     are reported as not run: a server that accepts connections and never answers costs
     ``timeout`` seconds, not every operation's timeouts and retries one after another.
     """
-    from ._async.health import service_checks
+    from ._async.health import ping_check, service_checks
 
     deadline = time.monotonic() + timeout
     rows: list[dict[str, Any]] = []
@@ -241,50 +242,73 @@ async def _run_checks(
         rows.append(row)
         emit(row)
 
-    probe = f"{client.settings.prefix}:check:{secrets.token_hex(8)}:"
+    # Each role's server is written through a cache of its own, reached by a client on
+    # that role's URL alone (tools use public interfaces, never a backend's drivers); with
+    # cache_fail_open off, so a failing server fails the check instead of reading as a miss.
+    caches: dict[int, Any] = {}  # a check client per distinct backend
+    views: dict[str, Any] = {}  # role -> the probe namespace of its backend's check cache
+    probe = f"check-{secrets.token_hex(8)}"  # a fresh namespace: touches no application key
     for role in ROLES:
         backend = client.backend(role)
-        await record(role, "ping", backend.ping)
-
-        async def set_get(backend: Any = backend, key: str = probe + role) -> Any:
-            driver = backend.cache_driver()
-            await driver.set(key, b"ok", TOOL_TTL * 1000)
-            return None if await driver.get(key) == b"ok" else "read back something else"
-
-        await record(role, "set/get", set_get)
-
-    # Role isolation: roles on different URLs must not see each other's keys.
-    shared = all(client.backend(role) is client.backend("cache") for role in ROLES)
-    for role in ROLES:
-        for other in ROLES:
-            other_backend = client.backend(other)
-            if other == role or other_backend is client.backend(role):
-                continue
-
-            async def isolated(other_backend: Any = other_backend, role: str = role) -> Any:
-                seen = await other_backend.cache_driver().get(probe + role)
-                return None if seen is None else f"a key written through {role} is visible here"
-
-            await record(other, f"isolated from {role}", isolated)
-    if shared:
-        row = _row(
-            "cache",
-            "isolation",
-            True,
-            None,
-            "all roles share one server+db; isolated by key prefix",
-        )
-        rows.append(row)
-        emit(row)
-
-    for base, call in service_checks(client):
-        await record(base["roles"][0], "service round trip", call)
-
-    remaining = deadline - time.monotonic()
-    if remaining > 0:
+        if id(backend) not in caches:
+            settings = attrs.evolve(
+                client.settings,
+                url=client.settings.role_url(role),
+                cache_url=None,
+                session_url=None,
+                queue_url=None,
+                cache_fail_open=False,
+            )
+            caches[id(backend)] = type(client)(settings=settings)
+        views[role] = caches[id(backend)].cache.namespace(probe)
+    try:
         for role in ROLES:
+            backend = client.backend(role)
+            await record(role, "ping", functools.partial(ping_check, backend))
+
+            async def set_get(view: Any = views[role], key: str = role) -> Any:
+                await view.set(key, "ok", TOOL_TTL)
+                return None if await view.get(key) == "ok" else "read back something else"
+
+            await record(role, "set/get", set_get)
+
+        # Role isolation: roles on different URLs must not see each other's keys.
+        shared = all(client.backend(role) is client.backend("cache") for role in ROLES)
+        for role in ROLES:
+            for other in ROLES:
+                other_backend = client.backend(other)
+                if other == role or other_backend is client.backend(role):
+                    continue
+
+                async def isolated(view: Any = views[other], role: str = role) -> Any:
+                    seen = await view.get(role)
+                    return None if seen is None else f"a key written through {role} is visible here"
+
+                await record(other, f"isolated from {role}", isolated)
+        if shared:
+            row = _row(
+                "cache",
+                "isolation",
+                True,
+                None,
+                "all roles share one server+db; isolated by key prefix",
+            )
+            rows.append(row)
+            emit(row)
+
+        for base, call in service_checks(client):
+            await record(base["roles"][0], "service round trip", call)
+
+        remaining = deadline - time.monotonic()
+        if remaining > 0:
+            for role in ROLES:
+                with contextlib.suppress(KVKitError, asyncio.TimeoutError):
+                    await asyncio.wait_for(views[role].delete(role), 1)
+    finally:
+        for check_client in caches.values():
+            # Closing connections to a server that never answers must not hang either.
             with contextlib.suppress(KVKitError, asyncio.TimeoutError):
-                await asyncio.wait_for(client.backend(role).cache_driver().delete(probe + role), 1)
+                await asyncio.wait_for(check_client.aclose(), 1.0)
     return rows
 
 
@@ -503,9 +527,10 @@ def _positive_seconds(raw: str) -> float:
         value = float(raw)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number of seconds, got {raw!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {raw!r}")
-    return value
+    try:
+        return check_seconds(value, "the number of seconds", error=ConfigError)
+    except ConfigError as exc:  # argparse reports only its own error type as a usage error
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _source_options() -> _Parser:

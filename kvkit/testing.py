@@ -37,7 +37,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from ._errors import ConfigError
-from ._settings import Settings
+from ._settings import ROLES, Settings
 from ._urls import parse_url
 
 __all__ = ["kvkit_async_client", "kvkit_client", "kvkit_settings"]
@@ -116,7 +116,7 @@ def _cleanup(settings: Settings) -> None:
 
     with Client(settings=settings) as client:
         seen: set[Any] = set()
-        for role in ("cache", "sessions", "queues"):
+        for role in ROLES:
             backend = client.backend(role)
             if backend.url.pool_key in seen:
                 continue

@@ -9,12 +9,13 @@ import attrs
 
 from .._errors import ConfigError, KVKitError
 from .._serde import Codec, Serializer
-from .._settings import Settings
+from .._settings import ROLES, Settings
 from .._ttl import TTLResolver
 from .._types import Check, Health
 from .._urls import ParsedURL, parse_url
 from .backends.base import AsyncBackend
 from .cache import AsyncCacheService
+from .health import ping_check
 from .service import AsyncRedisServiceMixin
 
 if TYPE_CHECKING:
@@ -22,8 +23,6 @@ if TYPE_CHECKING:
     from .sessions import AsyncSessionService
 
 __all__ = ["AsyncClient"]
-
-ROLES = ("cache", "sessions", "queues")
 
 
 # SYNC-TEXT: "and used from several event loops in turn (loop-bound connections are
@@ -202,11 +201,8 @@ class AsyncClient(AsyncRedisServiceMixin):
         checks: list[Check] = []
         for role in ROLES:
             backend = self._role_backend[role]
-            start = time.perf_counter()
             try:
-                await backend.ping()
-                latency = (time.perf_counter() - start) * 1000.0
-                version = await backend.server_version()
+                result = await ping_check(backend)
             except KVKitError as exc:
                 checks.append(
                     Check(
@@ -224,8 +220,8 @@ class AsyncClient(AsyncRedisServiceMixin):
                     backend=backend.kind,
                     url=backend.url.redacted,
                     ok=True,
-                    latency_ms=round(latency, 3),
-                    server_version=version,
+                    latency_ms=result["latency_ms"],
+                    server_version=result["server_version"],
                 )
             )
         status = "pass" if all(c.ok for c in checks) else "fail"

@@ -38,6 +38,7 @@ checks to use. Bodies carry only redacted URLs and error texts of kvkit's own er
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
@@ -50,8 +51,10 @@ import attrs
 
 from .._compat import AsyncTimeLimit
 from .._errors import ConfigError, KVKitError
+from .._settings import ROLES
 
 if TYPE_CHECKING:
+    from .backends.base import AsyncBackend
     from .client import AsyncClient
 
 __all__ = ["DEFAULT_TIMEOUT", "full_health", "health_client", "redis_health", "services_health"]
@@ -67,7 +70,6 @@ PROBE_TTL = 60
 PROBE_NAME = "__health__"
 """Cache namespace and queue name of the probes."""
 
-_ROLES = ("cache", "sessions", "queues")
 _IN_PROCESS = frozenset({"memory", "fakeredis"})
 
 # A check: the fields known up front, and the call that completes them (or raises).
@@ -88,7 +90,7 @@ def health_client(client: AsyncClient) -> AsyncClient:
 
     The caller closes the returned client when it is not ``client``.
     """
-    if all(client.backend(role).kind in _IN_PROCESS for role in _ROLES):
+    if all(client.backend(role).kind in _IN_PROCESS for role in ROLES):
         return client
     settings = client.settings
     probe = attrs.evolve(
@@ -195,20 +197,28 @@ def _base(name: str, roles: list[str], client: AsyncClient) -> dict[str, Any]:
 def _server_checks(client: AsyncClient) -> list[_Check]:
     """One PING check per distinct backend (roles sharing a pool share a check)."""
     groups: dict[int, list[str]] = {}
-    for role in _ROLES:
+    for role in ROLES:
         groups.setdefault(id(client.backend(role)), []).append(role)
     checks: list[_Check] = []
     for roles in groups.values():
         backend = client.backend(roles[0])
-
-        async def ping(backend: Any = backend) -> dict[str, Any]:
-            start = time.perf_counter()
-            await backend.ping()
-            latency = _ms_since(start)
-            return {"latency_ms": latency, "server_version": await backend.server_version()}
-
-        checks.append((_base("server", roles, client), ping))
+        checks.append((_base("server", roles, client), functools.partial(ping_check, backend)))
     return checks
+
+
+async def ping_check(backend: AsyncBackend) -> dict[str, Any]:
+    """PING ``backend``: the one server check of ``/health/redis``, ``health()``, ``kvkit check``.
+
+    Returns:
+        ``latency_ms`` (the PING's round trip) and ``server_version`` (``None`` if unknown).
+
+    Raises:
+        KVKitError: the backend failed.
+    """
+    start = time.perf_counter()
+    await backend.ping()
+    latency = _ms_since(start)
+    return {"latency_ms": latency, "server_version": await backend.server_version()}
 
 
 async def expire_probe_queue(client: AsyncClient, key: str, message_id: str) -> None:

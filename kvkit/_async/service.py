@@ -239,7 +239,9 @@ class AsyncRedisServiceMixin:
         store = self._legacy_sessions
         if store is None:
             prefix = f"{self.settings.prefix}:{LEGACY_SESSION_SEGMENT}:"
-            store = self._legacy_sessions = (_legacy_driver(self.backend("sessions")), prefix)
+            # Session data must never be evicted, even from a size-bounded memory:// cache.
+            driver = self.backend("sessions").unbounded_cache_driver(LEGACY_SESSION_SEGMENT)
+            store = self._legacy_sessions = (driver, prefix)
         return store
 
     # -- queues ----------------------------------------------------------------------------------
@@ -294,18 +296,3 @@ class AsyncRedisServiceMixin:
 def _legacy_label(session_id: str) -> str:
     """How messages name a legacy session: by a hash, never by its (secret) id."""
     return f"legacy session {id_hash(session_id)}"
-
-
-def _legacy_driver(backend: AsyncBackend) -> AsyncCacheDriver:
-    """The cache driver that stores legacy sessions on ``backend``.
-
-    On the memory engine the cache space may be LRU-bounded (``?maxsize=``); session data
-    must never be evicted, so legacy sessions get an unbounded space of their own.
-    """
-    store = getattr(backend, "store", None)
-    if store is not None:
-        from ..memory import CacheSpace
-        from .backends.memory import AsyncMemoryCacheDriver
-
-        return AsyncMemoryCacheDriver(store.space(LEGACY_SESSION_SEGMENT, CacheSpace))
-    return backend.cache_driver()

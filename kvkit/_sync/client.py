@@ -11,12 +11,13 @@ import attrs
 
 from .._errors import ConfigError, KVKitError
 from .._serde import Codec, Serializer
-from .._settings import Settings
+from .._settings import ROLES, Settings
 from .._ttl import TTLResolver
 from .._types import Check, Health
 from .._urls import ParsedURL, parse_url
 from .backends.base import Backend
 from .cache import CacheService
+from .health import ping_check
 from .service import RedisServiceMixin
 
 if TYPE_CHECKING:
@@ -24,8 +25,6 @@ if TYPE_CHECKING:
     from .sessions import SessionService
 
 __all__ = ["Client"]
-
-ROLES = ("cache", "sessions", "queues")
 
 
 class Client(RedisServiceMixin):
@@ -200,11 +199,8 @@ class Client(RedisServiceMixin):
         checks: list[Check] = []
         for role in ROLES:
             backend = self._role_backend[role]
-            start = time.perf_counter()
             try:
-                backend.ping()
-                latency = (time.perf_counter() - start) * 1000.0
-                version = backend.server_version()
+                result = ping_check(backend)
             except KVKitError as exc:
                 checks.append(
                     Check(
@@ -222,8 +218,8 @@ class Client(RedisServiceMixin):
                     backend=backend.kind,
                     url=backend.url.redacted,
                     ok=True,
-                    latency_ms=round(latency, 3),
-                    server_version=version,
+                    latency_ms=result["latency_ms"],
+                    server_version=result["server_version"],
                 )
             )
         status = "pass" if all(c.ok for c in checks) else "fail"

@@ -40,6 +40,7 @@ checks to use. Bodies carry only redacted URLs and error texts of kvkit's own er
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
@@ -52,8 +53,10 @@ import attrs
 
 from .._compat import TimeLimit
 from .._errors import ConfigError, KVKitError
+from .._settings import ROLES
 
 if TYPE_CHECKING:
+    from .backends.base import Backend
     from .client import Client
 
 __all__ = ["DEFAULT_TIMEOUT", "full_health", "health_client", "redis_health", "services_health"]
@@ -69,7 +72,6 @@ PROBE_TTL = 60
 PROBE_NAME = "__health__"
 """Cache namespace and queue name of the probes."""
 
-_ROLES = ("cache", "sessions", "queues")
 _IN_PROCESS = frozenset({"memory", "fakeredis"})
 
 # A check: the fields known up front, and the call that completes them (or raises).
@@ -90,7 +92,7 @@ def health_client(client: Client) -> Client:
 
     The caller closes the returned client when it is not ``client``.
     """
-    if all(client.backend(role).kind in _IN_PROCESS for role in _ROLES):
+    if all(client.backend(role).kind in _IN_PROCESS for role in ROLES):
         return client
     settings = client.settings
     probe = attrs.evolve(
@@ -193,20 +195,28 @@ def _base(name: str, roles: list[str], client: Client) -> dict[str, Any]:
 def _server_checks(client: Client) -> list[_Check]:
     """One PING check per distinct backend (roles sharing a pool share a check)."""
     groups: dict[int, list[str]] = {}
-    for role in _ROLES:
+    for role in ROLES:
         groups.setdefault(id(client.backend(role)), []).append(role)
     checks: list[_Check] = []
     for roles in groups.values():
         backend = client.backend(roles[0])
-
-        def ping(backend: Any = backend) -> dict[str, Any]:
-            start = time.perf_counter()
-            backend.ping()
-            latency = _ms_since(start)
-            return {"latency_ms": latency, "server_version": backend.server_version()}
-
-        checks.append((_base("server", roles, client), ping))
+        checks.append((_base("server", roles, client), functools.partial(ping_check, backend)))
     return checks
+
+
+def ping_check(backend: Backend) -> dict[str, Any]:
+    """PING ``backend``: the one server check of ``/health/redis``, ``health()``, ``kvkit check``.
+
+    Returns:
+        ``latency_ms`` (the PING's round trip) and ``server_version`` (``None`` if unknown).
+
+    Raises:
+        KVKitError: the backend failed.
+    """
+    start = time.perf_counter()
+    backend.ping()
+    latency = _ms_since(start)
+    return {"latency_ms": latency, "server_version": backend.server_version()}
 
 
 def expire_probe_queue(client: Client, key: str, message_id: str) -> None:

@@ -43,7 +43,7 @@ from .._errors import AuthenticationError, BackendError, DecodeError, InvalidArg
 from .._keys import validate_key
 from .._queue_types import Message, QueueStats, RawMessage, new_message
 from .._serde import Codec
-from .._ttl import MAX_SECONDS
+from .._ttl import ceil_ms, check_seconds
 from .backends.base import QueueDriver
 
 __all__ = ["Processing", "QueueService"]
@@ -90,33 +90,17 @@ def _seconds(value: Any, what: str) -> float:
     return float(value)
 
 
-def _at_most_max(seconds: float, what: str) -> float:
-    """``seconds`` if it is within kvkit's duration bound (MAX_SECONDS, 100 years)."""
-    # Beyond it Lua's doubles and Redis' 64-bit milliseconds overflow (a delay of 1e16 s
-    # was delivered at once on Redis and never on memory://): reject it on every backend.
-    if seconds > MAX_SECONDS:
-        raise InvalidArgument(
-            f"{what} must be at most {MAX_SECONDS} seconds (100 years), got {seconds!r}"
-        )
-    return seconds
-
-
 def _positive_ms(value: Any, what: str) -> int:
     """A positive, finite duration of at most 100 years, in whole milliseconds (>= 1)."""
-    seconds = _seconds(value, what)
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise InvalidArgument(f"{what} must be positive and finite, got {seconds!r}")
-    return max(1, math.ceil(_at_most_max(seconds, what) * 1000))
+    return ceil_ms(check_seconds(_seconds(value, what), what))
 
 
 def _delay_ms(delay: Any) -> int:
     """``None``/0: no delay; else a positive finite duration (at most 100 years) in ms."""
     if delay is None:
         return 0
-    seconds = _seconds(delay, "delay")
-    if not math.isfinite(seconds) or seconds < 0:
-        raise InvalidArgument(f"delay must be zero or positive and finite, got {seconds!r}")
-    return 0 if seconds == 0 else max(1, math.ceil(_at_most_max(seconds, "delay") * 1000))
+    seconds = check_seconds(_seconds(delay, "delay"), "delay", zero_ok=True)
+    return 0 if seconds == 0 else ceil_ms(seconds)
 
 
 def _timeout(timeout: Any) -> float | None:
@@ -126,7 +110,7 @@ def _timeout(timeout: Any) -> float | None:
     seconds = _seconds(timeout, "timeout")
     if math.isnan(seconds) or seconds < 0:
         raise InvalidArgument(f"timeout must be None or >= 0, got {seconds!r}")
-    return None if math.isinf(seconds) else _at_most_max(seconds, "timeout")
+    return None if math.isinf(seconds) else check_seconds(seconds, "timeout", zero_ok=True)
 
 
 def _count(value: Any, what: str, minimum: int = 1, maximum: int | None = None) -> int:
@@ -628,23 +612,24 @@ class QueueService:
         target = self._target(message_or_id)
         if target is None:
             return
+        message_id, receipt, lease = target
         result = self._driver.nack(
             self._key,
             self._group,
-            target[0],
-            target[1],
-            target[2],
-            delay_ms,
-            self._max_deliveries,
-            True,
-            self._dead_reason,
-            self._maxlen,
+            id=message_id,
+            receipt=receipt,
+            lease=lease,
+            delay_ms=delay_ms,
+            max_deliveries=self._max_deliveries,
+            counted=True,
+            reason=self._dead_reason,
+            maxlen=self._maxlen,
         )
         if result == 2:
             log.warning(
                 "queue %r: message %s moved to the dead-letter queue: %s",
                 self._name,
-                target[0],
+                message_id,
                 self._dead_reason,
             )
 
@@ -652,16 +637,19 @@ class QueueService:
         """Return unprocessed messages without counting their delivery (consume's stop)."""
         for message in messages:
             try:
+                receipt, lease = _receipt_lease(message)
                 self._driver.nack(
                     self._key,
                     self._group,
-                    message.id,
-                    *_receipt_lease(message),
-                    0,
-                    self._max_deliveries,
-                    False,
-                    self._dead_reason,
-                    self._maxlen,
+                    id=message.id,
+                    receipt=receipt,
+                    lease=lease,
+                    # Given back unprocessed: at once, and the delivery does not count.
+                    delay_ms=0,
+                    max_deliveries=self._max_deliveries,
+                    counted=False,
+                    reason=self._dead_reason,
+                    maxlen=self._maxlen,
                 )
             except BackendError as exc:
                 log.warning(

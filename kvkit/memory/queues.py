@@ -387,6 +387,7 @@ class MemoryQueue:
     def nack(
         self,
         group: str,
+        *,
         id: str,
         receipt: str | None,
         lease: int,

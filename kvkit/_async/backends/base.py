@@ -191,6 +191,7 @@ class AsyncQueueDriver(abc.ABC):
         self,
         key: str,
         group: str,
+        *,
         id: str,
         receipt: str | None,
         lease: int,
@@ -265,6 +266,18 @@ class AsyncBackend(abc.ABC):
     @abc.abstractmethod
     def cache_driver(self) -> AsyncCacheDriver:
         """Return the cache driver on this backend."""
+
+    def unbounded_cache_driver(self, space: str) -> AsyncCacheDriver:
+        """Return a cache driver whose entries are never evicted to make room.
+
+        For data that must not be lost while its TTL runs (the legacy session namespace):
+        a backend with a size-bounded cache (``memory://?maxsize=``) gives ``space`` an
+        unbounded store of its own. Backends that never evict return :meth:`cache_driver`.
+
+        Args:
+            space: Names the separate store, on backends that need one.
+        """
+        return self.cache_driver()
 
     @abc.abstractmethod
     def session_driver(self) -> AsyncSessionDriver:

@@ -25,23 +25,7 @@ if TYPE_CHECKING:
     from ..._settings import Settings
     from ..._urls import ParsedURL
 
-__all__ = ["AsyncBoundedRedisBackend", "tls_kwargs"]
-
-
-def tls_kwargs(url: ParsedURL) -> dict[str, Any]:
-    """redis-py TLS arguments for a ``rediss+…://`` URL: verified unless told otherwise."""
-    options = url.options
-    cert_reqs = options.get("ssl_cert_reqs", "required")
-    kwargs: dict[str, Any] = {
-        "ssl": True,
-        "ssl_cert_reqs": cert_reqs,
-        # Hostname checking follows certificate checking unless set explicitly.
-        "ssl_check_hostname": options.get("ssl_check_hostname", cert_reqs != "none"),
-    }
-    for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
-        if name in options:
-            kwargs[name] = options[name]
-    return kwargs
+__all__ = ["AsyncBoundedRedisBackend"]
 
 
 def _forget(gate: AsyncGate) -> None:
@@ -75,7 +59,7 @@ class AsyncBoundedRedisBackend(AsyncRedisBackend):
         """Create the redis-py client (no I/O)."""
         raise NotImplementedError
 
-    async def run(self, idempotent: bool, op: Callable[[Any], Awaitable[Any]]) -> Any:
+    async def run(self, op: Callable[[Any], Awaitable[Any]], *, idempotent: bool) -> Any:
         """Run ``op`` like :meth:`AsyncRedisBackend.run`, at most ``max_connections`` at once.
 
         Waiting for a slot counts as waiting for a pool connection: bounded by the socket
@@ -91,4 +75,4 @@ class AsyncBoundedRedisBackend(AsyncRedisBackend):
             finally:
                 gate.release()
 
-        return await super().run(idempotent, bounded)
+        return await super().run(bounded, idempotent=idempotent)

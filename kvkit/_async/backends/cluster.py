@@ -18,13 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.cluster import RedisCluster as AsyncRedisClusterClient
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.crc import key_slot
 
-from ..._compat import adrop_client, aprepare_cluster
 from ..._keys import glob_escape
-from .bounded import AsyncBoundedRedisBackend, tls_kwargs
+from ..._redis_compat import adrop_client, aprepare_cluster
+from ..._redis_kwargs import tls_kwargs
+from .bounded import AsyncBoundedRedisBackend
 from .redis import AsyncRedisCacheDriver
 
 if TYPE_CHECKING:
@@ -57,7 +56,7 @@ class AsyncClusterCacheDriver(AsyncRedisCacheDriver):
             return []
         groups = group_by_slot(keys)
         if len(groups) == 1:
-            return list(await self._b.run(True, lambda r: r.mget(keys)))
+            return list(await self._b.run(lambda r: r.mget(keys), idempotent=True))
 
         async def fetch(r: Any) -> Any:
             pipe = r.pipeline(transaction=False)
@@ -67,7 +66,7 @@ class AsyncClusterCacheDriver(AsyncRedisCacheDriver):
                 pipe.execute_command("MGET", *[keys[i] for i in indexes])
             return await pipe.execute()
 
-        replies = await self._b.run(True, fetch)
+        replies = await self._b.run(fetch, idempotent=True)
         out: list[bytes | None] = [None] * len(keys)
         for indexes, values in zip(groups.values(), replies, strict=True):
             for index, value in zip(indexes, values, strict=True):
@@ -92,7 +91,7 @@ class AsyncClusterCacheDriver(AsyncRedisCacheDriver):
                     pipe.set(key, value, px=ttl_ms)
             return await pipe.execute()
 
-        await self._b.run(True, write)
+        await self._b.run(write, idempotent=True)
 
     async def delete_many(self, keys: list[str]) -> int:
         if not keys:
@@ -105,7 +104,7 @@ class AsyncClusterCacheDriver(AsyncRedisCacheDriver):
                 pipe.execute_command("DEL", *[keys[i] for i in indexes])
             return await pipe.execute()
 
-        return sum(int(n) for n in await self._b.run(True, delete))
+        return sum(int(n) for n in await self._b.run(delete, idempotent=True))
 
     async def clear(self, prefix: str) -> int:
         pattern = glob_escape(prefix) + "*"
@@ -131,7 +130,7 @@ class AsyncClusterCacheDriver(AsyncRedisCacheDriver):
                 deleted += await unlink(r, batch)
             return deleted
 
-        return int(await self._b.run(True, sweep))
+        return int(await self._b.run(sweep, idempotent=True))
 
 
 class AsyncClusterBackend(AsyncBoundedRedisBackend):
@@ -151,23 +150,15 @@ class AsyncClusterBackend(AsyncBoundedRedisBackend):
 
     def _build_client(self) -> Any:
         url = self.url
+        # No redis-py retries (see _connection_kwargs); MOVED/ASK redirections are still
+        # followed by redis-py itself.
         kwargs: dict[str, Any] = {
-            "username": url.username,
-            "password": url.password,
-            "socket_timeout": self.socket_timeout,
-            "socket_connect_timeout": self.connect_timeout,
-            # Idle connections are PINGed before reuse (the sync client also checks each
-            # pooled connection for a server-side close when it is taken from the pool).
-            "health_check_interval": url.options.get("health_check_interval", 30),
-            "client_name": url.options.get("client_name"),
+            **self._connection_kwargs(),
             "max_connections": self.max_connections,
             "require_full_coverage": True,
-            # kvkit decides what is retried (idempotent operations only, in run()), not
-            # redis-py; MOVED/ASK redirections are still followed by redis-py itself.
-            "retry": Retry(NoBackoff(), 0),
         }
         if url.spec.tls:
-            kwargs.update(tls_kwargs(url))
+            kwargs.update(ssl=True, **tls_kwargs(url))
         # The sync ClusterNode is untyped in redis-py, the async one is typed.
         nodes = [
             ClusterNode(host, port)  # type: ignore[no-untyped-call,unused-ignore]
@@ -183,15 +174,15 @@ class AsyncClusterBackend(AsyncBoundedRedisBackend):
         if hasattr(client, "_initialize"):
             client._initialize = True
 
-    async def run(self, idempotent: bool, op: Callable[[Any], Awaitable[Any]]) -> Any:
+    async def run(self, op: Callable[[Any], Awaitable[Any]], *, idempotent: bool) -> Any:
         """Run ``op`` under the bounded policy, with the slot map loaded first."""
 
         async def ready(client: Any) -> Any:
             await aprepare_cluster(client)
             return await op(client)
 
-        return await super().run(idempotent, ready)
+        return await super().run(ready, idempotent=idempotent)
 
-    async def command(self, idempotent: bool, *args: Any) -> Any:
+    async def command(self, *args: Any, idempotent: bool) -> Any:
         """Run one command under :meth:`run`'s policy, routed to its key's slot by redis-py."""
-        return await self.run(idempotent, lambda r: r.execute_command(*args))
+        return await self.run(lambda r: r.execute_command(*args), idempotent=idempotent)

@@ -95,6 +95,10 @@ class AsyncMemoryBackend(AsyncBackend):
     def cache_driver(self) -> AsyncCacheDriver:
         return self._cache
 
+    def unbounded_cache_driver(self, space: str) -> AsyncCacheDriver:
+        # The cache space may be LRU-bounded (?maxsize=): this one never evicts.
+        return AsyncMemoryCacheDriver(self.store.space(space, CacheSpace))
+
     def session_driver(self) -> AsyncSessionDriver:
         return AsyncMemorySessionDriver(self.store)
 

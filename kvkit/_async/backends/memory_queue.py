@@ -74,6 +74,7 @@ class AsyncMemoryQueueDriver(AsyncQueueDriver):
         self,
         key: str,
         group: str,
+        *,
         id: str,
         receipt: str | None,
         lease: int,
@@ -84,7 +85,15 @@ class AsyncMemoryQueueDriver(AsyncQueueDriver):
         maxlen: int | None,
     ) -> int:
         return self._space.queue(key).nack(
-            group, id, receipt, lease, delay_ms, max_deliveries, counted, reason, maxlen
+            group,
+            id=id,
+            receipt=receipt,
+            lease=lease,
+            delay_ms=delay_ms,
+            max_deliveries=max_deliveries,
+            counted=counted,
+            reason=reason,
+            maxlen=maxlen,
         )
 
     async def extend(

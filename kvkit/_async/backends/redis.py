@@ -21,13 +21,15 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, ResponseError
 
 from ..._backoff import backoff_delay
-from ..._compat import acurrent_loop, adrop_client, asleep
+from ..._compat import acurrent_loop, asleep
 from ..._counters import IncrRefused
 from ..._errors import BackendError
 from ..._keys import glob_escape
 from ..._loops import LoopLocal, release_elsewhere
 from ..._lua import LuaScript
+from ..._redis_compat import adrop_client
 from ..._redis_errors import REDIS_ERRORS, is_retryable, translate
+from ..._redis_kwargs import connection_kwargs, tls_kwargs
 from .base import AsyncBackend, AsyncCacheDriver, AsyncQueueDriver, AsyncSessionDriver
 from .redis_queue import AsyncRedisQueueDriver
 from .redis_sessions import AsyncRedisSessionDriver
@@ -108,29 +110,31 @@ class AsyncRedisCacheDriver(AsyncCacheDriver):
         self._b = backend
 
     async def get(self, key: str) -> bytes | None:
-        value: bytes | None = await self._b.command(True, "GET", key)
+        value: bytes | None = await self._b.command("GET", key, idempotent=True)
         return value
 
     async def set(self, key: str, value: bytes, ttl_ms: int | None) -> None:
         if ttl_ms is None:
-            await self._b.command(True, "SET", key, value)
+            await self._b.command("SET", key, value, idempotent=True)
         else:
-            await self._b.command(True, "SET", key, value, "PX", ttl_ms)
+            await self._b.command("SET", key, value, "PX", ttl_ms, idempotent=True)
 
     async def add(self, key: str, value: bytes, ttl_ms: int | None) -> bool:
         # Not retried: after a lost reply a retry would report False for our own write.
-        return bool(await self._b.run(False, lambda r: r.set(key, value, px=ttl_ms, nx=True)))
+        return bool(
+            await self._b.run(lambda r: r.set(key, value, px=ttl_ms, nx=True), idempotent=False)
+        )
 
     async def delete(self, key: str) -> bool:
-        return bool(await self._b.run(True, lambda r: r.delete(key)))
+        return bool(await self._b.run(lambda r: r.delete(key), idempotent=True))
 
     async def exists(self, key: str) -> bool:
-        return bool(await self._b.run(True, lambda r: r.exists(key)))
+        return bool(await self._b.run(lambda r: r.exists(key), idempotent=True))
 
     async def get_many(self, keys: list[str]) -> list[bytes | None]:
         if not keys:
             return []
-        return list(await self._b.command(True, "MGET", *keys))
+        return list(await self._b.command("MGET", *keys, idempotent=True))
 
     async def set_many(self, items: list[tuple[str, bytes]], ttl_ms: int | None) -> None:
         if not items:
@@ -145,18 +149,18 @@ class AsyncRedisCacheDriver(AsyncCacheDriver):
                 pipe.set(key, value, px=ttl_ms)
             return await pipe.execute()
 
-        await self._b.run(True, write)
+        await self._b.run(write, idempotent=True)
 
     async def delete_many(self, keys: list[str]) -> int:
         if not keys:
             return 0
-        return int(await self._b.run(True, lambda r: r.delete(*keys)))
+        return int(await self._b.run(lambda r: r.delete(*keys), idempotent=True))
 
     async def incr(self, key: str, delta: int, ttl_ms: int | None) -> int:
         args = [delta, "" if ttl_ms is None else ttl_ms]
         try:
             # Not retried: a retry after a lost reply would add delta twice.
-            return int(await self._b.eval(False, _INCR, [key], args))
+            return int(await self._b.eval(_INCR, [key], args, idempotent=False))
         except BackendError as exc:
             if isinstance(exc.__cause__, ResponseError):
                 text = str(exc.__cause__)
@@ -167,13 +171,13 @@ class AsyncRedisCacheDriver(AsyncCacheDriver):
             raise
 
     async def pttl(self, key: str) -> int | None:
-        value = int(await self._b.run(True, lambda r: r.pttl(key)))
+        value = int(await self._b.run(lambda r: r.pttl(key), idempotent=True))
         return None if value == -2 else value
 
     async def expire(self, key: str, ttl_ms: int | None) -> bool:
         if ttl_ms is None:
-            return bool(await self._b.eval(True, _PERSIST, [key], []))
-        return bool(await self._b.run(True, lambda r: r.pexpire(key, ttl_ms)))
+            return bool(await self._b.eval(_PERSIST, [key], [], idempotent=True))
+        return bool(await self._b.run(lambda r: r.pexpire(key, ttl_ms), idempotent=True))
 
     async def clear(self, prefix: str) -> int:
         pattern = glob_escape(prefix) + "*"
@@ -190,10 +194,10 @@ class AsyncRedisCacheDriver(AsyncCacheDriver):
                 deleted += int(await r.unlink(*batch))
             return deleted
 
-        return int(await self._b.run(True, sweep))
+        return int(await self._b.run(sweep, idempotent=True))
 
     async def delete_if_equal(self, key: str, value: bytes) -> bool:
-        return bool(await self._b.eval(True, _DELETE_IF_EQUAL, [key], [value]))
+        return bool(await self._b.eval(_DELETE_IF_EQUAL, [key], [value], idempotent=True))
 
 
 # SYNC-TEXT: ", on the async side, re-created when the running event loop changes, because
@@ -223,17 +227,20 @@ class AsyncRedisBackend(AsyncBackend):
 
     # -- connection management ---------------------------------------------------------
     def _connection_kwargs(self) -> dict[str, Any]:
-        url = self.url
-        kwargs: dict[str, Any] = {
-            "username": url.username,
-            "password": url.password,
-            "db": url.db,
-            "socket_timeout": self.socket_timeout,
-            "socket_connect_timeout": self.connect_timeout,
+        """The redis-py arguments every client of this backend (and its subclasses) takes."""
+        return {
+            **connection_kwargs(
+                self.url, socket_timeout=self.socket_timeout, connect_timeout=self.connect_timeout
+            ),
             # kvkit decides what is retried (idempotent operations only), not redis-py.
             "retry": Retry(NoBackoff(), 0),
-            "health_check_interval": url.options.get("health_check_interval", 30),
-            "client_name": url.options.get("client_name"),
+        }
+
+    def _pool_kwargs(self) -> dict[str, Any]:
+        url = self.url
+        kwargs: dict[str, Any] = {
+            **self._connection_kwargs(),
+            "db": url.db,
             **maint_notifications_off(),
         }
         if url.path is not None:
@@ -244,14 +251,7 @@ class AsyncRedisBackend(AsyncBackend):
             kwargs["connection_class"] = Connection
             if url.spec.tls:
                 kwargs["connection_class"] = SSLConnection
-                options = url.options
-                kwargs["ssl_cert_reqs"] = options.get("ssl_cert_reqs", "required")
-                kwargs["ssl_check_hostname"] = options.get(
-                    "ssl_check_hostname", kwargs["ssl_cert_reqs"] != "none"
-                )
-                for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
-                    if name in options:
-                        kwargs[name] = options[name]
+                kwargs.update(tls_kwargs(url))
         return kwargs
 
     def _build(self) -> Any:
@@ -262,7 +262,7 @@ class AsyncRedisBackend(AsyncBackend):
             # Waiting for a free connection is bounded by the socket timeout, so a caller
             # beyond max_connections gets BackendTimeout instead of hanging.
             timeout=self.socket_timeout,
-            **self._connection_kwargs(),
+            **self._pool_kwargs(),
         )
         return AsyncRedisClient.from_pool(pool)
 
@@ -290,15 +290,17 @@ class AsyncRedisBackend(AsyncBackend):
     def redis(self) -> Any:
         return self.client
 
-    async def command(self, idempotent: bool, *args: Any) -> Any:
+    async def command(self, *args: Any, idempotent: bool) -> Any:
         """Run one raw command (no response parsing) under :meth:`run`'s policy.
 
         Backends without a single connection pool (Cluster) override this.
         """
-        return await self.run(idempotent, lambda r: _raw_command(r.connection_pool, args))
+        return await self.run(
+            lambda r: _raw_command(r.connection_pool, args), idempotent=idempotent
+        )
 
     async def eval(
-        self, idempotent: bool, script: LuaScript, keys: list[str], args: list[Any]
+        self, script: LuaScript, keys: list[str], args: list[Any], *, idempotent: bool
     ) -> Any:
         """Run ``script`` with EVALSHA (raw reply), loading it first if the server lacks it.
 
@@ -306,15 +308,19 @@ class AsyncRedisBackend(AsyncBackend):
         safe even for a non-idempotent script.
         """
         try:
-            return await self.command(idempotent, "EVALSHA", script.sha, len(keys), *keys, *args)
+            return await self.command(
+                "EVALSHA", script.sha, len(keys), *keys, *args, idempotent=idempotent
+            )
         except BackendError as exc:
             if not isinstance(exc.__cause__, NoScriptError):
                 raise
         # One token, as redis-py expects: on Cluster it routes "SCRIPT LOAD" to every primary.
-        await self.command(True, "SCRIPT LOAD", script.source)
-        return await self.command(idempotent, "EVALSHA", script.sha, len(keys), *keys, *args)
+        await self.command("SCRIPT LOAD", script.source, idempotent=True)
+        return await self.command(
+            "EVALSHA", script.sha, len(keys), *keys, *args, idempotent=idempotent
+        )
 
-    async def run(self, idempotent: bool, op: Callable[[Any], Awaitable[Any]]) -> Any:
+    async def run(self, op: Callable[[Any], Awaitable[Any]], *, idempotent: bool) -> Any:
         """Run ``op(client)``, translating errors and retrying idempotent operations.
 
         Args:
@@ -339,10 +345,10 @@ class AsyncRedisBackend(AsyncBackend):
 
     # -- AsyncBackend ------------------------------------------------------------------------
     async def ping(self) -> None:
-        await self.run(True, lambda r: r.ping())
+        await self.run(lambda r: r.ping(), idempotent=True)
 
     async def server_version(self) -> str | None:
-        info = await self.run(True, lambda r: r.info("server"))
+        info = await self.run(lambda r: r.info("server"), idempotent=True)
         version = info.get("redis_version")
         return None if version is None else str(version)
 

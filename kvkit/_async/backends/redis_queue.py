@@ -885,7 +885,7 @@ class AsyncRedisQueueDriver(AsyncQueueDriver):
                 if "BUSYGROUP" not in str(exc):
                     raise
 
-        await self._b.run(True, create)
+        await self._b.run(create, idempotent=True)
 
     # -- producing ----------------------------------------------------------------------------
     async def push(
@@ -912,7 +912,7 @@ class AsyncRedisQueueDriver(AsyncQueueDriver):
         if delay_ms:
             self._delayed(stream, delay_ms)
         original = await self._b.eval(
-            True, PUSH, [stream, delayed, ids, record, f"{key}:gen"], args
+            PUSH, [stream, delayed, ids, record, f"{key}:gen"], args, idempotent=True
         )
         if original is None or dedupe is None:
             return None
@@ -947,7 +947,7 @@ class AsyncRedisQueueDriver(AsyncQueueDriver):
                     raise reply  # the script's first: it reports a missing group
             return replies
 
-        (claimed, due, expiry, more), fresh = await self._b.run(True, op)
+        (claimed, due, expiry, more), fresh = await self._b.run(op, idempotent=True)
         due, expiry = int(due), int(expiry)
         # When may the next pop skip the script (see pop)? Not while it has work left
         # (an XAUTOCLAIM pass under way, more due messages than one promotion takes, or
@@ -966,13 +966,24 @@ class AsyncRedisQueueDriver(AsyncQueueDriver):
                 # Reclaimed and new messages together exceed count: give the surplus back
                 # unread (a second round trip, only on a pop that also reclaimed leases).
                 surplus = [_text(eid) for eid, _ in entries[room:]]
-                await self._b.eval(True, UNREAD, [stream], [group, consumer, args[3], *surplus])
+                await self._b.eval(
+                    UNREAD, [stream], [group, consumer, args[3], *surplus], idempotent=True
+                )
         return out, due, expiry
 
     async def _read(self, stream: str, group: str, consumer: str, count: int) -> list[RawMessage]:
         """A plain ``XREADGROUP`` of new messages (the pop without the reclaim script)."""
         reply = await self._b.command(
-            True, "XREADGROUP", "GROUP", group, consumer, "COUNT", count, "STREAMS", stream, ">"
+            "XREADGROUP",
+            "GROUP",
+            group,
+            consumer,
+            "COUNT",
+            count,
+            "STREAMS",
+            stream,
+            ">",
+            idempotent=True,
         )
         return _raws(_entries(reply), 1)
 
@@ -1052,8 +1063,8 @@ class AsyncRedisQueueDriver(AsyncQueueDriver):
                 key,
                 group,
                 lambda ms=block_ms: self._b.run(  # type: ignore[misc]
-                    True,
                     lambda r: r.xreadgroup(group, consumer, {stream: ">"}, count=count, block=ms),
+                    idempotent=True,
                 ),
             )
             entries = _entries(reply)
@@ -1079,7 +1090,7 @@ class AsyncRedisQueueDriver(AsyncQueueDriver):
         args: list[Any] = [group, len(receipts), joined, ",".join(receipts), *lookups]
         try:
             # Retry-safe: a repeat finds the entries acknowledged (it may count 0).
-            return int(await self._b.eval(True, ACK, [stream, ids], args))
+            return int(await self._b.eval(ACK, [stream, ids], args, idempotent=True))
         except BackendError as exc:
             if _nogroup(exc):
                 return 0
@@ -1089,6 +1100,7 @@ class AsyncRedisQueueDriver(AsyncQueueDriver):
         self,
         key: str,
         group: str,
+        *,
         id: str,
         receipt: str | None,
         lease: int,
@@ -1114,7 +1126,9 @@ class AsyncRedisQueueDriver(AsyncQueueDriver):
             self._delayed(stream, delay_ms)
         try:
             # Retry-safe: after a lost reply the retry finds the entry no longer leased.
-            return int(await self._b.eval(True, NACK, [stream, delayed, dead, ids], args))
+            return int(
+                await self._b.eval(NACK, [stream, delayed, dead, ids], args, idempotent=True)
+            )
         except BackendError as exc:
             if _nogroup(exc):
                 return 0
@@ -1126,7 +1140,7 @@ class AsyncRedisQueueDriver(AsyncQueueDriver):
         stream, _, _, ids, _ = _keys(key)
         args: list[Any] = [group, id, receipt or "", lease, idle_ms]
         try:
-            return bool(await self._b.eval(True, EXTEND, [stream, ids], args))
+            return bool(await self._b.eval(EXTEND, [stream, ids], args, idempotent=True))
         except BackendError as exc:
             if _nogroup(exc):
                 return False
@@ -1136,7 +1150,9 @@ class AsyncRedisQueueDriver(AsyncQueueDriver):
         stream, _, dead, ids, _ = _keys(key)
         try:
             return bool(
-                await self._b.eval(True, DEAD_LETTER, [stream, dead, ids], [group, receipt, reason])
+                await self._b.eval(
+                    DEAD_LETTER, [stream, dead, ids], [group, receipt, reason], idempotent=True
+                )
             )
         except BackendError as exc:
             if _nogroup(exc):
@@ -1146,7 +1162,9 @@ class AsyncRedisQueueDriver(AsyncQueueDriver):
     # -- dead letters and housekeeping ---------------------------------------------------------
     async def dead_letters(self, key: str, count: int) -> list[RawMessage]:
         dead = _keys(key)[2]
-        entries = await self._b.run(True, lambda r: r.xrange(dead, "-", "+", count=count))
+        entries = await self._b.run(
+            lambda r: r.xrange(dead, "-", "+", count=count), idempotent=True
+        )
         out: list[RawMessage] = []
         for eid, fields in entries:
             # Listed whatever another process wrote here (data in Redis is input, not
@@ -1177,7 +1195,7 @@ class AsyncRedisQueueDriver(AsyncQueueDriver):
             args.extend(wanted)
             # Not strictly idempotent (a repeat could move a later batch), but it only ever
             # moves dead letters back, which is what the caller asked for.
-            count, start = await self._b.eval(True, REQUEUE, [stream, dead, index], args)
+            count, start = await self._b.eval(REQUEUE, [stream, dead, index], args, idempotent=True)
             moved += int(count)
             start = _text(start)
             if not start or (ids is not None and moved >= len(wanted)):
@@ -1185,7 +1203,7 @@ class AsyncRedisQueueDriver(AsyncQueueDriver):
 
     async def purge(self, key: str, group: str, dead: bool) -> int:
         keys = [*_keys(key), f"{key}:gen"]
-        return int(await self._b.eval(True, PURGE, keys, ["1" if dead else "0"]))
+        return int(await self._b.eval(PURGE, keys, ["1" if dead else "0"], idempotent=True))
 
     async def stats(
         self, key: str, group: str, consumer_idle_ms: int, maxlen: int | None
@@ -1193,10 +1211,10 @@ class AsyncRedisQueueDriver(AsyncQueueDriver):
         stream, delayed, dead, ids, _ = _keys(key)
         args: list[Any] = [group, consumer_idle_ms, maxlen or 0]
         ready, pending, n_delayed, n_dead, consumers, oldest = await self._b.eval(
-            True, STATS, [stream, delayed, dead, ids], args
+            STATS, [stream, delayed, dead, ids], args, idempotent=True
         )
         oldest_s = None if int(oldest) < 0 else int(oldest) / 1000.0
         return int(ready), int(pending), int(n_delayed), int(n_dead), int(consumers), oldest_s
 
     async def gc(self, key: str, group: str, consumer_idle_ms: int) -> None:
-        await self._b.eval(True, GC, [_keys(key)[0]], [group, consumer_idle_ms])
+        await self._b.eval(GC, [_keys(key)[0]], [group, consumer_idle_ms], idempotent=True)

@@ -24,16 +24,16 @@ class AsyncRedisRunner(Protocol):
         """Seconds a reply may take before the call fails (bounds a blocking read)."""
         ...
 
-    async def run(self, idempotent: bool, op: Callable[[Any], Awaitable[Any]]) -> Any:
+    async def run(self, op: Callable[[Any], Awaitable[Any]], *, idempotent: bool) -> Any:
         """Run ``op(client)``, translating errors and retrying idempotent operations."""
         ...
 
-    async def command(self, idempotent: bool, *args: Any) -> Any:
+    async def command(self, *args: Any, idempotent: bool) -> Any:
         """Run one raw command (no response parsing) under :meth:`run`'s policy."""
         ...
 
     async def eval(
-        self, idempotent: bool, script: LuaScript, keys: list[str], args: list[Any]
+        self, script: LuaScript, keys: list[str], args: list[Any], *, idempotent: bool
     ) -> Any:
         """Run ``script`` with EVALSHA (raw reply), loading it first if needed."""
         ...

@@ -328,43 +328,43 @@ class AsyncRedisSessionDriver(AsyncSessionDriver):
         index: str | None,
     ) -> None:
         args: list[Any] = [idle_ms or 0, max_age_ms or 0, index or "", *_pairs(fields)]
-        await self._b.eval(True, _CREATE, [key], args)
+        await self._b.eval(_CREATE, [key], args, idempotent=True)
 
     async def get(self, key: str) -> dict[str, bytes] | None:
-        flat = await self._b.eval(True, _GET, [key], [])
+        flat = await self._b.eval(_GET, [key], [], idempotent=True)
         return None if flat is None else _data(flat)
 
     async def replace(self, key: str, fields: dict[str, bytes]) -> bool:
-        return bool(await self._b.eval(True, _REPLACE, [key], _pairs(fields)))
+        return bool(await self._b.eval(_REPLACE, [key], _pairs(fields), idempotent=True))
 
     async def update(
         self, key: str, fields: dict[str, bytes], remove: list[str]
     ) -> dict[str, bytes] | None:
         args: list[Any] = [len(remove), *(b"d:" + n.encode("utf-8") for n in remove)]
         args.extend(_pairs(fields))
-        flat = await self._b.eval(True, _UPDATE, [key], args)
+        flat = await self._b.eval(_UPDATE, [key], args, idempotent=True)
         return None if flat is None else _data(flat)
 
     async def delete(self, key: str) -> bool:
-        return bool(await self._b.eval(True, _DELETE, [key], []))
+        return bool(await self._b.eval(_DELETE, [key], [], idempotent=True))
 
     async def touch(self, key: str, idle_ms: int | None, change: bool) -> bool:
         arg = (idle_ms or 0) if change else -1
-        return bool(await self._b.eval(True, _TOUCH, [key], [arg]))
+        return bool(await self._b.eval(_TOUCH, [key], [arg], idempotent=True))
 
     async def rotate(self, old: str, new: str) -> bool:
-        return bool(await self._b.eval(True, _ROTATE, [old, new], []))
+        return bool(await self._b.eval(_ROTATE, [old, new], [], idempotent=True))
 
     async def pttl(self, key: str) -> int | None:
-        value = int(await self._b.run(True, lambda r: r.pttl(key)))
+        value = int(await self._b.run(lambda r: r.pttl(key), idempotent=True))
         return None if value == -2 else value
 
     async def exists(self, key: str) -> bool:
-        return bool(await self._b.run(True, lambda r: r.exists(key)))
+        return bool(await self._b.run(lambda r: r.exists(key), idempotent=True))
 
     async def members(self, index: str) -> list[str]:
-        keys = await self._b.eval(True, _MEMBERS, [index], [])
+        keys = await self._b.eval(_MEMBERS, [index], [], idempotent=True)
         return [k.decode("utf-8", "replace") for k in keys]
 
     async def delete_members(self, index: str) -> int:
-        return int(await self._b.eval(True, _DELETE_MEMBERS, [index], []))
+        return int(await self._b.eval(_DELETE_MEMBERS, [index], [], idempotent=True))

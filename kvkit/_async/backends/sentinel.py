@@ -18,8 +18,9 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel as AsyncSentinelManager
 from redis.backoff import NoBackoff
 
-from ..._compat import acurrent_loop, adrop_client
+from ..._compat import acurrent_loop
 from ..._loops import LoopLocal, release_elsewhere
+from ..._redis_compat import adrop_client
 from ..._redis_errors import REDIS_ERRORS
 from .bounded import AsyncBoundedRedisBackend
 from .redis import maint_notifications_off
@@ -64,21 +65,12 @@ class AsyncSentinelBackend(AsyncBoundedRedisBackend):
 
     def _build_client(self) -> Any:
         url = self.url
-        options = url.options
-        no_retry = Retry(NoBackoff(), 0)
         manager = self._managers.get(acurrent_loop())
         return manager.master_for(
             url.name,
             db=url.db,
-            username=url.username,
-            password=url.password,
-            socket_timeout=self.socket_timeout,
-            socket_connect_timeout=self.connect_timeout,
-            # kvkit decides what is retried (idempotent operations only), not redis-py.
-            retry=no_retry,
-            health_check_interval=options.get("health_check_interval", 30),
-            client_name=options.get("client_name"),
             max_connections=self.max_connections,
+            **self._connection_kwargs(),
             **maint_notifications_off(),
         )
 

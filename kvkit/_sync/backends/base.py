@@ -193,6 +193,7 @@ class QueueDriver(abc.ABC):
         self,
         key: str,
         group: str,
+        *,
         id: str,
         receipt: str | None,
         lease: int,
@@ -267,6 +268,18 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def cache_driver(self) -> CacheDriver:
         """Return the cache driver on this backend."""
+
+    def unbounded_cache_driver(self, space: str) -> CacheDriver:
+        """Return a cache driver whose entries are never evicted to make room.
+
+        For data that must not be lost while its TTL runs (the legacy session namespace):
+        a backend with a size-bounded cache (``memory://?maxsize=``) gives ``space`` an
+        unbounded store of its own. Backends that never evict return :meth:`cache_driver`.
+
+        Args:
+            space: Names the separate store, on backends that need one.
+        """
+        return self.cache_driver()
 
     @abc.abstractmethod
     def session_driver(self) -> SessionDriver:

@@ -27,23 +27,7 @@ if TYPE_CHECKING:
     from ..._settings import Settings
     from ..._urls import ParsedURL
 
-__all__ = ["BoundedRedisBackend", "tls_kwargs"]
-
-
-def tls_kwargs(url: ParsedURL) -> dict[str, Any]:
-    """redis-py TLS arguments for a ``rediss+…://`` URL: verified unless told otherwise."""
-    options = url.options
-    cert_reqs = options.get("ssl_cert_reqs", "required")
-    kwargs: dict[str, Any] = {
-        "ssl": True,
-        "ssl_cert_reqs": cert_reqs,
-        # Hostname checking follows certificate checking unless set explicitly.
-        "ssl_check_hostname": options.get("ssl_check_hostname", cert_reqs != "none"),
-    }
-    for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
-        if name in options:
-            kwargs[name] = options[name]
-    return kwargs
+__all__ = ["BoundedRedisBackend"]
 
 
 def _forget(gate: Gate) -> None:
@@ -71,7 +55,7 @@ class BoundedRedisBackend(RedisBackend):
         """Create the redis-py client (no I/O)."""
         raise NotImplementedError
 
-    def run(self, idempotent: bool, op: Callable[[Any], Any]) -> Any:
+    def run(self, op: Callable[[Any], Any], *, idempotent: bool) -> Any:
         """Run ``op`` like :meth:`RedisBackend.run`, at most ``max_connections`` at once.
 
         Waiting for a slot counts as waiting for a pool connection: bounded by the socket
@@ -87,4 +71,4 @@ class BoundedRedisBackend(RedisBackend):
             finally:
                 gate.release()
 
-        return super().run(idempotent, bounded)
+        return super().run(bounded, idempotent=idempotent)

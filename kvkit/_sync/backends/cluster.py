@@ -18,15 +18,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode
 from redis.cluster import RedisCluster as RedisClusterClient
 from redis.crc import key_slot
-from redis.retry import Retry
 
-from ..._compat import drop_client, prepare_cluster
 from ..._keys import glob_escape
-from .bounded import BoundedRedisBackend, tls_kwargs
+from ..._redis_compat import drop_client, prepare_cluster
+from ..._redis_kwargs import tls_kwargs
+from .bounded import BoundedRedisBackend
 from .redis import RedisCacheDriver
 
 if TYPE_CHECKING:
@@ -59,7 +58,7 @@ class ClusterCacheDriver(RedisCacheDriver):
             return []
         groups = group_by_slot(keys)
         if len(groups) == 1:
-            return list(self._b.run(True, lambda r: r.mget(keys)))
+            return list(self._b.run(lambda r: r.mget(keys), idempotent=True))
 
         def fetch(r: Any) -> Any:
             pipe = r.pipeline(transaction=False)
@@ -69,7 +68,7 @@ class ClusterCacheDriver(RedisCacheDriver):
                 pipe.execute_command("MGET", *[keys[i] for i in indexes])
             return pipe.execute()
 
-        replies = self._b.run(True, fetch)
+        replies = self._b.run(fetch, idempotent=True)
         out: list[bytes | None] = [None] * len(keys)
         for indexes, values in zip(groups.values(), replies, strict=True):
             for index, value in zip(indexes, values, strict=True):
@@ -94,7 +93,7 @@ class ClusterCacheDriver(RedisCacheDriver):
                     pipe.set(key, value, px=ttl_ms)
             return pipe.execute()
 
-        self._b.run(True, write)
+        self._b.run(write, idempotent=True)
 
     def delete_many(self, keys: list[str]) -> int:
         if not keys:
@@ -107,7 +106,7 @@ class ClusterCacheDriver(RedisCacheDriver):
                 pipe.execute_command("DEL", *[keys[i] for i in indexes])
             return pipe.execute()
 
-        return sum(int(n) for n in self._b.run(True, delete))
+        return sum(int(n) for n in self._b.run(delete, idempotent=True))
 
     def clear(self, prefix: str) -> int:
         pattern = glob_escape(prefix) + "*"
@@ -133,7 +132,7 @@ class ClusterCacheDriver(RedisCacheDriver):
                 deleted += unlink(r, batch)
             return deleted
 
-        return int(self._b.run(True, sweep))
+        return int(self._b.run(sweep, idempotent=True))
 
 
 class ClusterBackend(BoundedRedisBackend):
@@ -153,23 +152,15 @@ class ClusterBackend(BoundedRedisBackend):
 
     def _build_client(self) -> Any:
         url = self.url
+        # No redis-py retries (see _connection_kwargs); MOVED/ASK redirections are still
+        # followed by redis-py itself.
         kwargs: dict[str, Any] = {
-            "username": url.username,
-            "password": url.password,
-            "socket_timeout": self.socket_timeout,
-            "socket_connect_timeout": self.connect_timeout,
-            # Idle connections are PINGed before reuse (the sync client also checks each
-            # pooled connection for a server-side close when it is taken from the pool).
-            "health_check_interval": url.options.get("health_check_interval", 30),
-            "client_name": url.options.get("client_name"),
+            **self._connection_kwargs(),
             "max_connections": self.max_connections,
             "require_full_coverage": True,
-            # kvkit decides what is retried (idempotent operations only, in run()), not
-            # redis-py; MOVED/ASK redirections are still followed by redis-py itself.
-            "retry": Retry(NoBackoff(), 0),
         }
         if url.spec.tls:
-            kwargs.update(tls_kwargs(url))
+            kwargs.update(ssl=True, **tls_kwargs(url))
         # The sync ClusterNode is untyped in redis-py, the async one is typed.
         nodes = [
             ClusterNode(host, port)  # type: ignore[no-untyped-call,unused-ignore]
@@ -185,15 +176,15 @@ class ClusterBackend(BoundedRedisBackend):
         if hasattr(client, "_initialize"):
             client._initialize = True
 
-    def run(self, idempotent: bool, op: Callable[[Any], Any]) -> Any:
+    def run(self, op: Callable[[Any], Any], *, idempotent: bool) -> Any:
         """Run ``op`` under the bounded policy, with the slot map loaded first."""
 
         def ready(client: Any) -> Any:
             prepare_cluster(client)
             return op(client)
 
-        return super().run(idempotent, ready)
+        return super().run(ready, idempotent=idempotent)
 
-    def command(self, idempotent: bool, *args: Any) -> Any:
+    def command(self, *args: Any, idempotent: bool) -> Any:
         """Run one command under :meth:`run`'s policy, routed to its key's slot by redis-py."""
-        return self.run(idempotent, lambda r: r.execute_command(*args))
+        return self.run(lambda r: r.execute_command(*args), idempotent=idempotent)

@@ -95,6 +95,10 @@ class MemoryBackend(Backend):
     def cache_driver(self) -> CacheDriver:
         return self._cache
 
+    def unbounded_cache_driver(self, space: str) -> CacheDriver:
+        # The cache space may be LRU-bounded (?maxsize=): this one never evicts.
+        return MemoryCacheDriver(self.store.space(space, CacheSpace))
+
     def session_driver(self) -> SessionDriver:
         return MemorySessionDriver(self.store)
 

@@ -75,6 +75,7 @@ class MemoryQueueDriver(QueueDriver):
         self,
         key: str,
         group: str,
+        *,
         id: str,
         receipt: str | None,
         lease: int,
@@ -85,7 +86,15 @@ class MemoryQueueDriver(QueueDriver):
         maxlen: int | None,
     ) -> int:
         return self._space.queue(key).nack(
-            group, id, receipt, lease, delay_ms, max_deliveries, counted, reason, maxlen
+            group,
+            id=id,
+            receipt=receipt,
+            lease=lease,
+            delay_ms=delay_ms,
+            max_deliveries=max_deliveries,
+            counted=counted,
+            reason=reason,
+            maxlen=maxlen,
         )
 
     def extend(

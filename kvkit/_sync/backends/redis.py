@@ -23,13 +23,15 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.retry import Retry
 
 from ..._backoff import backoff_delay
-from ..._compat import current_loop, drop_client, sleep
+from ..._compat import current_loop, sleep
 from ..._counters import IncrRefused
 from ..._errors import BackendError
 from ..._keys import glob_escape
 from ..._loops import LoopLocal, release_elsewhere
 from ..._lua import LuaScript
+from ..._redis_compat import drop_client
 from ..._redis_errors import REDIS_ERRORS, is_retryable, translate
+from ..._redis_kwargs import connection_kwargs, tls_kwargs
 from .base import Backend, CacheDriver, QueueDriver, SessionDriver
 from .redis_queue import RedisQueueDriver
 from .redis_sessions import RedisSessionDriver
@@ -110,29 +112,29 @@ class RedisCacheDriver(CacheDriver):
         self._b = backend
 
     def get(self, key: str) -> bytes | None:
-        value: bytes | None = self._b.command(True, "GET", key)
+        value: bytes | None = self._b.command("GET", key, idempotent=True)
         return value
 
     def set(self, key: str, value: bytes, ttl_ms: int | None) -> None:
         if ttl_ms is None:
-            self._b.command(True, "SET", key, value)
+            self._b.command("SET", key, value, idempotent=True)
         else:
-            self._b.command(True, "SET", key, value, "PX", ttl_ms)
+            self._b.command("SET", key, value, "PX", ttl_ms, idempotent=True)
 
     def add(self, key: str, value: bytes, ttl_ms: int | None) -> bool:
         # Not retried: after a lost reply a retry would report False for our own write.
-        return bool(self._b.run(False, lambda r: r.set(key, value, px=ttl_ms, nx=True)))
+        return bool(self._b.run(lambda r: r.set(key, value, px=ttl_ms, nx=True), idempotent=False))
 
     def delete(self, key: str) -> bool:
-        return bool(self._b.run(True, lambda r: r.delete(key)))
+        return bool(self._b.run(lambda r: r.delete(key), idempotent=True))
 
     def exists(self, key: str) -> bool:
-        return bool(self._b.run(True, lambda r: r.exists(key)))
+        return bool(self._b.run(lambda r: r.exists(key), idempotent=True))
 
     def get_many(self, keys: list[str]) -> list[bytes | None]:
         if not keys:
             return []
-        return list(self._b.command(True, "MGET", *keys))
+        return list(self._b.command("MGET", *keys, idempotent=True))
 
     def set_many(self, items: list[tuple[str, bytes]], ttl_ms: int | None) -> None:
         if not items:
@@ -147,18 +149,18 @@ class RedisCacheDriver(CacheDriver):
                 pipe.set(key, value, px=ttl_ms)
             return pipe.execute()
 
-        self._b.run(True, write)
+        self._b.run(write, idempotent=True)
 
     def delete_many(self, keys: list[str]) -> int:
         if not keys:
             return 0
-        return int(self._b.run(True, lambda r: r.delete(*keys)))
+        return int(self._b.run(lambda r: r.delete(*keys), idempotent=True))
 
     def incr(self, key: str, delta: int, ttl_ms: int | None) -> int:
         args = [delta, "" if ttl_ms is None else ttl_ms]
         try:
             # Not retried: a retry after a lost reply would add delta twice.
-            return int(self._b.eval(False, _INCR, [key], args))
+            return int(self._b.eval(_INCR, [key], args, idempotent=False))
         except BackendError as exc:
             if isinstance(exc.__cause__, ResponseError):
                 text = str(exc.__cause__)
@@ -169,13 +171,13 @@ class RedisCacheDriver(CacheDriver):
             raise
 
     def pttl(self, key: str) -> int | None:
-        value = int(self._b.run(True, lambda r: r.pttl(key)))
+        value = int(self._b.run(lambda r: r.pttl(key), idempotent=True))
         return None if value == -2 else value
 
     def expire(self, key: str, ttl_ms: int | None) -> bool:
         if ttl_ms is None:
-            return bool(self._b.eval(True, _PERSIST, [key], []))
-        return bool(self._b.run(True, lambda r: r.pexpire(key, ttl_ms)))
+            return bool(self._b.eval(_PERSIST, [key], [], idempotent=True))
+        return bool(self._b.run(lambda r: r.pexpire(key, ttl_ms), idempotent=True))
 
     def clear(self, prefix: str) -> int:
         pattern = glob_escape(prefix) + "*"
@@ -192,10 +194,10 @@ class RedisCacheDriver(CacheDriver):
                 deleted += int(r.unlink(*batch))
             return deleted
 
-        return int(self._b.run(True, sweep))
+        return int(self._b.run(sweep, idempotent=True))
 
     def delete_if_equal(self, key: str, value: bytes) -> bool:
-        return bool(self._b.eval(True, _DELETE_IF_EQUAL, [key], [value]))
+        return bool(self._b.eval(_DELETE_IF_EQUAL, [key], [value], idempotent=True))
 
 
 class RedisBackend(Backend):
@@ -219,17 +221,20 @@ class RedisBackend(Backend):
 
     # -- connection management ---------------------------------------------------------
     def _connection_kwargs(self) -> dict[str, Any]:
-        url = self.url
-        kwargs: dict[str, Any] = {
-            "username": url.username,
-            "password": url.password,
-            "db": url.db,
-            "socket_timeout": self.socket_timeout,
-            "socket_connect_timeout": self.connect_timeout,
+        """The redis-py arguments every client of this backend (and its subclasses) takes."""
+        return {
+            **connection_kwargs(
+                self.url, socket_timeout=self.socket_timeout, connect_timeout=self.connect_timeout
+            ),
             # kvkit decides what is retried (idempotent operations only), not redis-py.
             "retry": Retry(NoBackoff(), 0),
-            "health_check_interval": url.options.get("health_check_interval", 30),
-            "client_name": url.options.get("client_name"),
+        }
+
+    def _pool_kwargs(self) -> dict[str, Any]:
+        url = self.url
+        kwargs: dict[str, Any] = {
+            **self._connection_kwargs(),
+            "db": url.db,
             **maint_notifications_off(),
         }
         if url.path is not None:
@@ -240,14 +245,7 @@ class RedisBackend(Backend):
             kwargs["connection_class"] = Connection
             if url.spec.tls:
                 kwargs["connection_class"] = SSLConnection
-                options = url.options
-                kwargs["ssl_cert_reqs"] = options.get("ssl_cert_reqs", "required")
-                kwargs["ssl_check_hostname"] = options.get(
-                    "ssl_check_hostname", kwargs["ssl_cert_reqs"] != "none"
-                )
-                for name in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
-                    if name in options:
-                        kwargs[name] = options[name]
+                kwargs.update(tls_kwargs(url))
         return kwargs
 
     def _build(self) -> Any:
@@ -258,7 +256,7 @@ class RedisBackend(Backend):
             # Waiting for a free connection is bounded by the socket timeout, so a caller
             # beyond max_connections gets BackendTimeout instead of hanging.
             timeout=self.socket_timeout,
-            **self._connection_kwargs(),
+            **self._pool_kwargs(),
         )
         return RedisClient.from_pool(pool)
 
@@ -277,29 +275,31 @@ class RedisBackend(Backend):
     def redis(self) -> Any:
         return self.client
 
-    def command(self, idempotent: bool, *args: Any) -> Any:
+    def command(self, *args: Any, idempotent: bool) -> Any:
         """Run one raw command (no response parsing) under :meth:`run`'s policy.
 
         Backends without a single connection pool (Cluster) override this.
         """
-        return self.run(idempotent, lambda r: _raw_command(r.connection_pool, args))
+        return self.run(lambda r: _raw_command(r.connection_pool, args), idempotent=idempotent)
 
-    def eval(self, idempotent: bool, script: LuaScript, keys: list[str], args: list[Any]) -> Any:
+    def eval(self, script: LuaScript, keys: list[str], args: list[Any], *, idempotent: bool) -> Any:
         """Run ``script`` with EVALSHA (raw reply), loading it first if the server lacks it.
 
         A NOSCRIPT reply means the script did not run, so loading it and running it again is
         safe even for a non-idempotent script.
         """
         try:
-            return self.command(idempotent, "EVALSHA", script.sha, len(keys), *keys, *args)
+            return self.command(
+                "EVALSHA", script.sha, len(keys), *keys, *args, idempotent=idempotent
+            )
         except BackendError as exc:
             if not isinstance(exc.__cause__, NoScriptError):
                 raise
         # One token, as redis-py expects: on Cluster it routes "SCRIPT LOAD" to every primary.
-        self.command(True, "SCRIPT LOAD", script.source)
-        return self.command(idempotent, "EVALSHA", script.sha, len(keys), *keys, *args)
+        self.command("SCRIPT LOAD", script.source, idempotent=True)
+        return self.command("EVALSHA", script.sha, len(keys), *keys, *args, idempotent=idempotent)
 
-    def run(self, idempotent: bool, op: Callable[[Any], Any]) -> Any:
+    def run(self, op: Callable[[Any], Any], *, idempotent: bool) -> Any:
         """Run ``op(client)``, translating errors and retrying idempotent operations.
 
         Args:
@@ -324,10 +324,10 @@ class RedisBackend(Backend):
 
     # -- Backend ------------------------------------------------------------------------
     def ping(self) -> None:
-        self.run(True, lambda r: r.ping())
+        self.run(lambda r: r.ping(), idempotent=True)
 
     def server_version(self) -> str | None:
-        info = self.run(True, lambda r: r.info("server"))
+        info = self.run(lambda r: r.info("server"), idempotent=True)
         version = info.get("redis_version")
         return None if version is None else str(version)
 

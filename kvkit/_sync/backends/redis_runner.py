@@ -26,14 +26,14 @@ class RedisRunner(Protocol):
         """Seconds a reply may take before the call fails (bounds a blocking read)."""
         ...
 
-    def run(self, idempotent: bool, op: Callable[[Any], Any]) -> Any:
+    def run(self, op: Callable[[Any], Any], *, idempotent: bool) -> Any:
         """Run ``op(client)``, translating errors and retrying idempotent operations."""
         ...
 
-    def command(self, idempotent: bool, *args: Any) -> Any:
+    def command(self, *args: Any, idempotent: bool) -> Any:
         """Run one raw command (no response parsing) under :meth:`run`'s policy."""
         ...
 
-    def eval(self, idempotent: bool, script: LuaScript, keys: list[str], args: list[Any]) -> Any:
+    def eval(self, script: LuaScript, keys: list[str], args: list[Any], *, idempotent: bool) -> Any:
         """Run ``script`` with EVALSHA (raw reply), loading it first if needed."""
         ...

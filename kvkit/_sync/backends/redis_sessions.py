@@ -330,43 +330,43 @@ class RedisSessionDriver(SessionDriver):
         index: str | None,
     ) -> None:
         args: list[Any] = [idle_ms or 0, max_age_ms or 0, index or "", *_pairs(fields)]
-        self._b.eval(True, _CREATE, [key], args)
+        self._b.eval(_CREATE, [key], args, idempotent=True)
 
     def get(self, key: str) -> dict[str, bytes] | None:
-        flat = self._b.eval(True, _GET, [key], [])
+        flat = self._b.eval(_GET, [key], [], idempotent=True)
         return None if flat is None else _data(flat)
 
     def replace(self, key: str, fields: dict[str, bytes]) -> bool:
-        return bool(self._b.eval(True, _REPLACE, [key], _pairs(fields)))
+        return bool(self._b.eval(_REPLACE, [key], _pairs(fields), idempotent=True))
 
     def update(
         self, key: str, fields: dict[str, bytes], remove: list[str]
     ) -> dict[str, bytes] | None:
         args: list[Any] = [len(remove), *(b"d:" + n.encode("utf-8") for n in remove)]
         args.extend(_pairs(fields))
-        flat = self._b.eval(True, _UPDATE, [key], args)
+        flat = self._b.eval(_UPDATE, [key], args, idempotent=True)
         return None if flat is None else _data(flat)
 
     def delete(self, key: str) -> bool:
-        return bool(self._b.eval(True, _DELETE, [key], []))
+        return bool(self._b.eval(_DELETE, [key], [], idempotent=True))
 
     def touch(self, key: str, idle_ms: int | None, change: bool) -> bool:
         arg = (idle_ms or 0) if change else -1
-        return bool(self._b.eval(True, _TOUCH, [key], [arg]))
+        return bool(self._b.eval(_TOUCH, [key], [arg], idempotent=True))
 
     def rotate(self, old: str, new: str) -> bool:
-        return bool(self._b.eval(True, _ROTATE, [old, new], []))
+        return bool(self._b.eval(_ROTATE, [old, new], [], idempotent=True))
 
     def pttl(self, key: str) -> int | None:
-        value = int(self._b.run(True, lambda r: r.pttl(key)))
+        value = int(self._b.run(lambda r: r.pttl(key), idempotent=True))
         return None if value == -2 else value
 
     def exists(self, key: str) -> bool:
-        return bool(self._b.run(True, lambda r: r.exists(key)))
+        return bool(self._b.run(lambda r: r.exists(key), idempotent=True))
 
     def members(self, index: str) -> list[str]:
-        keys = self._b.eval(True, _MEMBERS, [index], [])
+        keys = self._b.eval(_MEMBERS, [index], [], idempotent=True)
         return [k.decode("utf-8", "replace") for k in keys]
 
     def delete_members(self, index: str) -> int:
-        return int(self._b.eval(True, _DELETE_MEMBERS, [index], []))
+        return int(self._b.eval(_DELETE_MEMBERS, [index], [], idempotent=True))
