@@ -218,7 +218,8 @@ async def _run_checks(
     are reported as not run: a server that accepts connections and never answers costs
     ``timeout`` seconds, not every operation's timeouts and retries one after another.
     """
-    from ._async.health import ping_check, service_checks
+    from ._async.health import service_checks
+    from ._async.probe import ping_check
 
     deadline = time.monotonic() + timeout
     rows: list[dict[str, Any]] = []

@@ -94,7 +94,7 @@ def test_redis_connection_kwargs_are_built_once():
 
 
 def test_server_check_is_built_once():
-    """PING + server version is one function (health.ping_check), used by every tool."""
+    """PING + server version is one function (probe.ping_check), used by every tool."""
     callers = []
     for path in SOURCES:
         if "backends" in path.parts:
@@ -102,8 +102,8 @@ def test_server_check_is_built_once():
         for node in ast.walk(_tree(path)):
             if isinstance(node, ast.Attribute) and node.attr == "server_version":
                 callers.append(str(path.relative_to(PACKAGE)))
-    assert callers == ["_async/health.py"]
-    for user in ("_async/client.py", "cli.py"):
+    assert callers == ["_async/probe.py"]
+    for user in ("_async/client.py", "_async/health.py", "cli.py"):
         assert "ping_check" in (PACKAGE / user).read_text(encoding="utf-8"), user
 
 

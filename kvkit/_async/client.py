@@ -15,7 +15,7 @@ from .._types import Check, Health
 from .._urls import ParsedURL, parse_url
 from .backends.base import AsyncBackend
 from .cache import AsyncCacheService
-from .health import ping_check
+from .probe import ping_check
 from .service import AsyncRedisServiceMixin
 
 if TYPE_CHECKING:

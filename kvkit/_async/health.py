@@ -52,9 +52,9 @@ import attrs
 from .._compat import AsyncTimeLimit
 from .._errors import ConfigError, KVKitError
 from .._settings import ROLES
+from .probe import ms_since, ping_check
 
 if TYPE_CHECKING:
-    from .backends.base import AsyncBackend
     from .client import AsyncClient
 
 __all__ = ["DEFAULT_TIMEOUT", "full_health", "health_client", "redis_health", "services_health"]
@@ -160,7 +160,7 @@ async def _run(checks: list[_Check], timeout: float) -> tuple[int, dict[str, Any
     ok = all(result["ok"] for result in results)
     body = {
         "status": "pass" if ok else "fail",
-        "duration_ms": _ms_since(start),
+        "duration_ms": ms_since(start),
         "checks": results,
     }
     return (200 if ok else 503), body
@@ -173,10 +173,6 @@ def _describe(exc: BaseException) -> str:
     # Anything else is unexpected: log it fully, but show only its type.
     log.error("health check failed unexpectedly", exc_info=exc)
     return f"{type(exc).__name__} (see the server log)"
-
-
-def _ms_since(start: float) -> float:
-    return round((time.perf_counter() - start) * 1000.0, 3)
 
 
 def _base(name: str, roles: list[str], client: AsyncClient) -> dict[str, Any]:
@@ -204,21 +200,6 @@ def _server_checks(client: AsyncClient) -> list[_Check]:
         backend = client.backend(roles[0])
         checks.append((_base("server", roles, client), functools.partial(ping_check, backend)))
     return checks
-
-
-async def ping_check(backend: AsyncBackend) -> dict[str, Any]:
-    """PING ``backend``: the one server check of ``/health/redis``, ``health()``, ``kvkit check``.
-
-    Returns:
-        ``latency_ms`` (the PING's round trip) and ``server_version`` (``None`` if unknown).
-
-    Raises:
-        KVKitError: the backend failed.
-    """
-    start = time.perf_counter()
-    await backend.ping()
-    latency = _ms_since(start)
-    return {"latency_ms": latency, "server_version": await backend.server_version()}
 
 
 async def expire_probe_queue(client: AsyncClient, key: str, message_id: str) -> None:
@@ -263,7 +244,7 @@ def service_checks(client: AsyncClient) -> list[_Check]:
         await view.delete(token)
         if found != token:
             raise HealthCheckFailed("cache did not return the value just stored")
-        return {"latency_ms": _ms_since(start)}
+        return {"latency_ms": ms_since(start)}
 
     async def sessions() -> dict[str, Any]:
         start = time.perf_counter()
@@ -274,7 +255,7 @@ def service_checks(client: AsyncClient) -> list[_Check]:
         await store.delete(session_id)
         if found != {"probe": token}:
             raise HealthCheckFailed("session store did not return the session just created")
-        return {"latency_ms": _ms_since(start)}
+        return {"latency_ms": ms_since(start)}
 
     async def queues() -> dict[str, Any]:
         start = time.perf_counter()
@@ -295,7 +276,7 @@ def service_checks(client: AsyncClient) -> list[_Check]:
         finally:
             # Also after a failed pop: the probe message must not stay without a TTL.
             await expire_probe_queue(client, queue.key, message_id)
-        return {"latency_ms": _ms_since(start)}
+        return {"latency_ms": ms_since(start)}
 
     return [
         (_base("cache", ["cache"], client), cache),

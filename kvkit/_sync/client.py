@@ -17,7 +17,7 @@ from .._types import Check, Health
 from .._urls import ParsedURL, parse_url
 from .backends.base import Backend
 from .cache import CacheService
-from .health import ping_check
+from .probe import ping_check
 from .service import RedisServiceMixin
 
 if TYPE_CHECKING:

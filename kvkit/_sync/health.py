@@ -54,9 +54,9 @@ import attrs
 from .._compat import TimeLimit
 from .._errors import ConfigError, KVKitError
 from .._settings import ROLES
+from .probe import ms_since, ping_check
 
 if TYPE_CHECKING:
-    from .backends.base import Backend
     from .client import Client
 
 __all__ = ["DEFAULT_TIMEOUT", "full_health", "health_client", "redis_health", "services_health"]
@@ -158,7 +158,7 @@ def _run(checks: list[_Check], timeout: float) -> tuple[int, dict[str, Any]]:
     ok = all(result["ok"] for result in results)
     body = {
         "status": "pass" if ok else "fail",
-        "duration_ms": _ms_since(start),
+        "duration_ms": ms_since(start),
         "checks": results,
     }
     return (200 if ok else 503), body
@@ -171,10 +171,6 @@ def _describe(exc: BaseException) -> str:
     # Anything else is unexpected: log it fully, but show only its type.
     log.error("health check failed unexpectedly", exc_info=exc)
     return f"{type(exc).__name__} (see the server log)"
-
-
-def _ms_since(start: float) -> float:
-    return round((time.perf_counter() - start) * 1000.0, 3)
 
 
 def _base(name: str, roles: list[str], client: Client) -> dict[str, Any]:
@@ -202,21 +198,6 @@ def _server_checks(client: Client) -> list[_Check]:
         backend = client.backend(roles[0])
         checks.append((_base("server", roles, client), functools.partial(ping_check, backend)))
     return checks
-
-
-def ping_check(backend: Backend) -> dict[str, Any]:
-    """PING ``backend``: the one server check of ``/health/redis``, ``health()``, ``kvkit check``.
-
-    Returns:
-        ``latency_ms`` (the PING's round trip) and ``server_version`` (``None`` if unknown).
-
-    Raises:
-        KVKitError: the backend failed.
-    """
-    start = time.perf_counter()
-    backend.ping()
-    latency = _ms_since(start)
-    return {"latency_ms": latency, "server_version": backend.server_version()}
 
 
 def expire_probe_queue(client: Client, key: str, message_id: str) -> None:
@@ -261,7 +242,7 @@ def service_checks(client: Client) -> list[_Check]:
         view.delete(token)
         if found != token:
             raise HealthCheckFailed("cache did not return the value just stored")
-        return {"latency_ms": _ms_since(start)}
+        return {"latency_ms": ms_since(start)}
 
     def sessions() -> dict[str, Any]:
         start = time.perf_counter()
@@ -272,7 +253,7 @@ def service_checks(client: Client) -> list[_Check]:
         store.delete(session_id)
         if found != {"probe": token}:
             raise HealthCheckFailed("session store did not return the session just created")
-        return {"latency_ms": _ms_since(start)}
+        return {"latency_ms": ms_since(start)}
 
     def queues() -> dict[str, Any]:
         start = time.perf_counter()
@@ -293,7 +274,7 @@ def service_checks(client: Client) -> list[_Check]:
         finally:
             # Also after a failed pop: the probe message must not stay without a TTL.
             expire_probe_queue(client, queue.key, message_id)
-        return {"latency_ms": _ms_since(start)}
+        return {"latency_ms": ms_since(start)}
 
     return [
         (_base("cache", ["cache"], client), cache),
