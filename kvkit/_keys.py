@@ -83,10 +83,10 @@ def validate_cache_key(key: Any, what: str = "key") -> str:
 
 def validate_cache_keys(keys: Any) -> list[str]:
     """Validate an iterable of cache keys (see :func:`validate_keys`) and return a list."""
-    names = validate_keys(keys)
-    for key in names:
-        validate_cache_key(key)
-    return names
+    if isinstance(keys, (str, bytes)) or not hasattr(keys, "__iter__"):
+        validate_keys(keys)  # raises the same error as for any other batch of keys
+    # One pass: get_many/delete_many are hot paths and checking each key once is enough.
+    return [validate_cache_key(k) for k in keys]
 
 
 def validate_namespace_name(name: Any) -> str:
