@@ -22,8 +22,6 @@ __all__ = ["MigrationReport", "migrate_sessions"]
 
 log = logging.getLogger("kvkit.migrate")
 
-_BATCH = 500
-
 
 @attrs.frozen
 class MigrationReport:
@@ -64,21 +62,15 @@ def migrate_sessions(
     """
     from ._redis_errors import REDIS_ERRORS, translate
     from ._sync.client import Client
-    from ._tools import glob_escape
+    from ._tools import key_batches
 
     counts = {"migrated": 0, "undecodable": 0, "expired": 0, "invalid": 0}
     raw_prefix = prefix.encode()
     with Client(source) as old:
         redis = old.redis("sessions")
         where = old.backend("sessions").url.redacted
-        keys: list[Any] = []
         try:
-            for key in redis.scan_iter(match=glob_escape(prefix) + "*", count=1000):
-                keys.append(key)
-                if len(keys) >= _BATCH:
-                    _copy(redis, keys, raw_prefix, target, dry_run, counts)
-                    keys = []
-            if keys:
+            for keys in key_batches(redis, prefix):
                 _copy(redis, keys, raw_prefix, target, dry_run, counts)
         except REDIS_ERRORS as exc:
             log.warning("session migration stopped by a server error; so far: %s", counts)

@@ -12,14 +12,20 @@ from typing import Any
 
 from ._keys import glob_escape
 
-__all__ = ["glob_escape", "unlink_matching"]
+__all__ = ["key_batches", "unlink_prefixed"]
 
 _BATCH = 500
 
 
-def _batches(redis: Any, pattern: str) -> Iterator[list[Any]]:
+def key_batches(redis: Any, prefix: str) -> Iterator[list[Any]]:
+    """Yield the keys starting with ``prefix`` in batches of at most 500 (``SCAN``, never ``KEYS``).
+
+    Args:
+        redis: A sync redis-py client (``Client.redis(role)``); Cluster scans every node.
+        prefix: A literal key prefix (glob characters in it match only themselves).
+    """
     batch: list[Any] = []
-    for key in redis.scan_iter(match=pattern, count=1000):
+    for key in redis.scan_iter(match=glob_escape(prefix) + "*", count=1000):
         batch.append(key)
         if len(batch) >= _BATCH:
             yield batch
@@ -28,12 +34,12 @@ def _batches(redis: Any, pattern: str) -> Iterator[list[Any]]:
         yield batch
 
 
-def unlink_matching(redis: Any, pattern: str, where: str) -> int:
-    """Delete every key matching ``pattern`` through the sync redis-py client ``redis``.
+def unlink_prefixed(redis: Any, prefix: str, where: str) -> int:
+    """Delete every key starting with ``prefix`` through the sync redis-py client ``redis``.
 
     Args:
         redis: A sync redis-py client (``Client.redis(role)``); Cluster scans every node.
-        pattern: A ``SCAN MATCH`` pattern (see :func:`glob_escape`).
+        prefix: A literal key prefix.
         where: The redacted URL, for error messages.
 
     Returns:
@@ -46,7 +52,7 @@ def unlink_matching(redis: Any, pattern: str, where: str) -> int:
 
     deleted = 0
     try:
-        for batch in _batches(redis, pattern):
+        for batch in key_batches(redis, prefix):
             deleted += int(redis.unlink(*batch))
     except REDIS_ERRORS as exc:
         raise translate(exc, where) from exc

@@ -115,11 +115,11 @@ def _drop_queue(client: Any, queue: Any) -> None:
         redis = client.redis("queues")
     except ConfigError:
         return  # an in-process store: it ends with this process
-    from ._tools import glob_escape, unlink_matching
+    from ._tools import unlink_prefixed
 
     # By pattern, so that keys the purge keeps (the empty stream, counters, retry records)
     # go too, whatever the queue's key layout.
-    unlink_matching(redis, glob_escape(queue.key) + "*", client.backend("queues").url.redacted)
+    unlink_prefixed(redis, queue.key, client.backend("queues").url.redacted)
 
 
 @contextlib.contextmanager

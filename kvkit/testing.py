@@ -111,7 +111,7 @@ def kvkit_settings(request: pytest.FixtureRequest) -> Iterator[Settings]:
 def _cleanup(settings: Settings) -> None:
     """Delete everything the test wrote: drop its memory store, unlink its keys."""
     from ._sync.client import Client
-    from ._tools import glob_escape, unlink_matching
+    from ._tools import unlink_prefixed
     from .memory import drop_store
 
     with Client(settings=settings) as client:
@@ -126,8 +126,7 @@ def _cleanup(settings: Settings) -> None:
                     drop_store(backend.url.name)
                 continue
             # The prefix ends in a fixed-length random token: it starts no other test's keys.
-            pattern = glob_escape(settings.prefix) + "*"
-            unlink_matching(client.redis(role), pattern, backend.url.redacted)
+            unlink_prefixed(client.redis(role), settings.prefix, backend.url.redacted)
 
 
 @pytest.fixture
