@@ -532,7 +532,10 @@ async def test_absolute_lifetime_under_constant_activity(short_client):
         if got is None:
             break
         assert elapsed < 1.3
-        assert await sessions.ttl(sid) <= 1.0
+        remaining = await sessions.ttl(sid)
+        if remaining is None:  # the absolute lifetime ran out between get() and ttl()
+            break
+        assert remaining <= 1.0
         if elapsed > 0.6:
             alive_after_idle = True
         await sessions.touch(sid, 100)
