@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 import kvkit
-from kvkit.memory import drop_store, get_store
+from kvkit._memory import drop_store, get_store
 
 
 def _name() -> str:

@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 import kvkit
-from kvkit.memory.queues import MemoryQueue
+from kvkit._memory.queues import MemoryQueue
 
 
 def _name() -> str:

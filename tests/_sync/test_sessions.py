@@ -17,9 +17,9 @@ import pytest
 import kvkit
 from kvkit._compat import sleep
 from kvkit._idhash import id_hash
+from kvkit._memory.sessions import SessionSpace
 from kvkit._sync.sessions import ID_LENGTH, user_tag
 from kvkit._ttl import MAX_SECONDS
-from kvkit.memory.sessions import SessionSpace
 from tests.backends import settings_for
 
 ID_RE = re.compile(r"[A-Za-z0-9_-]{47}")

@@ -1,6 +1,6 @@
 # SYNC-TEXT: "calling it from the event loop is fine; the async methods exist to keep one
 #   API shape" -> "the methods call it directly"
-"""The memory backend: drives the in-process engine in :mod:`kvkit.memory`.
+"""The memory backend: drives the in-process engine in :mod:`kvkit._memory`.
 
 The engine is synchronous and only ever holds a lock for a few dictionary operations, so
 calling it from the event loop is fine; the async methods exist to keep one API shape.
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from ..._counters import add_to_stored
 from ..._version import __version__
-from ...memory import CacheSpace, get_store
+from ..._memory import CacheSpace, get_store
 from .base import AsyncBackend, AsyncCacheDriver, AsyncQueueDriver, AsyncSessionDriver
 from .memory_queue import AsyncMemoryQueueDriver
 from .memory_sessions import AsyncMemorySessionDriver
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 
 class AsyncMemoryCacheDriver(AsyncCacheDriver):
-    """Cache primitives on a :class:`~kvkit.memory.CacheSpace`."""
+    """Cache primitives on a :class:`~kvkit._memory.CacheSpace`."""
 
     def __init__(self, space: CacheSpace) -> None:
         self._space = space

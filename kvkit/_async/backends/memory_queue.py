@@ -1,5 +1,5 @@
 # SYNC-TEXT: "any thread or event loop" -> "any thread"
-"""Queue primitives on the in-process engine (:mod:`kvkit.memory.queues`).
+"""Queue primitives on the in-process engine (:mod:`kvkit._memory.queues`).
 
 Every step is one call into the engine under its lock. Only a blocking pop waits: on the
 queue's notifier, woken by pushes and give-backs from any thread or event loop, and for at
@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 
 from ..._compat import await_notified
 from ..._queue_types import RawMessage
-from ...memory.queues import QueueSpace
+from ..._memory.queues import QueueSpace
 from .base import AsyncQueueDriver
 
 if TYPE_CHECKING:
-    from ...memory import MemoryStore
+    from ..._memory import MemoryStore
 
 
 class AsyncMemoryQueueDriver(AsyncQueueDriver):

@@ -1,4 +1,4 @@
-"""Session primitives on the in-process engine (:mod:`kvkit.memory.sessions`).
+"""Session primitives on the in-process engine (:mod:`kvkit._memory.sessions`).
 
 Each method is one call into the engine, which does it under a single lock hold: that is
 the memory backend's atomicity (the Redis driver gets the same from one Lua script).
@@ -6,8 +6,8 @@ the memory backend's atomicity (the Redis driver gets the same from one Lua scri
 
 from __future__ import annotations
 
-from ...memory.engine import MemoryStore
-from ...memory.sessions import SessionSpace
+from ..._memory.engine import MemoryStore
+from ..._memory.sessions import SessionSpace
 from .base import AsyncSessionDriver
 
 __all__ = ["AsyncMemorySessionDriver"]
