@@ -39,30 +39,13 @@ if TYPE_CHECKING:
     from ..._urls import ParsedURL
 
 
-# Creates the key with its TTL only when absent; INCRBY keeps an existing key's TTL.
-# (Lua rather than MULTI: redis.asyncio's Cluster pipelines cannot run transactions.)
-# The new value is returned as GET's string, not as INCRBY's integer reply: Lua turns
-# integer replies into doubles, which are exact only up to 2**53 (near 2**63 the result
-# came back as -2**63).
-_INCR = LuaScript("""
-if ARGV[2] ~= '' then redis.call('SET', KEYS[1], '0', 'PX', ARGV[2], 'NX') end
-redis.call('INCRBY', KEYS[1], ARGV[1])
-return redis.call('GET', KEYS[1])
-""")
+# Lua rather than MULTI: redis.asyncio's Cluster pipelines cannot run transactions.
+_INCR = LuaScript.load("cache/incr")
 # INCRBY's error replies (Redis and fakeredis word them alike), mapped to IncrRefused.
 _INCR_OVERFLOW = "increment or decrement would overflow"
 _INCR_NOT_INTEGER = "not an integer or out of range"
-# PERSIST answers 0 both for "missing" and "had no TTL"; EXISTS tells them apart.
-_PERSIST = LuaScript("""
-local exists = redis.call('EXISTS', KEYS[1])
-redis.call('PERSIST', KEYS[1])
-return exists
-""")
-# Compare-and-delete: release a lock only while we still own it.
-_DELETE_IF_EQUAL = LuaScript("""
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-""")
+_PERSIST = LuaScript.load("cache/persist")
+_DELETE_IF_EQUAL = LuaScript.load("cache/delete_if_equal")
 
 
 async def _raw_command(pool: Any, args: tuple[Any, ...]) -> Any:
