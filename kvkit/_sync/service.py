@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 from .._errors import DecodeError, InvalidArgument, SerializationError
 from .._idhash import id_hash
 from .._keys import validate_key
+from .._sessions_base import well_formed
 from .._ttl import TTL, TTLResolver
 
 if TYPE_CHECKING:
@@ -226,7 +227,7 @@ class RedisServiceMixin:
     def _issued_id(self, session_id: str) -> bool:
         """Whether ``session_id`` has the format of ids issued by ``client.sessions``."""
         # The store's own check, so that this never drifts from the id format.
-        return self.sessions._key(session_id) is not None
+        return well_formed(session_id)
 
     def _legacy_store(self) -> tuple[CacheDriver, str]:
         """The driver and key prefix of legacy sessions.

@@ -68,33 +68,16 @@ that user is either deleted too or starts after it.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import re
-import secrets
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .._errors import InvalidArgument, SerializationError
 from .._idhash import decode_errors_name
-from .._keys import validate_key
 from .._serde import Codec
+from .._sessions_base import SessionKeys, decode_data, encode_data, update_args
 from .._ttl import TTL, TTLResolver, remaining_seconds, seconds_to_ms
 from .backends.base import SessionDriver
 
 __all__ = ["SessionService"]
-
-ID_LENGTH = 47
-"""Length of a session id: a 4-character slot tag and a 43-character secret."""
-_TAG_LENGTH = 4
-_SECRET_BYTES = 32  # 256 bits -> 43 URL-safe characters
-_ID_RE = re.compile(r"[A-Za-z0-9_-]{47}")  # ID_LENGTH URL-safe base64 characters
-
-
-def user_tag(user_id: str) -> str:
-    """The slot tag of a user's sessions: 4 URL-safe characters of SHA-256(user_id)."""
-    digest = hashlib.sha256(user_id.encode("utf-8")).digest()
-    return base64.urlsafe_b64encode(digest[:3]).decode("ascii")
 
 
 class SessionService:
@@ -127,62 +110,24 @@ class SessionService:
         long_ttl: float = 604800,
     ) -> None:
         self._driver = driver
-        self._prefix = prefix
+        self._keys = SessionKeys(prefix)
         self._ttl = TTLResolver(ttl, temp_ttl, long_ttl)
         self._max_age_ms = None if max_age is None else seconds_to_ms(max_age, "session_max_age")
         self._codec = codec
         self._where = where
 
     def __repr__(self) -> str:
-        return f"<kvkit sessions {self._prefix!r} on {self._where}>"
+        return f"<kvkit sessions {self._keys.prefix!r} on {self._where}>"
 
     @property
     def prefix(self) -> str:
         """The key prefix of every session key (e.g. ``"kvkit:session:"``)."""
-        return self._prefix
+        return self._keys.prefix
 
-    # -- helpers ---------------------------------------------------------------------------
-    def _key(self, session_id: Any) -> str | None:
-        """The session key of a well-formed id; ``None`` for any other ``str``."""
-        if type(session_id) is not str:
-            if not isinstance(session_id, str):
-                raise InvalidArgument(
-                    f"session id must be a str, not {type(session_id).__name__!r}"
-                )
-            session_id = str.__str__(session_id)
-        if len(session_id) != ID_LENGTH or _ID_RE.fullmatch(session_id) is None:
-            return None
-        return f"{self._prefix}{{{session_id[:_TAG_LENGTH]}}}{session_id[_TAG_LENGTH:]}"
-
-    def _index(self, user_id: Any) -> str:
-        user_id = validate_key(user_id, "user_id")
-        return f"{self._prefix}{{{user_tag(user_id)}}}user:{user_id}"
-
-    def _id_of(self, key: str) -> str | None:
-        """Invert :meth:`_key` (``None`` for anything that is not a session key)."""
-        rest = key[len(self._prefix) :]
-        if not key.startswith(self._prefix) or len(rest) != ID_LENGTH + 2:
-            return None
-        if rest[0] != "{" or rest[_TAG_LENGTH + 1] != "}":
-            return None
-        session_id = rest[1 : _TAG_LENGTH + 1] + rest[_TAG_LENGTH + 2 :]
-        return session_id if _ID_RE.fullmatch(session_id) else None
-
-    def _encode(self, data: Any, what: str) -> dict[str, bytes]:
-        """Encode each top-level item; raise before anything is written."""
-        if not isinstance(data, Mapping):
-            raise InvalidArgument(f"{what} must be a Mapping, not {type(data).__name__!r}")
-        encode = self._codec.encode
-        out: dict[str, bytes] = {}
-        for name, value in data.items():
-            out[_field_name(name)] = encode(name, value)
-        return out
-
-    def _decode(self, fields: dict[str, bytes] | None) -> dict[str, Any] | None:
-        if fields is None:
-            return None
-        decode = self._codec.decode
-        return {name: decode(name, raw) for name, raw in fields.items()}
+    @property
+    def codec(self) -> Codec:
+        """The codec that encodes each top-level item of session data."""
+        return self._codec
 
     # -- API -------------------------------------------------------------------------------
     def create(
@@ -205,16 +150,10 @@ class SessionService:
                 encoded (nothing is written).
             BackendError: the backend failed.
         """
-        fields = {} if data is None else self._encode(data, "session data")
+        fields = {} if data is None else encode_data(self._codec, data, "session data")
         idle_ms = self._ttl.ms(ttl)
-        if user_id is None:
-            index = None
-            tag = secrets.token_urlsafe(3)
-        else:
-            index = self._index(user_id)
-            tag = user_tag(user_id)
-        session_id = tag + secrets.token_urlsafe(_SECRET_BYTES)
-        key = f"{self._prefix}{{{tag}}}{session_id[_TAG_LENGTH:]}"
+        index = None if user_id is None else self._keys.index(user_id)
+        session_id, key = self._keys.new(user_id)
         self._driver.create(key, fields, idle_ms, self._max_age_ms, index)
         return session_id
 
@@ -226,11 +165,11 @@ class SessionService:
             DecodeError: stored bytes cannot be decoded.
             BackendError: the backend failed.
         """
-        key = self._key(session_id)
+        key = self._keys.key(session_id)
         if key is None:
             return None
         with decode_errors_name(session_id):
-            return self._decode(self._driver.get(key))
+            return decode_data(self._codec, self._driver.get(key))
 
     def set(self, session_id: str, data: Mapping[str, Any]) -> bool:
         """Replace the data of an existing session (and restart its idle TTL).
@@ -242,8 +181,8 @@ class SessionService:
             SerializationError: ``data`` cannot be encoded (nothing is written).
             BackendError: the backend failed.
         """
-        fields = self._encode(data, "session data")
-        key = self._key(session_id)
+        fields = encode_data(self._codec, data, "session data")
+        key = self._keys.key(session_id)
         if key is None:
             return False
         return self._driver.replace(key, fields)
@@ -274,24 +213,12 @@ class SessionService:
             SerializationError: a value cannot be encoded (nothing is written).
             BackendError: the backend failed.
         """
-        fields = {} if changes is None else self._encode(changes, "changes")
-        if isinstance(remove, (str, bytes)) or not isinstance(remove, Iterable):
-            raise InvalidArgument(
-                f"remove must be an iterable of str, not {type(remove).__name__!r}"
-            )
-        removed: list[str] = []
-        for name in remove:
-            if not isinstance(name, str):
-                raise InvalidArgument(f"remove must hold str names, not {type(name).__name__!r}")
-            removed.append(_field_name(name))
-        both = fields.keys() & set(removed)
-        if both:
-            raise InvalidArgument(f"{sorted(both)!r} both in changes and in remove")
-        key = self._key(session_id)
+        fields, removed = update_args(self._codec, changes, remove)
+        key = self._keys.key(session_id)
         if key is None:
             return None
         with decode_errors_name(session_id):
-            return self._decode(self._driver.update(key, fields, removed))
+            return decode_data(self._codec, self._driver.update(key, fields, removed))
 
     def delete(self, session_id: str) -> bool:
         """Delete the session; return whether it existed.
@@ -300,7 +227,7 @@ class SessionService:
             InvalidArgument: ``session_id`` is not a ``str``.
             BackendError: the backend failed.
         """
-        key = self._key(session_id)
+        key = self._keys.key(session_id)
         if key is None:
             return False
         return self._driver.delete(key)
@@ -319,7 +246,7 @@ class SessionService:
             BackendError: the backend failed.
         """
         idle_ms = None if ttl is None else self._ttl.ms(ttl)
-        key = self._key(session_id)
+        key = self._keys.key(session_id)
         if key is None:
             return False
         return self._driver.touch(key, idle_ms, ttl is not None)
@@ -337,14 +264,13 @@ class SessionService:
             InvalidArgument: ``session_id`` is not a ``str``.
             BackendError: the backend failed.
         """
-        key = self._key(session_id)
+        key = self._keys.key(session_id)
         if key is None:
             return None
-        tag = session_id[:_TAG_LENGTH]
-        secret = secrets.token_urlsafe(_SECRET_BYTES)
-        if not self._driver.rotate(key, f"{self._prefix}{{{tag}}}{secret}"):
+        new_id, new_key = self._keys.successor(session_id)
+        if not self._driver.rotate(key, new_key):
             return None
-        return tag + secret
+        return new_id
 
     def ttl(self, session_id: str) -> float | None:
         """Remaining seconds; ``None`` if unknown; ``math.inf`` if it never expires.
@@ -353,7 +279,7 @@ class SessionService:
             InvalidArgument: ``session_id`` is not a ``str``.
             BackendError: the backend failed.
         """
-        key = self._key(session_id)
+        key = self._keys.key(session_id)
         if key is None:
             return None
         return remaining_seconds(self._driver.pttl(key))
@@ -365,7 +291,7 @@ class SessionService:
             InvalidArgument: ``session_id`` is not a ``str``.
             BackendError: the backend failed.
         """
-        key = self._key(session_id)
+        key = self._keys.key(session_id)
         if key is None:
             return False
         return self._driver.exists(key)
@@ -377,8 +303,8 @@ class SessionService:
             InvalidArgument: ``user_id`` is not a valid key.
             BackendError: the backend failed.
         """
-        keys = self._driver.members(self._index(user_id))
-        return [sid for sid in map(self._id_of, keys) if sid is not None]
+        keys = self._driver.members(self._keys.index(user_id))
+        return [sid for sid in map(self._keys.id_of, keys) if sid is not None]
 
     def delete_user(self, user_id: str) -> int:
         """Delete every session of the user ("log out everywhere"); return how many.
@@ -387,16 +313,4 @@ class SessionService:
             InvalidArgument: ``user_id`` is not a valid key.
             BackendError: the backend failed.
         """
-        return self._driver.delete_members(self._index(user_id))
-
-
-def _field_name(name: Any) -> str:
-    """Check a top-level data name: a ``str`` (subclasses become plain ``str``)."""
-    if not isinstance(name, str):
-        raise SerializationError(f"session data keys must be str, not {type(name).__name__!r}")
-    text = str.__str__(name)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise SerializationError("session data key is not valid UTF-8 text") from None
-    return text
+        return self._driver.delete_members(self._keys.index(user_id))

@@ -110,6 +110,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from .._errors import BackendError, ConfigError, DecodeError, InvalidArgument, SerializationError
+from .._sessions_base import encode_data
 from .._settings import _ENV_FIELDS, Settings
 from .._sync.client import Client
 from .._sync.health import (
@@ -469,7 +470,7 @@ class KVKitSessionInterface(SessionInterface):
                 data = store.get(sid)
                 if data is not None:
                     session = self.session_class(data, sid=sid, permanent_default=permanent)
-                    session.loaded = store._encode(data, "session data")
+                    session.loaded = encode_data(store.codec, data, "session data")
                     return session
             except (BackendError, DecodeError) as exc:
                 # The id is a secret: the message names the session by its hash at most.
@@ -537,7 +538,9 @@ class KVKitSessionInterface(SessionInterface):
             if session.ended:
                 self._delete_cookie(app, response)
             return
-        encoded = store._encode(data, "session data")  # SerializationError before any write
+        encoded = encode_data(
+            store.codec, data, "session data"
+        )  # SerializationError before any write
         changes = {k: data[k] for k, raw in encoded.items() if session.loaded.get(k) != raw}
         removed = [k for k in session.loaded if k not in encoded]
         issued = False
@@ -679,7 +682,7 @@ def login_session(user_id: str) -> str:
         # moment without a session, and the old id is never valid after this returns).
         store.delete(session.sid)
     session.sid = new_sid
-    session.loaded = store._encode(data, "session data")
+    session.loaded = encode_data(store.codec, data, "session data")
     session.rotated = session.bound = True
     session.ended = False
     return new_sid

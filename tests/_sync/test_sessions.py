@@ -18,7 +18,7 @@ import kvkit
 from kvkit._compat import sleep
 from kvkit._idhash import id_hash
 from kvkit._memory.sessions import SessionSpace
-from kvkit._sync.sessions import ID_LENGTH, user_tag
+from kvkit._sessions_base import ID_LENGTH, user_tag
 from kvkit._ttl import MAX_SECONDS
 from tests.backends import settings_for
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..._counters import add_to_stored
-from ..._version import __version__
 from ..._memory import CacheSpace, get_store
+from ..._version import __version__
 from .base import AsyncBackend, AsyncCacheDriver, AsyncQueueDriver, AsyncSessionDriver
 from .memory_queue import AsyncMemoryQueueDriver
 from .memory_sessions import AsyncMemorySessionDriver
