@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import kvkit
-from kvkit import _compat, _redis_compat
+from kvkit import _compat, _lua, _redis_compat
 from kvkit._async.backends.memory_queue import AsyncMemoryQueueDriver
 from kvkit._async.backends.redis import AsyncRedisBackend
 from kvkit._async.backends.redis_queue import AsyncRedisQueueDriver
@@ -152,3 +152,99 @@ def test_queue_nack_takes_keywords(driver):
     assert [p.name for p in params[:3]] == ["self", "key", "group"]
     assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params[3:])
     assert len(params) > 3
+
+
+# -- the generated tree is the I/O shell -------------------------------------------------------
+ASYNC_TREE = PACKAGE / "_async"
+LUA_ROOT = PACKAGE / "_resources" / "lua"
+_ASYNC_MARKS = ("Async", "aclose", "asleep", "anext", "aiter")
+
+
+def _is_async(node: ast.AST) -> bool:
+    """Whether a definition holds anything the generator turns into its sync twin."""
+    for sub in ast.walk(node):
+        if isinstance(sub, (ast.Await, ast.AsyncFor, ast.AsyncWith, ast.AsyncFunctionDef)):
+            return True
+        name = sub.id if isinstance(sub, ast.Name) else getattr(sub, "attr", None)
+        if isinstance(name, str) and name.startswith(_ASYNC_MARKS):
+            return True
+    return False
+
+
+def _no_io_lines(path: Path) -> list[tuple[str, int]]:
+    """Top-level functions and classes without any async construct, and long constants."""
+    found = []
+    for node in _tree(path).body:  # type: ignore[attr-defined]
+        lines = node.end_lineno - node.lineno + 1
+        if (isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not _is_async(node)) or (
+            isinstance(node, (ast.Assign, ast.AnnAssign)) and lines > 3 and not _is_async(node)
+        ):
+            found.append((_where(path, node), lines))
+    return found
+
+
+def test_async_tree_holds_little_code_without_io():
+    """Code that does no I/O lives once outside kvkit/_async, so kvkit/_sync is the I/O shell."""
+    found = [item for path in sorted(ASYNC_TREE.rglob("*.py")) for item in _no_io_lines(path)]
+    assert sum(lines for _, lines in found) < 200, found
+
+
+def test_no_lua_in_python_sources():
+    """Lua lives in .lua package data (read, diffed and linted as Lua), never in a .py string."""
+    for path in sorted(PACKAGE.rglob("*.py")):  # the generated tree too
+        for node in ast.walk(_tree(path)):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                assert "redis.call(" not in node.value, _where(path, node)
+
+
+def test_every_lua_file_loads_and_is_used():
+    """Each packaged script loads (includes resolved) and something loads or includes it."""
+    sources = "\n".join(p.read_text(encoding="utf-8") for p in SOURCES)
+    scripts = sorted(LUA_ROOT.rglob("*.lua"))
+    assert scripts
+    included = {
+        line.split()[-1]
+        for path in scripts
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.startswith("--! include ")
+    }
+    for path in scripts:
+        name = path.relative_to(LUA_ROOT).with_suffix("").as_posix()
+        if path.name in included:
+            continue
+        assert f'LuaScript.load("{name}")' in sources, name
+        source = _lua.lua_source(name)
+        assert "--! include" not in source and "redis.call(" in source, name
+
+
+def test_lua_include_cycle_is_reported(tmp_path, monkeypatch):
+    """A script that includes itself fails loudly instead of recursing forever."""
+    folder = tmp_path / "kvkit" / "_resources" / "lua" / "x"
+    folder.mkdir(parents=True)
+    (folder / "a.lua").write_text("--! include b.lua\n")
+    (folder / "b.lua").write_text("--! include a.lua\n")
+    monkeypatch.setattr(_lua.resources, "files", lambda _package: tmp_path / "kvkit")
+    with pytest.raises(RuntimeError, match="include cycle"):
+        _lua.lua_source("x/a")
+
+
+def test_shared_classes_exist_once():
+    """A class without I/O is one class for both flavours: no twin classes of one name."""
+    from kvkit._async import health as async_health
+    from kvkit._sync import health as sync_health
+
+    assert async_health.HealthCheckFailed is sync_health.HealthCheckFailed
+    generated = {
+        node.name
+        for path in (PACKAGE / "_sync").rglob("*.py")
+        for node in _tree(path).body  # type: ignore[attr-defined]
+        if isinstance(node, ast.ClassDef)
+    }
+    shared = {
+        node.name
+        for path in SOURCES
+        if "_async" not in path.relative_to(PACKAGE).parts
+        for node in _tree(path).body  # type: ignore[attr-defined]
+        if isinstance(node, ast.ClassDef)
+    }
+    assert not generated & shared, generated & shared

@@ -155,7 +155,8 @@ class AsyncClient(AsyncRedisServiceMixin):
         Raises:
             InvalidArgument: the name or an option is invalid, or an option is unknown.
         """
-        from .queue import AsyncQueueService, queue_options
+        from .._queue_base import queue_options
+        from .queue import AsyncQueueService
 
         backend = self._role_backend["queues"]
         return AsyncQueueService(

@@ -39,7 +39,6 @@ checks to use. Bodies carry only redacted URLs and error texts of kvkit's own er
 from __future__ import annotations
 
 import functools
-import logging
 import os
 import secrets
 import socket
@@ -50,34 +49,28 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from .._compat import AsyncTimeLimit
-from .._errors import ConfigError, KVKitError
+from .._health_base import (
+    DEFAULT_TIMEOUT,
+    PROBE_NAME,
+    PROBE_TIMEOUT,
+    PROBE_TTL,
+    HealthCheckFailed,
+    check_body,
+    check_fields,
+    ms_since,
+)
 from .._settings import ROLES
-from .probe import ms_since, ping_check
+from .probe import ping_check
 
 if TYPE_CHECKING:
     from .client import AsyncClient
 
 __all__ = ["DEFAULT_TIMEOUT", "full_health", "health_client", "redis_health", "services_health"]
 
-log = logging.getLogger("kvkit.health")
-
-DEFAULT_TIMEOUT = 1.5
-"""Seconds every health call may take (all its checks run concurrently within it)."""
-PROBE_TIMEOUT = 0.5
-"""Socket and connect timeout of the client made by :func:`health_client`."""
-PROBE_TTL = 60
-"""Seconds a probe key or session lives if a check is cut short before cleaning up."""
-PROBE_NAME = "__health__"
-"""Cache namespace and queue name of the probes."""
-
 _IN_PROCESS = frozenset({"memory", "fakeredis"})
 
 # A check: the fields known up front, and the call that completes them (or raises).
 _Check = tuple[dict[str, Any], Callable[[], Awaitable[dict[str, Any]]]]
-
-
-class HealthCheckFailed(KVKitError):
-    """A service answered, but not with what the probe stored."""
 
 
 def health_client(client: AsyncClient) -> AsyncClient:
@@ -151,42 +144,12 @@ async def full_health(
 async def _run(checks: list[_Check], timeout: float) -> tuple[int, dict[str, Any]]:
     start = time.perf_counter()
     outcomes = await AsyncTimeLimit.gather([call for _, call in checks], timeout)
-    results: list[dict[str, Any]] = []
-    for (base, _), outcome in zip(checks, outcomes, strict=True):
-        if isinstance(outcome, BaseException):
-            results.append({**base, "ok": False, "error": _describe(outcome)})
-        else:
-            results.append({**base, **outcome, "ok": True, "error": None})
-    ok = all(result["ok"] for result in results)
-    body = {
-        "status": "pass" if ok else "fail",
-        "duration_ms": ms_since(start),
-        "checks": results,
-    }
-    return (200 if ok else 503), body
-
-
-def _describe(exc: BaseException) -> str:
-    """An error text for the body: kvkit's own messages are redacted already."""
-    if isinstance(exc, (KVKitError, TimeoutError)):
-        return f"{type(exc).__name__}: {exc}"
-    # Anything else is unexpected: log it fully, but show only its type.
-    log.error("health check failed unexpectedly", exc_info=exc)
-    return f"{type(exc).__name__} (see the server log)"
+    return check_body([fields for fields, _ in checks], outcomes, start)
 
 
 def _base(name: str, roles: list[str], client: AsyncClient) -> dict[str, Any]:
     backend = client.backend(roles[0])
-    return {
-        "name": name,
-        "roles": roles,
-        "backend": backend.kind,
-        "url": backend.url.redacted,
-        "ok": False,
-        "latency_ms": None,
-        "server_version": None,
-        "error": None,
-    }
+    return check_fields(name, roles, backend.kind, backend.url.redacted)
 
 
 # -- checks ---------------------------------------------------------------------------------------
@@ -200,35 +163,6 @@ def _server_checks(client: AsyncClient) -> list[_Check]:
         backend = client.backend(roles[0])
         checks.append((_base("server", roles, client), functools.partial(ping_check, backend)))
     return checks
-
-
-async def expire_probe_queue(client: AsyncClient, key: str, message_id: str) -> None:
-    """Give every Redis key of the probe queue with base key ``key`` a TTL of :data:`PROBE_TTL`.
-
-    The queue is shared by concurrent checks (of this and other processes), so its keys
-    cannot be deleted under them; expiring them instead means nothing outlives the last
-    check by more than a minute. In-process stores (``memory://``) have no keys to expire.
-
-    Raises:
-        BackendError: the server failed.
-    """
-    try:
-        redis = client.redis("queues")
-    except ConfigError:
-        return  # not a Redis backend
-    from .._redis_errors import REDIS_ERRORS, translate
-    from .backends.redis_queue import _keys
-
-    # The queue's keys (see the layout in backends/redis_queue.py), its generation counter
-    # and the retry record of this push (which would otherwise live 120 s).
-    keys = [*_keys(key), f"{key}:gen", f"{key}:dedupe:r:{message_id}"]
-    try:
-        pipe = redis.pipeline(transaction=False)
-        for name in keys:
-            pipe.pexpire(name, PROBE_TTL * 1000)
-        await pipe.execute()
-    except REDIS_ERRORS as exc:
-        raise translate(exc, client.backend("queues").url.redacted) from exc
 
 
 def service_checks(client: AsyncClient) -> list[_Check]:
@@ -275,7 +209,7 @@ def service_checks(client: AsyncClient) -> list[_Check]:
             await queue.ack(message)
         finally:
             # Also after a failed pop: the probe message must not stay without a TTL.
-            await expire_probe_queue(client, queue.key, message_id)
+            await queue.expire_keys(PROBE_TTL, message_ids=[message_id])
         return {"latency_ms": ms_since(start)}
 
     return [

@@ -25,23 +25,29 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
-import math
 import os
 import secrets
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterable
-from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from .._backoff import backoff_delay
-from .._compat import AsyncWorkers, Notifier, acall, asleep, await_notified
+from .._compat import AsyncWorkers, acall, asleep, await_notified
 from .._errors import AuthenticationError, BackendError, DecodeError, InvalidArgument
 from .._keys import validate_key
+from .._queue_base import (
+    MAX_BATCH,
+    ConsumeRun,
+    check_count,
+    checked_delay_ms,
+    new_ids,
+    positive_ms,
+    receipt_lease,
+    wait_seconds,
+)
 from .._queue_types import Message, QueueStats, RawMessage, new_message
 from .._serde import Codec
-from .._ttl import ceil_ms, check_seconds
 from .backends.base import AsyncQueueDriver
 
 __all__ = ["AsyncProcessing", "AsyncQueueService"]
@@ -62,93 +68,6 @@ _CONSUME_POLL = 0.5
 # consume(): a failed message comes back after base * 2**(deliveries - 1) s, capped.
 _RETRY_BASE = 1.0
 _RETRY_CAP = 300.0
-#: Most messages one ``pop_many`` (or one ``consume`` batch) asks for. Redis reserves memory
-#: for the requested count on every reclaim pass (a huge count fails there and not in
-#: memory://), so the bound is checked up front, the same on every backend.
-MAX_BATCH = 10_000
-#: The options of ``client.queue(name, **options)``.
-OPTIONS = (
-    "visibility_timeout",
-    "max_deliveries",
-    "group",
-    "consumer",
-    "maxlen",
-    "dedupe_window",
-)
-
-
-# -- argument validation ----------------------------------------------------------------------
-def _seconds(value: Any, what: str) -> float:
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidArgument(
-            f"{what} must be a number of seconds or a timedelta, not {type(value).__name__!r}"
-        )
-    return float(value)
-
-
-def _positive_ms(value: Any, what: str) -> int:
-    """A positive, finite duration of at most 100 years, in whole milliseconds (>= 1)."""
-    return ceil_ms(check_seconds(_seconds(value, what), what))
-
-
-def _delay_ms(delay: Any) -> int:
-    """``None``/0: no delay; else a positive finite duration (at most 100 years) in ms."""
-    if delay is None:
-        return 0
-    seconds = check_seconds(_seconds(delay, "delay"), "delay", zero_ok=True)
-    return 0 if seconds == 0 else ceil_ms(seconds)
-
-
-def _timeout(timeout: Any) -> float | None:
-    """``None``/``math.inf``: forever; else a duration >= 0 (at most 100 years) in seconds."""
-    if timeout is None:
-        return None
-    seconds = _seconds(timeout, "timeout")
-    if math.isnan(seconds) or seconds < 0:
-        raise InvalidArgument(f"timeout must be None or >= 0, got {seconds!r}")
-    return None if math.isinf(seconds) else check_seconds(seconds, "timeout", zero_ok=True)
-
-
-def _count(value: Any, what: str, minimum: int = 1, maximum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidArgument(f"{what} must be an int, not {type(value).__name__!r}")
-    if value < minimum:
-        raise InvalidArgument(f"{what} must be >= {minimum}, got {value}")
-    if maximum is not None and value > maximum:
-        raise InvalidArgument(f"{what} must be at most {maximum}, got {value}")
-    return value
-
-
-def queue_options(options: dict[str, Any]) -> dict[str, Any]:
-    """Return the options of ``client.queue(name, **options)`` if every name is known.
-
-    Raises:
-        InvalidArgument: an unknown option (named, with the valid ones listed).
-    """
-    unknown = [name for name in options if name not in OPTIONS]
-    if unknown:
-        raise InvalidArgument(
-            f"unknown queue option(s) {', '.join(map(repr, sorted(unknown)))}; "
-            f"the options are {', '.join(OPTIONS)}"
-        )
-    return options
-
-
-def _new_ids(count: int) -> list[str]:
-    """Globally unique message ids: 12 hex digits of Unix ms, then 48 random bits.
-
-    They sort by creation time (to the millisecond) and are unique across processes and
-    queues, so an id from one queue can never acknowledge a message of another.
-    """
-    stamp = f"{int(time.time() * 1000):012x}"
-    noise = secrets.token_hex(6 * count)
-    return [stamp + noise[i : i + 12] for i in range(0, 12 * count, 12)]
-
-
-class _Stoppable(Protocol):
-    def is_set(self) -> bool: ...
 
 
 # -- process() -------------------------------------------------------------------------------
@@ -183,100 +102,6 @@ class AsyncProcessing:
             log.warning(
                 "queue %r: could not give message %s back: %s", self._queue.name, message.id, exc
             )
-
-
-# -- consume() bookkeeping ------------------------------------------------------------------
-def _receipt_lease(message: Message) -> tuple[str | None, int]:
-    handle = message._handle
-    return (None, 0) if handle is None else (handle[1], handle[2])
-
-
-def _hold_key(message: Message) -> str:
-    return _receipt_lease(message)[0] or message.id
-
-
-# SYNC-TEXT: "(its workers are tasks or threads)" -> "(its workers are threads)"
-class _Run:
-    """Shared state of one ``consume`` call (its workers are tasks or threads)."""
-
-    def __init__(
-        self,
-        handler: Callable[[Message], Any],
-        batch: int,
-        stop: _Stoppable | None,
-        max_messages: int | None,
-        renew_after: float,
-    ) -> None:
-        self.handler = handler
-        self.batch = batch
-        self.stop = stop
-        self.max_messages = max_messages
-        self.renew_after = renew_after
-        # Plain lock on both sides: held for counter updates only, never across I/O.
-        self.lock = threading.Lock()
-        self.processed = 0
-        self.reserved = 0
-        self.closing = False  # workers stop taking messages
-        self.finished = False  # the lease keeper stops
-        self.notifier = Notifier()
-        self.held: dict[str, list[Any]] = {}  # receipt -> [message, last renewal]
-
-    def stopping(self) -> bool:
-        return self.closing or (self.stop is not None and self.stop.is_set())
-
-    def reserve(self, wanted: int) -> int:
-        """How many messages a worker may pop now (``max_messages`` budget)."""
-        with self.lock:
-            if self.max_messages is None:
-                return wanted
-            free = self.max_messages - self.processed - self.reserved
-            take = max(0, min(wanted, free))
-            self.reserved += take
-            return take
-
-    def unreserve(self, count: int) -> None:
-        if self.max_messages is not None and count:
-            with self.lock:
-                self.reserved -= count
-
-    def done(self, message: Message) -> None:
-        with self.lock:
-            self.held.pop(_hold_key(message), None)
-            self.processed += 1
-            if self.max_messages is not None:
-                self.reserved -= 1
-
-    def hold(self, messages: list[Message]) -> None:
-        now = monotonic()
-        with self.lock:
-            for message in messages:
-                self.held[_hold_key(message)] = [message, now]
-
-    def drop(self, messages: list[Message]) -> None:
-        with self.lock:
-            for message in messages:
-                self.held.pop(_hold_key(message), None)
-
-    def due(self) -> list[Message]:
-        """Messages held longer than ``renew_after`` since their last renewal."""
-        now = monotonic()
-        out: list[Message] = []
-        with self.lock:
-            for item in self.held.values():
-                if now - item[1] >= self.renew_after:
-                    item[1] = now
-                    out.append(item[0])
-        return out
-
-    def close(self) -> None:
-        self.closing = True
-
-    def is_finished(self) -> bool:
-        return self.finished
-
-    def finish(self) -> None:
-        self.closing = self.finished = True
-        self.notifier.notify()
 
 
 # -- the service ------------------------------------------------------------------------------
@@ -330,11 +155,11 @@ class AsyncQueueService:
         self._key = f"{prefix}{{{name}}}"
         self._codec = codec
         self._where = where
-        self._vis_ms = _positive_ms(visibility_timeout, "visibility_timeout")
-        self._max_deliveries = _count(max_deliveries, "max_deliveries")
+        self._vis_ms = positive_ms(visibility_timeout, "visibility_timeout")
+        self._max_deliveries = check_count(max_deliveries, "max_deliveries")
         self._group = validate_key(group, "group")
-        self._maxlen = None if maxlen is None else _count(maxlen, "maxlen")
-        self._dedupe_ms = _positive_ms(dedupe_window, "dedupe_window")
+        self._maxlen = None if maxlen is None else check_count(maxlen, "maxlen")
+        self._dedupe_ms = positive_ms(dedupe_window, "dedupe_window")
         self._fixed_consumer = None if consumer is None else validate_key(consumer, "consumer")
         self._consumer = ""
         self._consumer_pid = -1
@@ -404,11 +229,11 @@ class AsyncQueueService:
             SerializationError: the payload cannot be encoded; nothing is enqueued.
             BackendError: the backend failed.
         """
-        delay_ms = _delay_ms(delay)
+        delay_ms = checked_delay_ms(delay)
         if dedupe_id is not None:
             validate_key(dedupe_id, "dedupe_id")
         data = self._codec.encode(self._name, payload)
-        message_id = _new_ids(1)[0]
+        message_id = new_ids(1)[0]
         original = await self._driver.push(
             self._key, [(message_id, data)], delay_ms, dedupe_id, self._dedupe_ms, self._maxlen
         )
@@ -430,12 +255,12 @@ class AsyncQueueService:
             raise InvalidArgument(
                 f"payloads must be an iterable of payloads, not {type(payloads).__name__!r}"
             )
-        delay_ms = _delay_ms(delay)
+        delay_ms = checked_delay_ms(delay)
         encode, name = self._codec.encode, self._name
         data = [encode(name, payload) for payload in payloads]
         if not data:
             return []
-        ids = _new_ids(len(data))
+        ids = new_ids(len(data))
         await self._driver.push(
             self._key, list(zip(ids, data, strict=True)), delay_ms, None, 0, self._maxlen
         )
@@ -475,8 +300,8 @@ class AsyncQueueService:
         Raises:
             InvalidArgument: bad ``count`` (at most :data:`MAX_BATCH`) or ``timeout``.
         """
-        count = _count(count, "count", maximum=MAX_BATCH)
-        wait = _timeout(timeout)
+        count = check_count(count, "count", maximum=MAX_BATCH)
+        wait = wait_seconds(timeout)
         deadline = None if wait is None else monotonic() + wait
         await self._maybe_gc()
         while True:
@@ -607,7 +432,7 @@ class AsyncQueueService:
         Raises:
             InvalidArgument: bad ``delay`` or argument type.
         """
-        delay_ms = _delay_ms(delay)
+        delay_ms = checked_delay_ms(delay)
         target = self._target(message_or_id)
         if target is None:
             return
@@ -636,7 +461,7 @@ class AsyncQueueService:
         """Return unprocessed messages without counting their delivery (consume's stop)."""
         for message in messages:
             try:
-                receipt, lease = _receipt_lease(message)
+                receipt, lease = receipt_lease(message)
                 await self._driver.nack(
                     self._key,
                     self._group,
@@ -678,7 +503,7 @@ class AsyncQueueService:
         if seconds is None:
             lease_ms = self._vis_ms
         else:
-            lease_ms = _positive_ms(seconds, "seconds")
+            lease_ms = positive_ms(seconds, "seconds")
             if lease_ms > self._vis_ms:
                 raise InvalidArgument(
                     f"seconds ({lease_ms / 1000}) must not exceed the visibility timeout "
@@ -703,7 +528,7 @@ class AsyncQueueService:
         Raises:
             InvalidArgument: bad ``timeout``.
         """
-        return AsyncProcessing(self, _timeout(timeout))
+        return AsyncProcessing(self, wait_seconds(timeout))
 
     # SYNC-TEXT: "; on the async client it may be an ``async def`` (awaited) or a plain
     #   function." -> "."
@@ -748,13 +573,13 @@ class AsyncQueueService:
         """
         if not callable(handler):
             raise InvalidArgument(f"handler must be callable, not {type(handler).__name__!r}")
-        batch = _count(batch, "batch", maximum=MAX_BATCH)
-        concurrency = _count(concurrency, "concurrency")
+        batch = check_count(batch, "batch", maximum=MAX_BATCH)
+        concurrency = check_count(concurrency, "concurrency")
         if max_messages is not None:
-            max_messages = _count(max_messages, "max_messages", 0)
+            max_messages = check_count(max_messages, "max_messages", 0)
         if stop is not None and not callable(getattr(stop, "is_set", None)):
             raise InvalidArgument("stop must be an Event (an object with is_set())")
-        run = _Run(handler, batch, stop, max_messages, self._vis_ms / 3000.0)
+        run = ConsumeRun(handler, batch, stop, max_messages, self._vis_ms / 3000.0)
         keeper = AsyncWorkers()
         keeper.start(self._keep_leases, run)
         try:
@@ -770,7 +595,7 @@ class AsyncQueueService:
             await keeper.join()
         return run.processed
 
-    async def _work(self, run: _Run) -> None:
+    async def _work(self, run: ConsumeRun) -> None:
         """One consume worker: pop a batch, handle it, repeat until stopped."""
         failures = 0
         try:
@@ -811,7 +636,7 @@ class AsyncQueueService:
             run.close()  # one worker failing stops the others
             raise
 
-    async def _handle(self, run: _Run, message: Message) -> None:
+    async def _handle(self, run: ConsumeRun, message: Message) -> None:
         try:
             result = await acall(run.handler, message)
         except Exception as exc:
@@ -859,7 +684,7 @@ class AsyncQueueService:
                 exc,
             )
 
-    async def _keep_leases(self, run: _Run) -> None:
+    async def _keep_leases(self, run: ConsumeRun) -> None:
         """Renew the leases of messages held longer than a third of the visibility timeout."""
         tick = run.renew_after / 2
         while True:
@@ -904,7 +729,7 @@ class AsyncQueueService:
         Raises:
             InvalidArgument: bad ``count``.
         """
-        count = _count(count, "count")
+        count = check_count(count, "count")
         out: list[Message] = []
         for raw in await self._driver.dead_letters(self._key, count):
             payload: Any = raw.payload
@@ -963,6 +788,30 @@ class AsyncQueueService:
             How many messages were deleted.
         """
         return await self._driver.purge(self._key, self._group, bool(dead))
+
+    async def expire_keys(self, ttl: float, *, message_ids: Iterable[str] = ()) -> None:
+        """Make the queue a throwaway: every key it has on the server expires after ``ttl``.
+
+        For short-lived queues (the health probes use it): call it after each use, and the
+        queue vanishes ``ttl`` seconds after the last one, messages and all. The push
+        records kept for the retry of a lost reply expire with it for ``message_ids``;
+        ``dedupe_id`` records keep their own window (the ``dedupe_window`` option).
+        Queues of in-process backends (``memory://``) end with the process and ignore it.
+
+        Args:
+            ttl: Seconds, > 0.
+            message_ids: Ids returned by this queue's recent pushes.
+
+        Raises:
+            InvalidArgument: ``ttl`` is not a positive number of seconds, or an id is not a
+                ``str``.
+            BackendError: the backend failed.
+        """
+        ids = list(message_ids)
+        for message_id in ids:
+            if not isinstance(message_id, str):
+                raise InvalidArgument(f"message ids must be str, not {type(message_id).__name__!r}")
+        await self._driver.expire(self._key, positive_ms(ttl, "ttl"), ids)
 
     async def _maybe_gc(self) -> None:
         # Each queue object that pops adds a consumer to the group; remove the idle ones

@@ -5,14 +5,13 @@
 from __future__ import annotations
 
 import functools
-import hashlib
-import inspect
 import logging
 import secrets
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
+from .._cache_base import key_maker
 from .._compat import Lock, call, sleep
 from .._counters import IncrRefused, check_delta
 from .._errors import BackendError, InvalidArgument
@@ -416,7 +415,7 @@ class CacheService:
         self._ttl.ms(ttl)  # validate now, not on first call
 
         def decorator(func: _F) -> _F:
-            make_key = _key_maker(func, key, self._codec)
+            make_key = key_maker(func, key, self._codec)
 
             @functools.wraps(func)
             def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -457,41 +456,3 @@ class CacheService:
             flights=self._flights,
             guard=self._guard,
         )
-
-
-def _key_maker(
-    func: Callable[..., Any], key: str | Callable[..., str] | None, codec: Codec
-) -> Callable[..., str]:
-    """Build the function that turns a call's arguments into a cache key."""
-    if callable(key):
-        return key
-    signature = inspect.signature(func)
-    if isinstance(key, str):
-        template = key
-
-        def from_template(*args: Any, **kwargs: Any) -> str:
-            bound = signature.bind(*args, **kwargs)
-            bound.apply_defaults()
-            return template.format(**bound.arguments)
-
-        return from_template
-    if key is not None:
-        raise InvalidArgument(
-            f"key must be None, a str template or a callable, not {type(key).__name__!r}"
-        )
-    base = f"{func.__module__}.{func.__qualname__}"
-
-    def from_arguments(*args: Any, **kwargs: Any) -> str:
-        bound = signature.bind(*args, **kwargs)
-        bound.apply_defaults()
-        arguments = dict(bound.arguments)
-        # Methods: the instance is not part of the key (it rarely serializes, and the
-        # cache is keyed on what the method computes from its arguments).
-        if next(iter(signature.parameters), None) in ("self", "cls"):
-            arguments.pop(next(iter(signature.parameters)))
-        encoded = codec.encode(base, arguments)
-        if len(encoded) <= 200:
-            return f"{base}:{encoded.decode()}"
-        return f"{base}:sha256:{hashlib.sha256(encoded).hexdigest()}"
-
-    return from_arguments

@@ -153,7 +153,8 @@ class Client(RedisServiceMixin):
         Raises:
             InvalidArgument: the name or an option is invalid, or an option is unknown.
         """
-        from .queue import QueueService, queue_options
+        from .._queue_base import queue_options
+        from .queue import QueueService
 
         backend = self._role_backend["queues"]
         return QueueService(

@@ -11,15 +11,12 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from .._health_base import ms_since
+
 if TYPE_CHECKING:
     from .backends.base import Backend
 
-__all__ = ["ms_since", "ping_check"]
-
-
-def ms_since(start: float) -> float:
-    """Milliseconds since ``start`` (a ``time.perf_counter()`` reading), to 3 decimals."""
-    return round((time.perf_counter() - start) * 1000.0, 3)
+__all__ = ["ping_check"]
 
 
 def ping_check(backend: Backend) -> dict[str, Any]:

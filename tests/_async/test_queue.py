@@ -620,6 +620,27 @@ async def test_purge_dead(make_queue):
     assert (await queue.stats()).dead == 0
 
 
+async def test_expire_keys_makes_a_throwaway_queue(client, backend, make_queue):
+    """expire_keys(ttl) gives every key of the queue, and named push records, that TTL."""
+    queue = make_queue("throwaway")
+    with pytest.raises(kvkit.InvalidArgument):
+        await queue.expire_keys(0)
+    with pytest.raises(kvkit.InvalidArgument):
+        await queue.expire_keys(30, message_ids=[b"not text"])
+    ids = [await queue.push("short-lived"), await queue.push("later", delay=60)]
+    message = await queue.pop()
+    await queue.expire_keys(30, message_ids=ids)
+    # The queue keeps working until the keys expire.
+    await queue.ack(message)
+    if backend == "memory":
+        return  # an in-process queue ends with the process; nothing to expire
+    redis = client.redis("queues")
+    keys = [key async for key in redis.scan_iter(match=client.settings.prefix + ":queue:*")]
+    assert len(keys) >= 5  # stream, ids, delayed, two push records at least
+    for key in keys:
+        assert 0 < await redis.pttl(key) <= 30_000, key
+
+
 # -- dedupe --------------------------------------------------------------------------------------
 async def test_dedupe_id_enqueues_once(queue):
     """A second push with the same dedupe_id returns the first id and enqueues nothing."""

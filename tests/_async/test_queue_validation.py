@@ -126,7 +126,7 @@ async def test_infinite_timeout_still_means_forever(make_queue):
 
 async def test_batch_sizes_are_bounded(make_queue):
     """pop_many counts and consume batches above MAX_BATCH are InvalidArgument everywhere."""
-    from kvkit._async.queue import MAX_BATCH
+    from kvkit._queue_base import MAX_BATCH
 
     queue = make_queue()
     await queue.push(1)

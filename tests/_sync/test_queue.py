@@ -622,6 +622,27 @@ def test_purge_dead(make_queue):
     assert (queue.stats()).dead == 0
 
 
+def test_expire_keys_makes_a_throwaway_queue(client, backend, make_queue):
+    """expire_keys(ttl) gives every key of the queue, and named push records, that TTL."""
+    queue = make_queue("throwaway")
+    with pytest.raises(kvkit.InvalidArgument):
+        queue.expire_keys(0)
+    with pytest.raises(kvkit.InvalidArgument):
+        queue.expire_keys(30, message_ids=[b"not text"])
+    ids = [queue.push("short-lived"), queue.push("later", delay=60)]
+    message = queue.pop()
+    queue.expire_keys(30, message_ids=ids)
+    # The queue keeps working until the keys expire.
+    queue.ack(message)
+    if backend == "memory":
+        return  # an in-process queue ends with the process; nothing to expire
+    redis = client.redis("queues")
+    keys = [key for key in redis.scan_iter(match=client.settings.prefix + ":queue:*")]
+    assert len(keys) >= 5  # stream, ids, delayed, two push records at least
+    for key in keys:
+        assert 0 < redis.pttl(key) <= 30_000, key
+
+
 # -- dedupe --------------------------------------------------------------------------------------
 def test_dedupe_id_enqueues_once(queue):
     """A second push with the same dedupe_id returns the first id and enqueues nothing."""

@@ -128,7 +128,7 @@ def test_infinite_timeout_still_means_forever(make_queue):
 
 def test_batch_sizes_are_bounded(make_queue):
     """pop_many counts and consume batches above MAX_BATCH are InvalidArgument everywhere."""
-    from kvkit._sync.queue import MAX_BATCH
+    from kvkit._queue_base import MAX_BATCH
 
     queue = make_queue()
     queue.push(1)

@@ -235,6 +235,13 @@ class AsyncQueueDriver(abc.ABC):
     async def gc(self, key: str, group: str, consumer_idle_ms: int) -> None:
         """Remove consumers that hold nothing and were idle for ``consumer_idle_ms``."""
 
+    @abc.abstractmethod
+    async def expire(self, key: str, ttl_ms: int, message_ids: list[str]) -> None:
+        """Give every stored key of the queue, and the push records of ``message_ids``, a TTL.
+
+        Drivers of in-process stores, whose queues end with the process, do nothing.
+        """
+
 
 class AsyncBackend(abc.ABC):
     """One connection (pool) to one server+db, or one in-process store.

@@ -120,3 +120,6 @@ class AsyncMemoryQueueDriver(AsyncQueueDriver):
 
     async def gc(self, key: str, group: str, consumer_idle_ms: int) -> None:
         self._space.queue(key).gc(group, consumer_idle_ms)
+
+    async def expire(self, key: str, ttl_ms: int, message_ids: list[str]) -> None:
+        return None  # the queue lives in this process only: nothing outlives it

@@ -237,6 +237,13 @@ class QueueDriver(abc.ABC):
     def gc(self, key: str, group: str, consumer_idle_ms: int) -> None:
         """Remove consumers that hold nothing and were idle for ``consumer_idle_ms``."""
 
+    @abc.abstractmethod
+    def expire(self, key: str, ttl_ms: int, message_ids: list[str]) -> None:
+        """Give every stored key of the queue, and the push records of ``message_ids``, a TTL.
+
+        Drivers of in-process stores, whose queues end with the process, do nothing.
+        """
+
 
 class Backend(abc.ABC):
     """One connection (pool) to one server+db, or one in-process store.

@@ -1,0 +1,27 @@
+-- KEYS: stream, dead, ids
+-- ARGV: start ('-' or '(' .. entry id), maxlen, batch, all ('1'/'0'), then wanted ids
+-- Returns {moved, next start or ''}.
+--! include lib.lua
+local stream, dead, ids = KEYS[1], KEYS[2], KEYS[3]
+local wanted = nil
+if ARGV[4] == '0' then
+  wanted = {}
+  for i = 5, #ARGV do wanted[ARGV[i]] = true end
+end
+local batch = tonumber(ARGV[3])
+local entries = redis.call('XRANGE', dead, ARGV[1], '+', 'COUNT', batch)
+local moved = 0
+local now = now_ms()
+for _, e in ipairs(entries) do
+  local f = fmap(e[2])
+  local id = f['id'] or e[1]
+  if (not wanted) or wanted[id] then
+    add(stream, ids, id, f['payload'] or '', f['enqueued_ms'] or fmt(now), '0')
+    redis.call('XDEL', dead, e[1])
+    moved = moved + 1
+  end
+end
+if moved > 0 then trim(stream, ids, tonumber(ARGV[2])) end
+local nxt = ''
+if #entries == batch then nxt = '(' .. entries[#entries][1] end
+return {moved, nxt}
