@@ -72,6 +72,23 @@ def test_wheel_installs_and_plugin_works(tmp_path):
 
     names = zipfile.ZipFile(wheels[0]).namelist()
     assert "kvkit/py.typed" in names
+    # The Lua scripts are package data: every one ships, and the installed package loads
+    # them (includes resolved) without the source tree.
+    lua = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "kvkit").rglob("*.lua"))
+    assert lua and set(lua) <= set(names)
+    loads = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "import kvkit._redis_queue_base, kvkit._redis_sessions_base, kvkit._sync.client;"
+            "print(len(kvkit._redis_queue_base.PUSH.source))",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert loads.returncode == 0 and int(loads.stdout) > 100, loads.stderr
     # The distribution is kvkit-sdk: "kvkit" on the package index is another project.
     metadata = next(n for n in names if n.endswith(".dist-info/METADATA"))
     assert "\nName: kvkit-sdk\n" in zipfile.ZipFile(wheels[0]).read(metadata).decode()
