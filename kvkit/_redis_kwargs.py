@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._urls import ParsedURL
 
-__all__ = ["connection_kwargs", "tls_kwargs"]
+__all__ = ["connection_kwargs", "maint_notifications_off", "tls_kwargs"]
 
 
 def connection_kwargs(
@@ -59,3 +59,19 @@ def tls_kwargs(url: ParsedURL) -> dict[str, Any]:
         if name in options:
             kwargs[name] = options[name]
     return kwargs
+
+
+def maint_notifications_off() -> dict[str, Any]:
+    """Connection-pool kwargs that switch redis-py's maintenance notifications off.
+
+    redis-py >= 7 defaults them to "auto" (even on RESP2) and, while they are on, skips its
+    check that a pooled connection is still alive when it is handed out: a connection the
+    server closed (restart, CLIENT KILL, idle timeout) would then fail the next command,
+    which for a non-idempotent operation cannot be retried. kvkit speaks RESP2, where the
+    notifications do not exist anyway. Older redis-py has neither the option nor the problem.
+    """
+    try:
+        from redis.maint_notifications import MaintNotificationsConfig
+    except ImportError:  # pragma: no cover - redis-py < 7
+        return {}
+    return {"maint_notifications_config": MaintNotificationsConfig(enabled=False)}

@@ -22,8 +22,8 @@ from ..._compat import acurrent_loop
 from ..._loops import LoopLocal, release_elsewhere
 from ..._redis_compat import adrop_client
 from ..._redis_errors import REDIS_ERRORS
+from ..._redis_kwargs import maint_notifications_off
 from .bounded import AsyncBoundedRedisBackend
-from .redis import maint_notifications_off
 
 if TYPE_CHECKING:
     from ..._settings import Settings

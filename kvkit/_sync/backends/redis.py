@@ -31,7 +31,7 @@ from ..._loops import LoopLocal, release_elsewhere
 from ..._lua import LuaScript
 from ..._redis_compat import drop_client
 from ..._redis_errors import REDIS_ERRORS, is_retryable, translate
-from ..._redis_kwargs import connection_kwargs, tls_kwargs
+from ..._redis_kwargs import connection_kwargs, maint_notifications_off, tls_kwargs
 from .base import Backend, CacheDriver, QueueDriver, SessionDriver
 from .redis_queue import RedisQueueDriver
 from .redis_sessions import RedisSessionDriver
@@ -70,22 +70,6 @@ def _raw_command(pool: Any, args: tuple[Any, ...]) -> Any:
         raise
     finally:
         pool.release(conn)
-
-
-def maint_notifications_off() -> dict[str, Any]:
-    """Connection-pool kwargs that switch redis-py's maintenance notifications off.
-
-    redis-py >= 7 defaults them to "auto" (even on RESP2) and, while they are on, skips its
-    check that a pooled connection is still alive when it is handed out: a connection the
-    server closed (restart, CLIENT KILL, idle timeout) would then fail the next command,
-    which for a non-idempotent operation cannot be retried. kvkit speaks RESP2, where the
-    notifications do not exist anyway. Older redis-py has neither the option nor the problem.
-    """
-    try:
-        from redis.maint_notifications import MaintNotificationsConfig
-    except ImportError:  # pragma: no cover - redis-py < 7
-        return {}
-    return {"maint_notifications_config": MaintNotificationsConfig(enabled=False)}
 
 
 class RedisCacheDriver(CacheDriver):

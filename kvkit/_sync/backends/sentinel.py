@@ -24,8 +24,8 @@ from ..._compat import current_loop
 from ..._loops import LoopLocal, release_elsewhere
 from ..._redis_compat import drop_client
 from ..._redis_errors import REDIS_ERRORS
+from ..._redis_kwargs import maint_notifications_off
 from .bounded import BoundedRedisBackend
-from .redis import maint_notifications_off
 
 if TYPE_CHECKING:
     from ..._settings import Settings
