@@ -102,7 +102,7 @@ async def test_redis_stopped_mid_run(fresh_redis_server):
             assert response.json() == {"detail": "the session could not be saved; please try again"}
             start = time.monotonic()
             assert (await http.get("/health/full")).status_code == 503
-            assert time.monotonic() - start < 2.5
+            assert time.monotonic() - start < 2.0  # the health routes' bound, cookie or not
             fresh_redis_server.restart()  # without persistence: the session is gone
             assert (await http.post("/session", json={"c": 3})).json() == {"c": 3}
             assert http.cookies["session"] != sid
