@@ -635,6 +635,7 @@ def test_fastapi_app_and_callable_client():
         {"client": "memory://"},
         {"client": kvkit.AsyncClient("memory://"), "max_age": 1.5},
         {"client": kvkit.AsyncClient("memory://"), "max_age": True},
+        {"client": kvkit.AsyncClient("memory://"), "max_age": 10**12},
         {"client": kvkit.AsyncClient("memory://"), "same_site": "sometimes"},
         {"client": kvkit.AsyncClient("memory://"), "cookie_name": ""},
         {"client": kvkit.AsyncClient("memory://"), "cookie_name": "a", "session_cookie": "b"},

@@ -114,6 +114,7 @@ from .._async.sessions import AsyncSessionService
 from .._errors import BackendError, ConfigError, DecodeError, SerializationError
 from .._idhash import id_hash
 from .._sessions_base import encode_data
+from .._ttl import MAX_SECONDS
 
 __all__ = ["Session", "SessionMiddleware", "login", "logout", "session_id_hash"]
 
@@ -228,6 +229,8 @@ class SessionMiddleware:
             raise ConfigError("cookie_name must be a non-empty str")
         if max_age is not None and (type(max_age) is not int):
             raise ConfigError(f"max_age must be an int or None, not {type(max_age).__name__!r}")
+        if max_age is not None and max_age > MAX_SECONDS:
+            raise ConfigError("max_age must be at most 100 years (the store's bound)")
         if not isinstance(same_site, str) or same_site.lower() not in _SAME_SITE:
             raise ConfigError(f"same_site must be one of {', '.join(_SAME_SITE)}")
         self.app = app
