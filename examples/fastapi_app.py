@@ -1,4 +1,4 @@
-"""kvkit in a FastAPI app: dependencies for cache, sessions and queues, health routes.
+"""kvkit in a FastAPI app: cache, server-side request.session, queues, health routes.
 
     python examples/fastapi_app.py                           # memory://, port 8000
     python examples/fastapi_app.py redis://localhost:6379/0 --port 8001
@@ -9,9 +9,10 @@ The client is configured from the KVKIT_* environment variables when the app sta
 
 Try it::
 
-    curl -c jar -b jar -X POST localhost:8000/session -H 'content-type: application/json' \\
+    curl -c jar -b jar -X POST localhost:8000/login -H 'content-type: application/json' \\
          -d '{"user": "ada"}'
     curl -c jar -b jar localhost:8000/session
+    curl -c jar -b jar localhost:8000/devices
     curl localhost:8000/health/full
 """
 
@@ -23,7 +24,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import Body, Cookie, FastAPI, HTTPException, Response
+from fastapi import Body, FastAPI, HTTPException, Request
 
 from kvkit.ext.fastapi import (
     CacheDep,
@@ -33,8 +34,7 @@ from kvkit.ext.fastapi import (
     SessionsDep,
     health_router,
 )
-
-SESSION_COOKIE = "sid"
+from kvkit.ext.starlette import SessionMiddleware, login, logout, session_id_hash
 
 
 @asynccontextmanager
@@ -45,8 +45,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 app = FastAPI(title="kvkit example", lifespan=lifespan)
-KVKit(app)  # Settings.from_env("KVKIT_") when the app starts
+kv = KVKit(app)  # Settings.from_env("KVKIT_") when the app starts
 app.include_router(health_router())
+# Server-side request.session: Starlette's SessionMiddleware parameters, minus secret_key.
+# The client is looked up per request (KVKit creates it at startup).
+app.add_middleware(SessionMiddleware, client=lambda: kv.client, cookie_name="sid")
 
 
 # -- cache ----------------------------------------------------------------------------------------
@@ -69,47 +72,71 @@ async def counter(name: str, cache: CacheDep) -> dict[str, Any]:
     return {"name": name, "value": await cache.incr(f"counter:{name}")}
 
 
-# -- sessions (an id cookie; the data stays on the server) ----------------------------------------
+# -- sessions: request.session, stored server-side (the cookie holds only an id) ------------------
 @app.post("/session")
-async def session_create(
-    data: Annotated[dict[str, Any], Body()], response: Response, sessions: SessionsDep
+async def session_replace(
+    data: Annotated[dict[str, Any], Body()], request: Request
 ) -> dict[str, Any]:
-    session_id = await sessions.create(data)
-    response.set_cookie(SESSION_COOKIE, session_id, httponly=True, samesite="lax")
-    return data
+    request.session.clear()
+    request.session.update(data)  # saved when the response starts; the cookie is set then
+    return dict(request.session)
 
 
 @app.get("/session")
-async def session_get(
-    sessions: SessionsDep, sid: Annotated[str | None, Cookie()] = None
-) -> dict[str, Any]:
-    data = None if sid is None else await sessions.get(sid)
-    if data is None:
+async def session_get(request: Request) -> dict[str, Any]:
+    if not request.session:
         raise HTTPException(401, "no session")
-    return data
+    return dict(request.session)
 
 
 @app.patch("/session")
 async def session_update(
-    changes: Annotated[dict[str, Any], Body()],
-    sessions: SessionsDep,
-    sid: Annotated[str | None, Cookie()] = None,
+    changes: Annotated[dict[str, Any], Body()], request: Request
 ) -> dict[str, Any]:
-    data = None if sid is None else await sessions.update(sid, changes)
-    if data is None:
+    if not request.session:
         raise HTTPException(401, "no session")
-    return data
+    request.session.update(changes)  # only the changed items are written (atomic merge)
+    return dict(request.session)
 
 
-@app.post("/session/rotate")
-async def session_rotate(
-    response: Response, sessions: SessionsDep, sid: Annotated[str | None, Cookie()] = None
-) -> dict[str, Any]:
-    new_id = None if sid is None else await sessions.rotate(sid)  # e.g. on login
-    if new_id is None:
-        raise HTTPException(401, "no session")
-    response.set_cookie(SESSION_COOKIE, new_id, httponly=True, samesite="lax")
-    return {"rotated": True}
+@app.post("/login")
+async def do_login(data: Annotated[dict[str, str], Body()], request: Request) -> dict[str, Any]:
+    user = data["user"]  # a real app checks a password here
+    # New session id (no fixation), same data, bound to the user (logout everywhere works).
+    await login(request, user, meta={"device": request.headers.get("user-agent", "unknown")})
+    request.session["user"] = user
+    return dict(request.session)
+
+
+@app.get("/devices")
+async def devices(request: Request, sessions: SessionsDep) -> list[dict[str, Any]]:
+    """The "your devices" page: every live session of the user, this one marked."""
+    user = request.session.get("user")
+    if user is None:
+        raise HTTPException(401, "not logged in")
+    this = session_id_hash(request)
+    return [
+        {
+            "device": info.meta.get("device"),
+            "signed_in": info.created.isoformat(),
+            "last_seen": info.last_seen.isoformat(),
+            "this_device": info.id_hash == this,
+        }
+        for info in await sessions.user_sessions(user, details=True)
+    ]
+
+
+@app.post("/logout")
+async def do_logout(request: Request) -> dict[str, Any]:
+    return {"logged_out": await logout(request)}
+
+
+@app.post("/logout-everywhere")
+async def logout_everywhere(request: Request, sessions: SessionsDep) -> dict[str, Any]:
+    user = request.session.get("user")
+    if user is None:
+        raise HTTPException(401, "not logged in")
+    return {"sessions_deleted": await sessions.delete_user(user)}
 
 
 # -- queues ---------------------------------------------------------------------------------------

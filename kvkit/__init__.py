@@ -21,6 +21,7 @@ from ._errors import (
     SerializationError,
 )
 from ._queue_types import Message, QueueStats
+from ._sessions_base import SessionInfo
 from ._settings import Settings
 from ._sync.client import Client
 from ._sync.protocols import Cache, Queue, RedisService, SessionStore
@@ -53,6 +54,7 @@ __all__ = [
     "QueueStats",
     "RedisService",
     "SerializationError",
+    "SessionInfo",
     "SessionStore",
     "Settings",
     "__version__",

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from ._errors import DecodeError
 from ._lua import LuaScript
+from ._sessions_base import SessionRecord
 
 __all__ = [
     "CREATE",
     "DELETE",
     "DELETE_MEMBERS",
+    "DETAILS",
     "GET",
     "MEMBERS",
     "REPLACE",
@@ -23,6 +25,7 @@ __all__ = [
     "data_fields",
     "field_pairs",
     "hash_field",
+    "records",
 ]
 
 CREATE = LuaScript.load("sessions/create")
@@ -34,6 +37,7 @@ TOUCH = LuaScript.load("sessions/touch")
 ROTATE = LuaScript.load("sessions/rotate")
 MEMBERS = LuaScript.load("sessions/members")
 DELETE_MEMBERS = LuaScript.load("sessions/delete_members")
+DETAILS = LuaScript.load("sessions/details")
 
 
 def field_pairs(fields: dict[str, bytes]) -> list[bytes]:
@@ -63,3 +67,16 @@ def data_fields(flat: list[bytes]) -> dict[str, bytes]:
 def hash_field(name: str) -> bytes:
     """The hash field holding data item ``name``."""
     return b"d:" + name.encode("utf-8")
+
+
+def records(flat: list[bytes]) -> list[SessionRecord]:
+    """The records of a flat ``details`` reply: key, created ms, last seen ms, metadata."""
+    out: list[SessionRecord] = []
+    items = iter(flat)
+    for key, created, seen, meta in zip(items, items, items, items, strict=False):
+        out.append(
+            SessionRecord(
+                key.decode("utf-8", "replace"), int(created), int(seen), bytes(meta) or None
+            )
+        )
+    return out

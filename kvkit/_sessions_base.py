@@ -8,25 +8,36 @@ generated sync twin; the id rules and key layout are described in
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
+import logging
 import re
 import secrets
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
-from ._errors import InvalidArgument, SerializationError
+import attrs
+
+from ._errors import DecodeError, InvalidArgument, SerializationError
+from ._idhash import id_hash
 from ._keys import validate_key
 from ._serde import Codec
 
 __all__ = [
     "ID_LENGTH",
+    "SessionInfo",
     "SessionKeys",
+    "SessionRecord",
     "decode_data",
     "encode_data",
+    "encode_meta",
+    "session_info",
     "update_args",
     "user_tag",
     "well_formed",
 ]
+
+log = logging.getLogger("kvkit.sessions")
 
 ID_LENGTH = 47
 """Length of a session id: a 4-character slot tag and a 43-character secret."""
@@ -168,3 +179,84 @@ def update_args(
     if both:
         raise InvalidArgument(f"{sorted(both)!r} both in changes and in remove")
     return fields, removed
+
+
+# -- session metadata ("your devices") -------------------------------------------------------
+class SessionRecord(NamedTuple):
+    """What a session driver reports about one live session of a user (no I/O type).
+
+    Times are milliseconds since the epoch on the backend's clock (the server's on Redis).
+    """
+
+    key: str
+    created_ms: int
+    last_seen_ms: int
+    meta: bytes | None
+
+
+@attrs.frozen
+class SessionInfo:
+    """One live session of a user, as ``sessions.user_sessions(user_id, details=True)`` lists it.
+
+    What a "your devices" page shows. It never holds the session id (a bearer secret):
+    ``id_hash`` names the session instead, and
+    :func:`kvkit.ext.starlette.session_id_hash` gives the current request's, to mark
+    "this device".
+
+    Attributes:
+        id_hash: Short, stable, non-reversible name of the session (``"#3f2a9c1e"``).
+        created: When the session was created (an aware UTC datetime). Login creates a
+            new session, so this is when the user logged in on that device. Sessions
+            stored before kvkit recorded it report the first time they were used since.
+        last_seen: The session's last use: the last call that restarted its idle TTL
+            (``get``, ``update``, ``set``, ``touch``, ``rotate``), an aware UTC datetime.
+        meta: The dict given as ``create(..., meta=...)`` or
+            ``kvkit.ext.starlette.login(request, user_id, meta=...)`` (``{}`` if none).
+    """
+
+    id_hash: str
+    created: dt.datetime
+    last_seen: dt.datetime
+    meta: dict[str, Any] = attrs.field(factory=dict)
+
+
+def encode_meta(codec: Codec, meta: Any) -> bytes | None:
+    """Encode a session's metadata (``None`` stays ``None``); raise before anything is written.
+
+    Raises:
+        InvalidArgument: ``meta`` is not a mapping.
+        SerializationError: a name is not a ``str`` or a value cannot be encoded.
+    """
+    if meta is None:
+        return None
+    if not isinstance(meta, Mapping):
+        raise InvalidArgument(f"meta must be a Mapping, not {type(meta).__name__!r}")
+    for name in meta:
+        _data_name(name)
+    return codec.encode("meta", dict(meta))
+
+
+def _utc(ms: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc)
+
+
+def session_info(codec: Codec, session_id: str, record: SessionRecord) -> SessionInfo:
+    """The public view of a driver's record (metadata that does not decode reads as ``{}``).
+
+    Stored bytes are input: undecodable metadata of one session is logged (by the
+    session's hash, never its id) and does not fail the listing.
+    """
+    meta: dict[str, Any] = {}
+    if record.meta is not None:
+        try:
+            decoded = codec.decode("meta", record.meta)
+        except DecodeError as exc:
+            log.warning("session %s: its metadata cannot be decoded: %s", id_hash(session_id), exc)
+        else:
+            if isinstance(decoded, dict):
+                meta = decoded
+            else:
+                log.warning("session %s: its metadata is not a mapping", id_hash(session_id))
+    return SessionInfo(
+        id_hash(session_id), _utc(record.created_ms), _utc(record.last_seen_ms), meta
+    )

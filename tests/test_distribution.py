@@ -26,6 +26,7 @@ def test_distribution_is_kvkit_sdk_and_imports_as_kvkit():
     [
         ("kvkit.ext.fastapi", "fastapi", "fastapi"),
         ("kvkit.ext.flask", "flask", "flask"),
+        ("kvkit.ext.starlette", "starlette", "starlette"),
     ],
 )
 def test_install_hints_name_the_distribution(module, blocked, extra):

@@ -101,11 +101,26 @@ def test_fastapi_app(target):
         httpx.Client(base_url=server.base, timeout=10) as http,
     ):
         assert http.get("/health/full").json()["status"] == "pass"
-        assert http.post("/session", json={"user": "ada"}).status_code == 200
-        assert http.get("/session").json() == {"user": "ada"}
-        assert http.patch("/session", json={"n": 1}).json() == {"user": "ada", "n": 1}
-        assert http.post("/session/rotate").status_code == 200
-        assert http.get("/session").json() == {"user": "ada", "n": 1}
+        assert http.get("/session").status_code == 401
+        assert http.post("/session", json={"theme": "dark"}).status_code == 200
+        assert http.get("/session").json() == {"theme": "dark"}
+        assert http.patch("/session", json={"n": 1}).json() == {"theme": "dark", "n": 1}
+        anonymous_id = http.cookies["sid"]
+        assert http.post("/login", json={"user": "ada"}).status_code == 200
+        assert http.cookies["sid"] != anonymous_id  # a new id on login
+        assert http.get("/session").json() == {"theme": "dark", "n": 1, "user": "ada"}
+        with httpx.Client(base_url=server.base, timeout=10) as phone:
+            phone.post("/login", json={"user": "ada"}, headers={"user-agent": "phone"})
+            devices = http.get("/devices").json()
+            assert sorted(d["device"] for d in devices) == sorted(
+                ["phone", http.headers["user-agent"]]
+            )
+            this = [d["device"] for d in devices if d["this_device"]]
+            assert this == [http.headers["user-agent"]]
+            assert phone.post("/logout").json() == {"logged_out": True}
+            assert len(http.get("/devices").json()) == 1
+            assert http.post("/logout-everywhere").json() == {"sessions_deleted": 1}
+        assert http.get("/session").status_code == 401
         assert http.put("/cache/k", json={"a": 1}).status_code == 200
         assert http.get("/cache/k").json() == {"key": "k", "value": {"a": 1}}
         assert http.get("/cache/missing").status_code == 404

@@ -13,6 +13,7 @@ import pytest
 from flask import Flask, session
 
 import kvkit
+from kvkit._idhash import id_hash
 from kvkit.ext.flask import (
     KVKit,
     KVKitSession,
@@ -514,6 +515,12 @@ def add_login_routes(app: Flask) -> None:
     def login_empty(user):
         return {"new_id": login_session(user)}
 
+    @app.post("/login-with-meta/<user>")
+    def login_with_meta(user):
+        from flask import request
+
+        return {"new_id": login_session(user, meta={"device": request.user_agent.string})}
+
     @app.post("/logout")
     def logout():
         return {"deleted": logout_session()}
@@ -556,6 +563,17 @@ def test_login_session_rotates_the_id_and_keeps_the_data(app_client):
     assert kv.client.sessions.get(old) is None
     assert kv.client.sessions.get(new) == {"cart": [1], "user": "ada"}
     assert kv.client.sessions.user_sessions("ada") == [new]
+
+
+def test_login_session_meta_is_listed_for_the_devices_page(app_client):
+    """login_session(user, meta=...) stores meta shown by user_sessions(details=True)."""
+    app, kv, http = app_client
+    add_login_routes(app)
+    http.post("/login-with-meta/ada", headers={"User-Agent": "Firefox on Linux"})
+    (info,) = kv.client.sessions.user_sessions("ada", details=True)
+    assert info.meta == {"device": "Firefox on Linux"}
+    assert info.id_hash == id_hash(sid_of(http))
+    assert http.get("/get").json == {}  # meta is not session data
 
 
 def test_login_session_on_an_empty_session_keeps_it(app_client):

@@ -179,7 +179,7 @@ async def test_planted_pickle_never_executes(request, backend, tmp_path):
             await cache.get_or_set("evil", lambda: 1)
         sessions = client.sessions
         sid = await sessions.create({"user": "ann"})
-        assert await sessions._driver.replace(sessions._key(sid), {"user": payload})
+        assert await sessions._driver.replace(sessions._keys.key(sid), {"user": payload})
         with pytest.raises(kvkit.DecodeError):
             await sessions.get(sid)
         for protocol in range(pickle.HIGHEST_PROTOCOL + 1):

@@ -7,9 +7,10 @@ services implement them; nothing here does I/O or depends on a backend.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, overload, runtime_checkable
 
 from .._queue_types import Message, QueueStats
+from .._sessions_base import SessionInfo
 from .._ttl import TTL
 from .._types import CacheStats
 
@@ -100,7 +101,12 @@ class AsyncSessionStore(Protocol):
     """The session API, implemented by ``client.sessions`` on every backend."""
 
     async def create(
-        self, data: Mapping[str, Any] | None = None, *, ttl: TTL = None, user_id: str | None = None
+        self,
+        data: Mapping[str, Any] | None = None,
+        *,
+        ttl: TTL = None,
+        user_id: str | None = None,
+        meta: Mapping[str, Any] | None = None,
     ) -> str:
         """Create a session; return its new id."""
         ...
@@ -143,8 +149,23 @@ class AsyncSessionStore(Protocol):
         """Return whether the session is live (without sliding it)."""
         ...
 
-    async def user_sessions(self, user_id: str) -> list[str]:
-        """Return the ids of the user's live sessions."""
+    @overload
+    async def user_sessions(
+        self, user_id: str, *, details: Literal[False] = False
+    ) -> list[str]: ...
+
+    @overload
+    async def user_sessions(self, user_id: str, *, details: Literal[True]) -> list[SessionInfo]: ...
+
+    @overload
+    async def user_sessions(
+        self, user_id: str, *, details: bool = False
+    ) -> list[str] | list[SessionInfo]: ...
+
+    async def user_sessions(
+        self, user_id: str, *, details: bool = False
+    ) -> list[str] | list[SessionInfo]:
+        """Return the user's live sessions: ids, or ``SessionInfo`` with ``details=True``."""
         ...
 
     async def delete_user(self, user_id: str) -> int:

@@ -24,6 +24,13 @@ Expiry
   ``ttl=`` given to :meth:`touch`, which becomes the session's idle TTL from then on).
   It restarts on every successful ``get``, ``set``, ``update``, ``touch`` and ``rotate``;
   ``exists``, ``ttl`` and ``user_sessions`` do not extend a session.
+* Each session also records when it was created and when it was last used (each call
+  that restarts the idle TTL), on the server's clock on Redis, plus the optional ``meta``
+  given to :meth:`create`: ``user_sessions(user_id, details=True)`` lists them as
+  :class:`kvkit.SessionInfo` for a "your devices" page. ``rotate`` keeps both the
+  creation time and ``meta``. Sessions stored by kvkit 0.1, which recorded neither time,
+  still read: the first use records both (so their ``created`` is that first use), and
+  until then ``details`` estimates the last use from the remaining idle TTL.
 * Absolute lifetime: ``Settings.session_max_age``. The store records the session's
   deadline at creation and never lets the key outlive it, however active the session
   is: the key's expiry is always ``min(now + idle TTL, deadline)``. ``rotate`` carries the
@@ -67,11 +74,19 @@ that user is either deleted too or starts after it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Literal, overload
 
 from .._idhash import decode_errors_name
 from .._serde import Codec
-from .._sessions_base import SessionKeys, decode_data, encode_data, update_args
+from .._sessions_base import (
+    SessionInfo,
+    SessionKeys,
+    decode_data,
+    encode_data,
+    encode_meta,
+    session_info,
+    update_args,
+)
 from .._ttl import TTL, TTLResolver, remaining_seconds, seconds_to_ms
 from .backends.base import AsyncSessionDriver
 
@@ -129,7 +144,12 @@ class AsyncSessionService:
 
     # -- API -------------------------------------------------------------------------------
     async def create(
-        self, data: Mapping[str, Any] | None = None, *, ttl: TTL = None, user_id: str | None = None
+        self,
+        data: Mapping[str, Any] | None = None,
+        *,
+        ttl: TTL = None,
+        user_id: str | None = None,
+        meta: Mapping[str, Any] | None = None,
     ) -> str:
         """Create a session and return its new id.
 
@@ -138,21 +158,28 @@ class AsyncSessionService:
             ttl: Idle TTL of this session (``None``: ``session_ttl``; ``FOREVER``: no idle
                 expiry, the absolute lifetime still applies).
             user_id: Owner, for :meth:`user_sessions` and :meth:`delete_user`.
+            meta: What to show about this session on a "your devices" page (e.g.
+                ``{"device": "Firefox on Linux", "ip": "203.0.113.7"}``): a mapping
+                with ``str`` keys, kept for the session's life (``rotate`` keeps it) and
+                returned by ``user_sessions(user_id, details=True)``; never part of
+                the data ``get`` returns.
 
         Returns:
             The new id: 47 URL-safe characters carrying 256 random bits.
 
         Raises:
-            InvalidArgument: ``data`` is not a mapping, or ``ttl``/``user_id`` is invalid.
-            SerializationError: a key of ``data`` is not a ``str`` or a value cannot be
-                encoded (nothing is written).
+            InvalidArgument: ``data`` or ``meta`` is not a mapping, or ``ttl``/``user_id``
+                is invalid.
+            SerializationError: a key of ``data`` or ``meta`` is not a ``str`` or a value
+                cannot be encoded (nothing is written).
             BackendError: the backend failed.
         """
         fields = {} if data is None else encode_data(self._codec, data, "session data")
+        encoded_meta = encode_meta(self._codec, meta)
         idle_ms = self._ttl.ms(ttl)
         index = None if user_id is None else self._keys.index(user_id)
         session_id, key = self._keys.new(user_id)
-        await self._driver.create(key, fields, idle_ms, self._max_age_ms, index)
+        await self._driver.create(key, fields, idle_ms, self._max_age_ms, index, encoded_meta)
         return session_id
 
     async def get(self, session_id: str) -> dict[str, Any] | None:
@@ -294,15 +321,46 @@ class AsyncSessionService:
             return False
         return await self._driver.exists(key)
 
-    async def user_sessions(self, user_id: str) -> list[str]:
-        """Return the ids of the user's live sessions (in no particular order).
+    @overload
+    async def user_sessions(
+        self, user_id: str, *, details: Literal[False] = False
+    ) -> list[str]: ...
+
+    @overload
+    async def user_sessions(self, user_id: str, *, details: Literal[True]) -> list[SessionInfo]: ...
+
+    @overload
+    async def user_sessions(
+        self, user_id: str, *, details: bool = False
+    ) -> list[str] | list[SessionInfo]: ...
+
+    async def user_sessions(
+        self, user_id: str, *, details: bool = False
+    ) -> list[str] | list[SessionInfo]:
+        """Return the user's live sessions, without extending them.
+
+        Args:
+            user_id: The user.
+            details: ``False``: the session ids, in no particular order. ``True``: a
+                :class:`kvkit.SessionInfo` per session (hash of the id, creation time, last
+                use, ``meta``; never the id itself), most recently used first — what a
+                "your devices" page shows.
 
         Raises:
             InvalidArgument: ``user_id`` is not a valid key.
             BackendError: the backend failed.
         """
-        keys = await self._driver.members(self._keys.index(user_id))
-        return [sid for sid in map(self._keys.id_of, keys) if sid is not None]
+        index = self._keys.index(user_id)
+        if not details:
+            keys = await self._driver.members(index)
+            return [sid for sid in map(self._keys.id_of, keys) if sid is not None]
+        infos: list[SessionInfo] = []
+        for record in await self._driver.details(index):
+            sid = self._keys.id_of(record.key)
+            if sid is not None:
+                infos.append(session_info(self._codec, sid, record))
+        infos.sort(key=lambda info: info.last_seen, reverse=True)
+        return infos
 
     async def delete_user(self, user_id: str) -> int:
         """Delete every session of the user ("log out everywhere"); return how many.

@@ -2,10 +2,11 @@
 
 Same semantics as the Redis driver (see :mod:`kvkit._async.sessions`), on a monotonic
 clock: every session has an idle TTL that slides on use and an optional absolute deadline
-that nothing extends; each user id has an index of its sessions. One lock guards the whole
-space and is held only for a few dictionary operations, so the async backend can call it
-straight from the event loop. The space stores the encoded bytes of each data field and
-hands out fresh dicts, so callers can never mutate what is stored.
+that nothing extends; each user id has an index of its sessions. Creation and last-use
+times (for ``details``) are wall-clock milliseconds, like the Redis server's. One lock
+guards the whole space and is held only for a few dictionary operations, so the async
+backend can call it straight from the event loop. The space stores the encoded bytes of
+each data field and hands out fresh dicts, so callers can never mutate what is stored.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterable
 
+from .._sessions_base import SessionRecord
 from .engine import compact
 
 __all__ = ["SessionSpace"]
@@ -23,6 +25,7 @@ __all__ = ["SessionSpace"]
 _SWEEP_EVERY = 1024
 
 monotonic = time.monotonic
+wall = time.time
 
 
 def _compacted(fields: dict[str, bytes]) -> dict[str, bytes]:
@@ -33,7 +36,16 @@ def _compacted(fields: dict[str, bytes]) -> dict[str, bytes]:
 class _Session:
     """One stored session (caller holds the space's lock)."""
 
-    __slots__ = ("deadline", "expires", "fields", "idle_ms", "index")
+    __slots__ = (
+        "created_ms",
+        "deadline",
+        "expires",
+        "fields",
+        "idle_ms",
+        "index",
+        "meta",
+        "seen_ms",
+    )
 
     def __init__(
         self,
@@ -41,12 +53,15 @@ class _Session:
         idle_ms: int | None,
         deadline: float | None,
         index: str | None,
+        meta: bytes | None,
     ) -> None:
         self.fields = fields
         self.idle_ms = idle_ms  # None: no idle expiry
         self.deadline = deadline  # monotonic absolute deadline, None: none
         self.expires: float | None = None  # monotonic, None: never
         self.index = index  # the owner's index key, None: no user
+        self.meta = meta  # encoded metadata, None: none
+        self.created_ms = self.seen_ms = int(wall() * 1000)  # wall clock, for details()
 
 
 class SessionSpace:
@@ -90,6 +105,7 @@ class SessionSpace:
             if expires is None or session.deadline < expires:
                 expires = session.deadline
         session.expires = expires
+        session.seen_ms = int(wall() * 1000)
         return True
 
     def _wrote(self, now: float) -> None:
@@ -107,6 +123,7 @@ class SessionSpace:
         idle_ms: int | None,
         max_age_ms: int | None,
         index: str | None,
+        meta: bytes | None = None,
     ) -> None:
         """Store a new session (replacing any previous one under ``key``)."""
         with self.lock:
@@ -115,7 +132,7 @@ class SessionSpace:
             if old is not None:
                 self._drop(key, old)
             deadline = None if max_age_ms is None else now + max_age_ms / 1000.0
-            session = _Session(_compacted(fields), idle_ms, deadline, index)
+            session = _Session(_compacted(fields), idle_ms, deadline, index, meta)
             self._sessions[key] = session
             if index is not None:
                 self._users.setdefault(index, {})[key] = None
@@ -214,6 +231,19 @@ class SessionSpace:
             now = monotonic()
             keys = list(self._users.get(index, ()))
             return [k for k in keys if self._live(k, now) is not None]
+
+    def details(self, index: str) -> list[SessionRecord]:
+        """Like :meth:`members`, with each session's creation, last use and metadata."""
+        with self.lock:
+            now = monotonic()
+            out: list[SessionRecord] = []
+            for key in list(self._users.get(index, ())):
+                session = self._live(key, now)
+                if session is not None:
+                    out.append(
+                        SessionRecord(key, session.created_ms, session.seen_ms, session.meta)
+                    )
+            return out
 
     def delete_members(self, index: str) -> int:
         """Delete every live session in ``index`` and the index; return how many."""

@@ -651,7 +651,7 @@ def regenerate_session() -> str | None:
     return new_sid
 
 
-def login_session(user_id: str) -> str:
+def login_session(user_id: str, meta: Mapping[str, Any] | None = None) -> str:
     """Log the current browser in as ``user_id``: a new id, the same data, bound to the user.
 
     Call it after checking the credentials. The session (with what it holds now,
@@ -662,6 +662,9 @@ def login_session(user_id: str) -> str:
 
     Args:
         user_id: The user (a kvkit key: a non-empty ``str``).
+        meta: What a "your devices" page should show about this session (device, IP
+            address, ...): a mapping with ``str`` keys, listed by
+            ``client.sessions.user_sessions(user_id, details=True)``.
 
     Returns:
         The new session id.
@@ -669,14 +672,14 @@ def login_session(user_id: str) -> str:
     Raises:
         RuntimeError: outside a request, or the app does not use
             :class:`KVKitSessionInterface`.
-        InvalidArgument: ``user_id`` is not a valid key.
-        SerializationError: the session holds a value that cannot be stored.
+        InvalidArgument: ``user_id`` or ``meta`` is invalid.
+        SerializationError: the session or ``meta`` holds a value that cannot be stored.
         BackendError: the backend failed (the view's error handlers apply).
     """
     session, interface = _current_session()
     store = interface.client_for(current_app).sessions
     data = dict(session)
-    new_sid = store.create(data, user_id=user_id)
+    new_sid = store.create(data, user_id=user_id, meta=meta)
     if session.sid is not None:
         # The old id dies right after the new one exists (create + delete: there is no
         # moment without a session, and the old id is never valid after this returns).

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import re
 import time
@@ -12,6 +13,7 @@ import traceback
 import uuid
 from decimal import Decimal
 
+import attrs
 import pytest
 
 import kvkit
@@ -595,6 +597,128 @@ def test_sliding_session_stays_indexed(idle_client):
     assert sessions.delete_user("slider") == 1
 
 
+# -- details: what a "your devices" page shows ----------------------------------------------
+def utcnow() -> dt.datetime:
+    """The current time, aware."""
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def test_user_sessions_details(sessions):
+    """details=True: one SessionInfo per live session, with hash, times and meta, no id."""
+    before = utcnow() - dt.timedelta(seconds=5)  # the server's clock may differ a little
+    phone = sessions.create(
+        {"cart": [1]}, user_id="devices", meta={"device": "phone", "ip": "203.0.113.7"}
+    )
+    laptop = sessions.create(user_id="devices")
+    sessions.create(user_id="someone-else", meta={"device": "other"})
+    infos = sessions.user_sessions("devices", details=True)
+    assert {info.id_hash for info in infos} == {id_hash(phone), id_hash(laptop)}
+    by_hash = {info.id_hash: info for info in infos}
+    assert by_hash[id_hash(phone)].meta == {"device": "phone", "ip": "203.0.113.7"}
+    assert by_hash[id_hash(laptop)].meta == {}
+    for info in infos:
+        assert isinstance(info, kvkit.SessionInfo)
+        assert info.created.tzinfo is not None and info.last_seen.tzinfo is not None
+        assert info.created.utcoffset() == dt.timedelta(0)
+        assert before <= info.created <= info.last_seen <= utcnow() + dt.timedelta(seconds=5)
+        text = repr(info) + str(attrs.asdict(info))
+        assert phone not in text and laptop not in text
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        infos[0].meta = {}  # type: ignore[misc]
+    # Without details: the ids, as before.
+    assert sorted(sessions.user_sessions("devices")) == sorted([phone, laptop])
+    assert sessions.user_sessions("nobody", details=True) == []
+
+
+def test_details_last_seen_follows_use_and_orders_the_list(sessions):
+    """last_seen moves on every sliding call; created stays; most recently used first."""
+    old = sessions.create(user_id="order", meta={"n": 1})
+    sleep(0.02)
+    new = sessions.create(user_id="order", meta={"n": 2})
+    first = sessions.user_sessions("order", details=True)
+    assert [info.meta["n"] for info in first] == [2, 1]
+    sleep(0.02)
+    assert sessions.get(old) == {}
+    second = sessions.user_sessions("order", details=True)
+    assert [info.meta["n"] for info in second] == [1, 2]
+    assert second[0].created == first[1].created
+    assert second[0].last_seen > first[1].last_seen
+    for call in (
+        lambda: sessions.update(new, {"x": 1}),
+        lambda: sessions.touch(new),
+        lambda: sessions.set(new, {"y": 2}),
+    ):
+        sleep(0.02)
+        call()
+        latest = (sessions.user_sessions("order", details=True))[0]
+        assert latest.meta == {"n": 2}
+        assert latest.last_seen > second[0].last_seen
+    # Reading the details never extends a session or changes last_seen.
+    again = sessions.user_sessions("order", details=True)
+    assert again[0].last_seen == latest.last_seen
+
+
+def test_rotate_keeps_created_and_meta(sessions):
+    """rotate() keeps the creation time and meta (the new id's hash is listed)."""
+    sid = sessions.create({"a": 1}, user_id="rot", meta={"device": "tv"})
+    (before,) = sessions.user_sessions("rot", details=True)
+    sleep(0.02)
+    new = sessions.rotate(sid)
+    assert new is not None
+    (after,) = sessions.user_sessions("rot", details=True)
+    assert after.id_hash == id_hash(new) != before.id_hash
+    assert after.created == before.created
+    assert after.meta == {"device": "tv"}
+    assert after.last_seen > before.last_seen
+
+
+def test_meta_is_not_session_data(sessions):
+    """meta never shows in get/update results, and round-trips the codec's types."""
+    when = dt.datetime(2024, 5, 1, 12, 30, tzinfo=dt.timezone.utc)
+    meta = {"login_at": when, "tags": {"mfa"}, "ua": "Firefox ✓"}
+    sid = sessions.create({"a": 1}, user_id="m", meta=meta)
+    assert sessions.get(sid) == {"a": 1}
+    assert sessions.update(sid, {"b": 2}) == {"a": 1, "b": 2}
+    assert sessions.set(sid, {"c": 3}) is True
+    assert sessions.get(sid) == {"c": 3}
+    (info,) = sessions.user_sessions("m", details=True)
+    assert info.meta == meta
+    assert type(info.meta["login_at"]) is dt.datetime
+    anon = sessions.create(meta={"device": "x"})  # allowed without a user
+    assert sessions.get(anon) == {}
+
+
+@pytest.mark.parametrize(
+    ("meta", "error"),
+    [
+        ([("device", "x")], kvkit.InvalidArgument),
+        ("device", kvkit.InvalidArgument),
+        ({1: "x"}, kvkit.SerializationError),
+        ({"x": object()}, kvkit.SerializationError),
+    ],
+)
+def test_bad_meta_raises_and_writes_nothing(client, sessions, meta, error):
+    """meta must be a mapping of str names to encodable values; nothing is written."""
+    before = stored_sessions(client)
+    with pytest.raises(error):
+        sessions.create({"a": 1}, user_id="bad-meta", meta=meta)
+    assert stored_sessions(client) == before
+    assert sessions.user_sessions("bad-meta") == []
+
+
+def test_details_drop_ended_sessions(idle_client):
+    """Expired and deleted sessions leave the details listing too."""
+    sessions = idle_client.sessions
+    gone = sessions.create(user_id="ending", ttl=0.2)
+    deleted = sessions.create(user_id="ending")
+    kept = sessions.create(user_id="ending", ttl=5)
+    assert sessions.delete(deleted) is True
+    sleep(0.4)
+    infos = sessions.user_sessions("ending", details=True)
+    assert [info.id_hash for info in infos] == [id_hash(kept)]
+    assert id_hash(gone) != id_hash(kept)
+
+
 # -- Redis layout ---------------------------------------------------------------------------
 def test_redis_layout(client, sessions):
     """On Redis: one hash per session, items as plain JSON, all keys in the user's slot."""
@@ -666,6 +790,60 @@ def test_redis_corrupted_session_errors_never_show_the_id(client, sessions):
             assert sid[4:] not in text  # not even the secret part of the key
             assert id_hash(sid) in str(info.value)
         r.hdel(key, field)
+
+
+def test_redis_layout_records_times_and_meta(client, sessions):
+    """On Redis the hash carries _c/_s (server ms) and _m (encoded meta) beside the data."""
+    if not is_redis(client):
+        pytest.skip("Redis key layout")
+    r = client.redis("sessions")
+    sid = sessions.create({"a": 1}, user_id="lay", meta={"device": "x"})
+    key = f"{client.settings.prefix}:session:{{{sid[:4]}}}{sid[4:]}"
+    seconds, micros = r.time()
+    server_ms = seconds * 1000 + micros // 1000
+    created = int(r.hget(key, "_c"))
+    assert abs(server_ms - created) < 5000
+    assert int(r.hget(key, "_s")) >= created
+    assert json.loads(r.hget(key, "_m")) == {"device": "x"}
+    assert sessions.get(sid) == {"a": 1}
+
+
+def test_redis_sessions_of_the_previous_version_still_read(client, sessions):
+    """A hash without _c/_s/_m (kvkit 0.1) reads, lists with estimated times, then records them."""
+    if not is_redis(client):
+        pytest.skip("needs raw access to the store")
+    r = client.redis("sessions")
+    sid = sessions.create({"a": 1}, user_id="legacy", ttl=100)
+    key = f"{client.settings.prefix}:session:{{{sid[:4]}}}{sid[4:]}"
+    r.hdel(key, "_c", "_s", "_m")
+    r.pexpire(key, 90_000)  # as if the last use was 10 s ago
+    (info,) = sessions.user_sessions("legacy", details=True)
+    assert info.meta == {}
+    assert info.created == info.last_seen
+    ago = (utcnow() - info.last_seen).total_seconds()
+    assert 5 < ago < 15
+    assert sessions.get(sid) == {"a": 1}
+    assert r.hget(key, "_c") is not None
+    (info,) = sessions.user_sessions("legacy", details=True)
+    assert abs((utcnow() - info.created).total_seconds()) < 5
+    assert info.created == info.last_seen
+    assert sessions.update(sid, {"b": 2}) == {"a": 1, "b": 2}
+    assert sessions.rotate(sid) is not None
+
+
+def test_redis_undecodable_meta_is_ignored_alone(client, sessions, caplog):
+    """Garbage in one session's _m gives meta {} and a warning naming its hash, not its id."""
+    if not is_redis(client):
+        pytest.skip("needs raw access to the store")
+    r = client.redis("sessions")
+    bad = sessions.create(user_id="garbled", meta={"device": "a"})
+    good = sessions.create(user_id="garbled", meta={"device": "b"})
+    r.hset(f"{client.settings.prefix}:session:{{{bad[:4]}}}{bad[4:]}", "_m", b"\x80[")
+    with caplog.at_level("WARNING", logger="kvkit.sessions"):
+        infos = sessions.user_sessions("garbled", details=True)
+    assert {i.id_hash: i.meta for i in infos} == {id_hash(bad): {}, id_hash(good): {"device": "b"}}
+    assert id_hash(bad) in caplog.text
+    assert bad not in caplog.text and bad[4:] not in caplog.text
 
 
 # -- duration bounds (at most MAX_SECONDS, identical on every backend) ---------------------

@@ -16,6 +16,7 @@ import abc
 from typing import TYPE_CHECKING, Any
 
 from ..._queue_types import RawMessage
+from ..._sessions_base import SessionRecord
 
 if TYPE_CHECKING:
     from ..._settings import Settings
@@ -102,8 +103,14 @@ class AsyncSessionDriver(abc.ABC):
         idle_ms: int | None,
         max_age_ms: int | None,
         index: str | None,
+        meta: bytes | None = None,
     ) -> None:
-        """Store a new session and add it to ``index`` (the owner's index key)."""
+        """Store a new session and add it to ``index`` (the owner's index key).
+
+        The driver records the creation time and, on every call that slides, the time of
+        that use (for :meth:`details`); ``meta`` is the encoded metadata, kept as is
+        (also by :meth:`rotate`).
+        """
 
     @abc.abstractmethod
     async def get(self, key: str) -> dict[str, bytes] | None:
@@ -146,6 +153,10 @@ class AsyncSessionDriver(abc.ABC):
     @abc.abstractmethod
     async def delete_members(self, index: str) -> int:
         """Delete every session in ``index`` and the index; return how many existed."""
+
+    @abc.abstractmethod
+    async def details(self, index: str) -> list[SessionRecord]:
+        """Like :meth:`members`, with each session's creation time, last use and metadata."""
 
 
 class AsyncQueueDriver(abc.ABC):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ..._memory.engine import MemoryStore
 from ..._memory.sessions import SessionSpace
+from ..._sessions_base import SessionRecord
 from .base import AsyncSessionDriver
 
 __all__ = ["AsyncMemorySessionDriver"]
@@ -29,8 +30,9 @@ class AsyncMemorySessionDriver(AsyncSessionDriver):
         idle_ms: int | None,
         max_age_ms: int | None,
         index: str | None,
+        meta: bytes | None = None,
     ) -> None:
-        self._space.create(key, fields, idle_ms, max_age_ms, index)
+        self._space.create(key, fields, idle_ms, max_age_ms, index, meta)
 
     async def get(self, key: str) -> dict[str, bytes] | None:
         return self._space.get(key)
@@ -63,3 +65,6 @@ class AsyncMemorySessionDriver(AsyncSessionDriver):
 
     async def delete_members(self, index: str) -> int:
         return self._space.delete_members(index)
+
+    async def details(self, index: str) -> list[SessionRecord]:
+        return self._space.details(index)

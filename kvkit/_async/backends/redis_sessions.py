@@ -13,8 +13,13 @@ With the default prefix ``kvkit`` (``P`` = ``kvkit:session:``)::
 
 The session hash holds ``d:<name>`` → the encoded value of each data item, and metadata
 fields ``_t`` (idle TTL in ms, ``0``: none), ``_x`` (absolute deadline, server ms since
-the epoch, ``0``: none) and ``_i`` (the full key of the owner's index, absent without a
-user). Data fields all start with ``d:`` and metadata with ``_``, so they never collide.
+the epoch, ``0``: none), ``_i`` (the full key of the owner's index, absent without a
+user), ``_c`` (creation, server ms), ``_s`` (last use: the last script that slid the
+expiry, server ms) and ``_m`` (the encoded ``meta`` of ``create``, absent without one).
+Data fields all start with ``d:`` and metadata with ``_``, so they never collide.
+Sessions written before ``_c``/``_s`` existed still read; the first script that slides
+one records both (its creation time is then that first use), and ``details`` estimates
+them until then (see ``details.lua``).
 
 The index's members are the full session keys, each scored with that session's expiry
 (server ms; ``2**53 - 1`` for no expiry). Every script that changes a session's expiry
@@ -47,6 +52,7 @@ from ..._redis_sessions_base import (
     CREATE,
     DELETE,
     DELETE_MEMBERS,
+    DETAILS,
     GET,
     MEMBERS,
     REPLACE,
@@ -56,7 +62,9 @@ from ..._redis_sessions_base import (
     data_fields,
     field_pairs,
     hash_field,
+    records,
 )
+from ..._sessions_base import SessionRecord
 from .base import AsyncSessionDriver
 from .redis_runner import AsyncRedisRunner
 
@@ -80,8 +88,10 @@ class AsyncRedisSessionDriver(AsyncSessionDriver):
         idle_ms: int | None,
         max_age_ms: int | None,
         index: str | None,
+        meta: bytes | None = None,
     ) -> None:
-        args: list[Any] = [idle_ms or 0, max_age_ms or 0, index or "", *field_pairs(fields)]
+        args: list[Any] = [idle_ms or 0, max_age_ms or 0, index or "", meta or b""]
+        args.extend(field_pairs(fields))
         await self._b.eval(CREATE, [key], args, idempotent=True)
 
     async def get(self, key: str) -> dict[str, bytes] | None:
@@ -122,3 +132,6 @@ class AsyncRedisSessionDriver(AsyncSessionDriver):
 
     async def delete_members(self, index: str) -> int:
         return int(await self._b.eval(DELETE_MEMBERS, [index], [], idempotent=True))
+
+    async def details(self, index: str) -> list[SessionRecord]:
+        return records(await self._b.eval(DETAILS, [index], [], idempotent=True))

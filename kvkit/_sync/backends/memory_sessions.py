@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ..._memory.engine import MemoryStore
 from ..._memory.sessions import SessionSpace
+from ..._sessions_base import SessionRecord
 from .base import SessionDriver
 
 __all__ = ["MemorySessionDriver"]
@@ -31,8 +32,9 @@ class MemorySessionDriver(SessionDriver):
         idle_ms: int | None,
         max_age_ms: int | None,
         index: str | None,
+        meta: bytes | None = None,
     ) -> None:
-        self._space.create(key, fields, idle_ms, max_age_ms, index)
+        self._space.create(key, fields, idle_ms, max_age_ms, index, meta)
 
     def get(self, key: str) -> dict[str, bytes] | None:
         return self._space.get(key)
@@ -65,3 +67,6 @@ class MemorySessionDriver(SessionDriver):
 
     def delete_members(self, index: str) -> int:
         return self._space.delete_members(index)
+
+    def details(self, index: str) -> list[SessionRecord]:
+        return self._space.details(index)
