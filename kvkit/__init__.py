@@ -20,6 +20,7 @@ from ._errors import (
     KVKitError,
     SerializationError,
 )
+from ._public import publish as _publish
 from ._queue_types import Message, QueueStats
 from ._sessions_base import SessionInfo
 from ._settings import Settings
@@ -61,34 +62,5 @@ __all__ = [
 ]
 
 
-def _publish_under_kvkit() -> None:
-    """Show public names as ``kvkit.X`` rather than their private home (``kvkit._errors.X``).
-
-    Tracebacks, ``repr`` of classes and error reports then name what users import. Pickling
-    still works because every name is importable from ``kvkit`` itself. Done once, here,
-    for every exported class and function defined in kvkit's private modules (httpx does the
-    same); values such as ``FOREVER`` keep their type's module.
-    """
-    import inspect
-    import typing
-
-    namespace = globals()
-    for name in __all__:
-        value = namespace[name]
-        if not isinstance(value, type) or not value.__module__.startswith("kvkit."):
-            continue
-        own = inspect.get_annotations(value)
-        if own:
-            # typing.get_type_hints() evaluates string annotations in the namespace of
-            # __module__: resolve them in the defining module first, or hints such as
-            # ``Any`` would stop resolving once the class claims to live in ``kvkit``.
-            try:
-                hints = typing.get_type_hints(value)
-            except NameError:  # names imported only under TYPE_CHECKING: leave as they are
-                pass
-            else:
-                value.__annotations__ = {key: hints[key] for key in own}
-        value.__module__ = "kvkit"
-
-
-_publish_under_kvkit()
+# Public classes are shown as kvkit.X, not under their private home (kvkit._errors.X).
+_publish(globals(), __all__, "kvkit")

@@ -30,6 +30,7 @@ _INT_MAX = 2**31 - 1
 (``SELECT`` and the ``databases`` setting stop at 2**31-1), and nothing larger is sane."""
 
 _DIGITS = re.compile(r"[0-9]+")
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*")
 
 
 def _positive_float(name: str, raw: str) -> float:
@@ -143,17 +144,27 @@ _SHOWN_OPTIONS = frozenset(
 )
 
 
+FAMILIES = frozenset(("redis", "unix", "cluster", "sentinel", "memory", "fakeredis", "custom"))
+"""How a URL of each family is parsed (see :attr:`SchemeSpec.family`)."""
+
+
 @attrs.frozen
 class SchemeSpec:
     """One entry of the scheme registry.
 
     Attributes:
-        scheme: The URL scheme, e.g. ``"redis"``.
+        scheme: The URL scheme, e.g. ``"redis"``: lower case, as URL schemes are compared
+            case-insensitively.
         family: How the URL is parsed: ``"redis"``, ``"unix"``, ``"cluster"``,
-            ``"sentinel"``, ``"memory"``, ``"fakeredis"`` or ``"custom"``.
-        options: Allowed query options and their converters.
-        sync_factory: ``"module:attr"`` of the sync backend class (imported lazily).
-        async_factory: ``"module:attr"`` of the async backend class (imported lazily).
+            ``"sentinel"``, ``"memory"``, ``"fakeredis"`` or ``"custom"``
+            (``scheme://[user:password@]host[:port][,host[:port]…][/path]``: hosts in
+            :attr:`ParsedURL.hosts`, the path in :attr:`ParsedURL.path`).
+        options: Allowed query options and their converters. A converter is called with
+            the option's name and raw text and returns the value, or raises
+            :class:`kvkit.ConfigError`.
+        sync_factory: The sync backend class, or ``"module:attr"`` naming it (imported
+            lazily, on first use of the scheme).
+        async_factory: The async backend class, or ``"module:attr"`` naming it.
         tls: Whether the scheme speaks TLS.
         description: One line for error messages and docs.
     """
@@ -161,14 +172,16 @@ class SchemeSpec:
     scheme: str
     family: str
     options: dict[str, Callable[[str, str], Any]]
-    sync_factory: str
-    async_factory: str
+    sync_factory: str | Callable[..., Any]
+    async_factory: str | Callable[..., Any]
     tls: bool = False
     description: str = ""
 
     def load(self, is_async: bool) -> Any:
         """Import and return the backend factory for the sync or async API."""
         target = self.async_factory if is_async else self.sync_factory
+        if not isinstance(target, str):
+            return target
         module, _, attr = target.partition(":")
         return getattr(importlib.import_module(module), attr)
 
@@ -178,7 +191,39 @@ _entry_points_loaded = False
 
 
 def register_scheme(spec: SchemeSpec) -> None:
-    """Add (or replace) a scheme in the registry."""
+    """Add a scheme to the registry, or replace the entry of that scheme.
+
+    Args:
+        spec: The registry entry.
+
+    Raises:
+        ConfigError: ``spec`` is not a :class:`SchemeSpec`, its scheme is not a lower-case
+            URL scheme, its family is unknown or a factory string is not ``"module:attr"``.
+    """
+    if not isinstance(spec, SchemeSpec):
+        raise ConfigError(f"register_scheme() takes a SchemeSpec, not {type(spec).__name__!r}")
+    # parse_url() lower-cases the scheme before the lookup: "Acme" could never be found.
+    if not _SCHEME.fullmatch(spec.scheme) or spec.scheme != spec.scheme.lower():
+        raise ConfigError(
+            f"invalid scheme {spec.scheme!r}: a lower-case letter followed by lower-case "
+            "letters, digits, '+', '-' or '.'"
+        )
+    if spec.family not in FAMILIES:
+        raise ConfigError(
+            f"unknown family {spec.family!r} of scheme {spec.scheme!r}; "
+            f"one of {', '.join(sorted(FAMILIES))}"
+        )
+    for factory in (spec.sync_factory, spec.async_factory):
+        if isinstance(factory, str):
+            module, colon, attr = factory.partition(":")
+            if not (module and colon and attr):
+                raise ConfigError(
+                    f"backend factory {factory!r} of scheme {spec.scheme!r} must be 'module:attr'"
+                )
+        elif not callable(factory):
+            raise ConfigError(
+                f"backend factory of scheme {spec.scheme!r} must be a class or 'module:attr'"
+            )
     _REGISTRY[spec.scheme] = spec
 
 
@@ -221,6 +266,9 @@ _builtin("memory", "memory", "memory://[NAME][?maxsize=N] — in-process store")
 _builtin("fakeredis", "fakeredis", "fakeredis://[NAME] — the Redis driver over fakeredis")
 _builtin("redis", "redis", "redis://[[user]:pass@]host[:port][/db] — Redis over TCP")
 _builtin("rediss", "redis", "rediss://… — Redis over TLS (verified)", tls=True)
+# Valkey speaks the Redis protocol and runs kvkit's Lua scripts unchanged: the same driver.
+_builtin("valkey", "redis", "valkey://[[user]:pass@]host[:port][/db] — Valkey over TCP")
+_builtin("valkeys", "redis", "valkeys://… — Valkey over TLS (verified)", tls=True)
 _builtin("unix", "unix", "unix:///path/redis.sock[?db=N] — Redis over a unix socket")
 _builtin(
     "redis+cluster",
@@ -251,9 +299,10 @@ def _load_entry_points() -> None:
         if ep.name in _REGISTRY:
             continue
         spec = ep.load()
-        if not isinstance(spec, SchemeSpec):
+        if not isinstance(spec, SchemeSpec) or spec.scheme != ep.name:
             raise ConfigError(
-                f"entry point {ep.name!r} in group 'kvkit.backends' must be a kvkit SchemeSpec"
+                f"entry point {ep.name!r} in group 'kvkit.backends' must be a kvkit SchemeSpec "
+                "of the scheme it is named after"
             )
         register_scheme(spec)
 
@@ -331,7 +380,6 @@ class ParsedURL:
 # LAST "@" (so a raw "@" or ":" in a password is fine). A password with a raw "/", "?" or
 # "#" cannot be told apart from a path or query: such URLs are rejected, and shown hidden.
 
-_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*")
 # A host list as it may be shown: names (no reserved characters or spaces) or bracketed IPv6
 # literals, each with an optional numeric port.
 _HOST_ITEM = re.compile(r"(\[[0-9A-Za-z:.%\-]+\]|[^\s\[\]:/?#@,%]+)(:[0-9]+)?")

@@ -101,3 +101,76 @@ def test_type_hints_still_resolve():
         assert hints, cls
     assert typing.get_type_hints(kvkit.Message)["payload"] is typing.Any
     assert "Settings(url=" in repr(kvkit.Settings())
+
+
+BACKENDS_ALL = {
+    "AsyncBackend",
+    "AsyncCacheDriver",
+    "AsyncQueueDriver",
+    "AsyncSessionDriver",
+    "Backend",
+    "CacheDriver",
+    "IncrRefused",
+    "ParsedURL",
+    "QueueDriver",
+    "RawMessage",
+    "SchemeSpec",
+    "SessionDriver",
+    "register_scheme",
+    "schemes",
+}
+
+
+def test_backends_module_is_the_extension_point():
+    """kvkit.backends exports exactly the registry and the contracts a backend implements."""
+    import kvkit.backends as backends
+
+    assert set(backends.__all__) == BACKENDS_ALL
+    assert len(backends.__all__) == len(BACKENDS_ALL)
+    public = {
+        name
+        for name, value in vars(backends).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    } - {"annotations"}
+    assert public == BACKENDS_ALL
+    for name in backends.__all__:
+        value = getattr(backends, name)
+        assert value.__doc__, name  # documented for implementers
+        if isinstance(value, type):
+            assert value.__module__ == "kvkit.backends", name
+    assert repr(backends.AsyncBackend) == "<class 'kvkit.backends.AsyncBackend'>"
+
+
+def test_backends_contracts_are_the_ones_kvkit_uses():
+    """The public classes are the driver layer's own ABCs, not copies."""
+    import kvkit.backends as backends
+    from kvkit._async.backends import base as async_base
+    from kvkit._async.backends.redis import AsyncRedisBackend
+    from kvkit._sync.backends import base as sync_base
+    from kvkit._sync.backends.memory import MemoryBackend
+
+    for name in ("Backend", "CacheDriver", "SessionDriver", "QueueDriver"):
+        assert getattr(backends, name) is getattr(sync_base, name)
+        assert getattr(backends, "Async" + name) is getattr(async_base, "Async" + name)
+    assert issubclass(AsyncRedisBackend, backends.AsyncBackend)
+    assert issubclass(MemoryBackend, backends.Backend)
+    assert issubclass(backends.IncrRefused, kvkit.InvalidArgument)
+
+
+def test_importing_kvkit_does_not_import_the_extension_point():
+    """import kvkit stays cheap: kvkit.backends loads only when imported itself."""
+    code = "import sys, kvkit; print('kvkit.backends' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_readme_imports_nothing_private():
+    """README examples import only public modules (kvkit, kvkit.backends, kvkit.ext.*)."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(kvkit.__file__).resolve().parent.parent / "README.md").read_text()
+    code = "\n".join(re.findall(r"^```python\n(.*?)^```", readme, re.S | re.M))
+    private = re.findall(r"\bkvkit(?:\.\w+)*\._\w+", code)
+    assert private == []
+    assert "from kvkit.backends import" in code

@@ -404,3 +404,172 @@ def test_percent_encoded_special_passwords_parse():
     parsed = parse_url("redis://us%2Fer:p%2F%3F%23%40%3A%25%20x@h/0")
     assert (parsed.username, parsed.password) == ("us/er", "p/?#@:% x")
     assert parsed.redacted == "redis://***:***@h/0"
+
+
+# --------------------------------------------------------------- Valkey: one entry per scheme
+
+
+@pytest.mark.parametrize(
+    ("valkey", "redis"),
+    [
+        ("valkey://h", "redis://h"),
+        ("valkey://", "redis://"),
+        ("valkey://h:7000/3", "redis://h:7000/3"),
+        ("valkey://[::1]:7000/1", "redis://[::1]:7000/1"),
+        ("valkey://app:p%40ss@h/0", "redis://app:p%40ss@h/0"),
+        ("valkey://h/0?username=u&password=p", "redis://h/0?username=u&password=p"),
+        (
+            "valkey://h?socket_timeout=1.5&client_name=web",
+            "redis://h?socket_timeout=1.5&client_name=web",
+        ),
+        ("valkeys://h:6380", "rediss://h:6380"),
+        (
+            "valkeys://h?ssl_cert_reqs=none&ssl_ca_certs=/ca.pem&ssl_check_hostname=false",
+            "rediss://h?ssl_cert_reqs=none&ssl_ca_certs=/ca.pem&ssl_check_hostname=false",
+        ),
+    ],
+)
+def test_valkey_urls_parse_as_their_redis_twins(valkey, redis):
+    """valkey:// and valkeys:// parse exactly like redis:// and rediss://."""
+    a, b = parse_url(valkey), parse_url(redis)
+    assert (a.hosts, a.db, a.username, a.password, a.options) == (
+        b.hosts,
+        b.db,
+        b.username,
+        b.password,
+        b.options,
+    )
+    assert a.redacted == b.redacted.replace("redis", "valkey", 1)
+
+
+@pytest.mark.parametrize(("scheme", "twin"), [("valkey", "redis"), ("valkeys", "rediss")])
+def test_valkey_schemes_are_one_entry_on_the_redis_driver(scheme, twin):
+    """Each Valkey scheme is one registry entry naming the Redis backend classes."""
+    spec, redis_spec = parse_url(f"{scheme}://h").spec, parse_url(f"{twin}://h").spec
+    assert spec.scheme == scheme and scheme in schemes()
+    assert (spec.family, spec.tls, spec.sync_factory, spec.async_factory) == (
+        redis_spec.family,
+        redis_spec.tls,
+        redis_spec.sync_factory,
+        redis_spec.async_factory,
+    )
+    assert spec.options.keys() == redis_spec.options.keys()
+    with kvkit.Client(f"{scheme}://h:1/0") as client:  # no I/O
+        assert type(client.backend()).__name__ == "RedisBackend"
+        assert client.backend().kind == "redis"
+
+
+def test_valkey_tls_options_only_on_valkeys():
+    """ssl_* options are accepted on valkeys:// and rejected on valkey://, as for Redis."""
+    assert parse_url("valkeys://h?ssl_cert_reqs=optional").options == {"ssl_cert_reqs": "optional"}
+    with pytest.raises(kvkit.ConfigError, match="unknown option 'ssl_cert_reqs' for valkey://"):
+        parse_url("valkey://h?ssl_cert_reqs=none")
+    with pytest.raises(kvkit.ConfigError, match="one host"):
+        parse_url("valkey://a:1,b:2")
+
+
+def test_valkeys_connects_with_verified_tls():
+    """A valkeys:// backend builds TLS connections, verified unless told otherwise."""
+    from redis.connection import SSLConnection
+
+    with kvkit.Client("valkeys://h:6380/0") as client:
+        kwargs = client.backend()._pool_kwargs()
+    assert kwargs["connection_class"] is SSLConnection
+    assert (kwargs["ssl_cert_reqs"], kwargs["ssl_check_hostname"]) == ("required", True)
+    with kvkit.Client("valkey://h:6380/0") as client:
+        assert client.backend()._pool_kwargs()["connection_class"] is not SSLConnection
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("valkey://:secret@h:6379/0", "valkey://:***@h:6379/0"),
+        ("valkeys://u:s@h?ssl_cert_reqs=none", "valkeys://***:***@h?ssl_cert_reqs=none"),
+        ("valkey://h/0?password=hunter2", "valkey://h/0?password=***"),
+        ("valkey://:pa/ss@h:6379/0", "valkey://***"),
+    ],
+)
+def test_valkey_redaction(url, shown):
+    """Valkey URLs hide their credentials like Redis URLs."""
+    assert redact_url(url) == shown
+
+
+def test_valkey_errors_never_contain_the_password():
+    """A bad Valkey URL's error shows the redacted URL only."""
+    for url in (
+        "valkey://:hunter2@h/x",
+        "valkeys://u:hunter2@h:99999",
+        "valkey://h?password=hunter2&x=1",
+    ):
+        with pytest.raises(kvkit.ConfigError) as info:
+            parse_url(url)
+        assert "hunter2" not in str(info.value)
+
+
+# --------------------------------------------------------------- register_scheme() checks its input
+
+
+def _spec(**changes):
+    fields = {
+        "scheme": "acme2",
+        "family": "custom",
+        "options": {},
+        "sync_factory": "kvkit._sync.backends.memory:MemoryBackend",
+        "async_factory": "kvkit._async.backends.memory:AsyncMemoryBackend",
+    }
+    return SchemeSpec(**{**fields, **changes})
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("acme://", "takes a SchemeSpec"),
+        (_spec(scheme="Acme"), "invalid scheme 'Acme'"),
+        (_spec(scheme="1acme"), "invalid scheme"),
+        (_spec(scheme="ac me"), "invalid scheme"),
+        (_spec(family="mongo"), "unknown family 'mongo'"),
+        (_spec(sync_factory="acme.backend"), "must be 'module:attr'"),
+        (_spec(async_factory=":AcmeBackend"), "must be 'module:attr'"),
+        (_spec(async_factory=42), "must be a class or 'module:attr'"),
+    ],
+)
+def test_register_scheme_rejects_bad_specs(spec, message):
+    """A scheme that could never be parsed or loaded fails at registration (ConfigError)."""
+    with pytest.raises(kvkit.ConfigError, match=message):
+        register_scheme(spec)
+    assert "acme2" not in schemes() and "Acme" not in schemes()
+
+
+def test_scheme_with_classes_as_factories():
+    """A SchemeSpec may name its backend classes directly instead of 'module:attr'."""
+    from kvkit._async.backends.memory import AsyncMemoryBackend
+    from kvkit._sync.backends.memory import MemoryBackend
+
+    register_scheme(_spec(sync_factory=MemoryBackend, async_factory=AsyncMemoryBackend))
+    try:
+        spec = parse_url("acme2://h:1").spec
+        assert spec.load(is_async=False) is MemoryBackend
+        assert spec.load(is_async=True) is AsyncMemoryBackend
+    finally:
+        from kvkit import _urls
+
+        _urls._REGISTRY.pop("acme2")
+
+
+def test_entry_point_must_be_named_after_its_scheme(monkeypatch):
+    """An entry point whose SchemeSpec is for another scheme is a ConfigError, not a mix-up."""
+    import importlib.metadata
+
+    from kvkit import _urls
+
+    class FakeEntryPoint:
+        name = "acme3"
+
+        def load(self):
+            return _spec(scheme="other")
+
+    monkeypatch.setattr(_urls, "_entry_points_loaded", False)
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [FakeEntryPoint()])
+    with pytest.raises(kvkit.ConfigError, match="named after"):
+        parse_url("acme3://h")
+    assert "other" not in schemes()

@@ -243,5 +243,12 @@ class AsyncClient(AsyncRedisServiceMixin):
 
 def _make_backend(url: ParsedURL, settings: Settings) -> AsyncBackend:
     factory = url.spec.load(is_async=True)
-    backend: AsyncBackend = factory(url, settings)
+    backend = factory(url, settings)
+    # A registered scheme may name any class: a backend of the other flavour (or none)
+    # would fail later, far from its cause, with an AttributeError or an unawaited call.
+    if not isinstance(backend, AsyncBackend):
+        raise ConfigError(
+            f"the backend factory of {url.scheme}:// returned {type(backend).__name__!r}, "
+            "not a kvkit.backends.AsyncBackend"
+        )
     return backend

@@ -241,5 +241,12 @@ class Client(RedisServiceMixin):
 
 def _make_backend(url: ParsedURL, settings: Settings) -> Backend:
     factory = url.spec.load(is_async=False)
-    backend: Backend = factory(url, settings)
+    backend = factory(url, settings)
+    # A registered scheme may name any class: a backend of the other flavour (or none)
+    # would fail later, far from its cause, with an AttributeError or an unawaited call.
+    if not isinstance(backend, Backend):
+        raise ConfigError(
+            f"the backend factory of {url.scheme}:// returned {type(backend).__name__!r}, "
+            "not a kvkit.backends.Backend"
+        )
     return backend
