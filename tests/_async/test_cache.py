@@ -244,7 +244,8 @@ async def test_clear_does_not_touch_other_prefixes(request, backend):
         settings_b = kvkit.Settings(url="memory://clear-iso", prefix="appb")
     else:
         base = settings_for(request, backend)
-        url = base.url if backend in ("redis", "cluster") else "fakeredis://clear-iso"
+        # A server is shared by URL; fakeredis:// without a name is private to its client.
+        url = "fakeredis://clear-iso" if backend == "fakeredis" else base.url
         settings_a = kvkit.Settings(url=url, prefix=base.prefix + "a")
         settings_b = kvkit.Settings(url=url, prefix=base.prefix + "b")
     async with (

@@ -171,7 +171,7 @@ class AsyncRedisCacheDriver(AsyncCacheDriver):
 #   asyncio connections cannot be shared between loops (pytest-asyncio gives each test its
 #   own)." -> " shared."
 class AsyncRedisBackend(AsyncBackend):
-    """``redis://``, ``rediss://`` and ``unix://``: one bounded pool per server+db.
+    """``redis[s]://``, ``valkey[s]://`` and ``unix://``: one bounded pool per server+db.
 
     The redis-py client is created lazily on first use (constructors do no I/O) and, on the
     async side, re-created when the running event loop changes, because asyncio
@@ -316,6 +316,10 @@ class AsyncRedisBackend(AsyncBackend):
 
     async def server_version(self) -> str | None:
         info = await self.run(lambda r: r.info("server"), idempotent=True)
+        # Valkey reports a frozen redis_version (7.2.4) for old clients' sake: its own
+        # version is valkey_version, named so that a Valkey is not mistaken for Redis 7.2.
+        if info.get("valkey_version") is not None:
+            return f"valkey {info['valkey_version']}"
         version = info.get("redis_version")
         return None if version is None else str(version)
 

@@ -168,7 +168,7 @@ class RedisCacheDriver(CacheDriver):
 
 
 class RedisBackend(Backend):
-    """``redis://``, ``rediss://`` and ``unix://``: one bounded pool per server+db.
+    """``redis[s]://``, ``valkey[s]://`` and ``unix://``: one bounded pool per server+db.
 
     The redis-py client is created lazily on first use (constructors do no I/O) and shared.
     """
@@ -295,6 +295,10 @@ class RedisBackend(Backend):
 
     def server_version(self) -> str | None:
         info = self.run(lambda r: r.info("server"), idempotent=True)
+        # Valkey reports a frozen redis_version (7.2.4) for old clients' sake: its own
+        # version is valkey_version, named so that a Valkey is not mistaken for Redis 7.2.
+        if info.get("valkey_version") is not None:
+            return f"valkey {info['valkey_version']}"
         version = info.get("redis_version")
         return None if version is None else str(version)
 
