@@ -270,6 +270,9 @@ class DictQueueDriver(backends.QueueDriver):
     def gc(self, key: str, group: str, consumer_idle_ms: int) -> None:
         return None
 
+    def expire(self, key: str, ttl_ms: int, message_ids: list[str]) -> None:
+        return None  # an in-process store: its queues end with the process
+
     # Not needed by this test: a real backend implements them (see the conformance suite).
     def nack(self, key, group, **kwargs) -> int:
         raise NotImplementedError
