@@ -23,7 +23,9 @@ The backend classes (:class:`Backend` / :class:`AsyncBackend`) are built with th
 URL and the client's :class:`kvkit.Settings`, and must do no I/O until first used. Their
 ``cache_driver()``, ``session_driver()`` and ``queue_driver()`` return the drivers
 (:class:`CacheDriver`, :class:`SessionDriver`, :class:`QueueDriver` and their ``Async``
-twins). Drivers store bytes under full keys, each method one atomic step: the services
+twins; queue pops return :class:`RawMessage`, session details :class:`SessionRecord`, a
+refused increment raises :class:`IncrRefused`). Drivers store bytes under full keys, each
+method one atomic step: the services
 above them do validation, key layout, serialization and TTL policy. The conformance suite
 in kvkit's ``tests/_async`` describes the behaviour every backend must have.
 """
@@ -39,6 +41,7 @@ from ._async.backends.base import (
 from ._counters import IncrRefused
 from ._public import publish as _publish
 from ._queue_types import RawMessage
+from ._sessions_base import SessionRecord
 from ._sync.backends.base import Backend, CacheDriver, QueueDriver, SessionDriver
 from ._urls import ParsedURL, SchemeSpec, register_scheme, schemes
 
@@ -55,6 +58,7 @@ __all__ = [
     "RawMessage",
     "SchemeSpec",
     "SessionDriver",
+    "SessionRecord",
     "register_scheme",
     "schemes",
 ]

@@ -30,6 +30,10 @@ def _until(ttl_ms: int | None) -> int | None:
     return None if ttl_ms is None else _now_ms() + ttl_ms
 
 
+def _epoch_ms() -> int:
+    return int(time.time() * 1000)
+
+
 def _left(deadline: int | None) -> int:
     return -1 if deadline is None else max(deadline - _now_ms(), 0)
 
@@ -66,6 +70,7 @@ class Store:
     def slide(entry: dict[str, Any]) -> None:
         ends = [t for t in (_until(entry["idle"]), entry["deadline"]) if t is not None]
         entry["expires"] = min(ends) if ends else None
+        entry["seen"] = _epoch_ms()
 
     def queue(self, key: str) -> dict[str, Any]:
         return self.queues.setdefault(key, {"ready": deque(), "leased": {}, "dead": []})
@@ -141,9 +146,9 @@ class DictSessionDriver(backends.SessionDriver):
     def __init__(self, store: Store) -> None:
         self.s = store
 
-    def create(self, key, fields, idle_ms, max_age_ms, index) -> None:
+    def create(self, key, fields, idle_ms, max_age_ms, index, meta=None) -> None:
         entry = {"fields": dict(fields), "idle": idle_ms, "deadline": _until(max_age_ms)}
-        entry["index"] = index
+        entry.update(index=index, meta=meta, created=_epoch_ms())
         self.s.slide(entry)
         self.s.sessions[key] = entry
         if index is not None:
@@ -216,6 +221,13 @@ class DictSessionDriver(backends.SessionDriver):
 
     def delete_members(self, index: str) -> int:
         return sum(self.delete(key) for key in self.members(index))
+
+    def details(self, index: str) -> list[backends.SessionRecord]:
+        return [
+            backends.SessionRecord(key, entry["created"], entry["seen"], entry["meta"])
+            for key in self.members(index)
+            if (entry := self.s.sessions[key])
+        ]
 
 
 class DictQueueDriver(backends.QueueDriver):
@@ -413,10 +425,12 @@ def test_sync_client_on_a_third_party_backend(dictkv):
             cache.incr("user")
         assert cache.get_many(["user", "hits", "nope"]) == {"user": {"name": "Ada"}, "hits": 3}
         assert cache.get_or_set("report", lambda: [1, 2]) == [1, 2]
-        sid = client.sessions.create({"cart": []}, user_id="ada")
+        sid = client.sessions.create({"cart": []}, user_id="ada", meta={"device": "phone"})
         assert client.sessions.update(sid, {"cart": ["book"]}) == {"cart": ["book"]}
         new_sid = client.sessions.rotate(sid)
         assert client.sessions.user_sessions("ada") == [new_sid]
+        (info,) = client.sessions.user_sessions("ada", details=True)
+        assert info.meta == {"device": "phone"} and info.created <= info.last_seen
         assert client.sessions.get(sid) is None
         queue = client.queue("emails")
         ids = queue.push_many(["a", "b"])

@@ -116,6 +116,7 @@ BACKENDS_ALL = {
     "RawMessage",
     "SchemeSpec",
     "SessionDriver",
+    "SessionRecord",
     "register_scheme",
     "schemes",
 }
