@@ -8,7 +8,13 @@ and fakeredis.
 from __future__ import annotations
 
 from ._async.client import AsyncClient
-from ._async.protocols import AsyncCache, AsyncQueue, AsyncRedisService, AsyncSessionStore
+from ._async.protocols import (
+    AsyncCache,
+    AsyncQueue,
+    AsyncRateLimiter,
+    AsyncRedisService,
+    AsyncSessionStore,
+)
 from ._errors import (
     AuthenticationError,
     BackendError,
@@ -21,9 +27,10 @@ from ._errors import (
     SerializationError,
 )
 from ._queue_types import Message, QueueStats
+from ._ratelimit_base import Rate, RateLimitDecision
 from ._settings import Settings
 from ._sync.client import Client
-from ._sync.protocols import Cache, Queue, RedisService, SessionStore
+from ._sync.protocols import Cache, Queue, RateLimiter, RedisService, SessionStore
 from ._ttl import FOREVER
 from ._types import CacheStats, Check, Health
 from ._version import __version__
@@ -33,6 +40,7 @@ __all__ = [
     "AsyncCache",
     "AsyncClient",
     "AsyncQueue",
+    "AsyncRateLimiter",
     "AsyncRedisService",
     "AsyncSessionStore",
     "AuthenticationError",
@@ -51,6 +59,9 @@ __all__ = [
     "Message",
     "Queue",
     "QueueStats",
+    "Rate",
+    "RateLimitDecision",
+    "RateLimiter",
     "RedisService",
     "SerializationError",
     "SessionStore",

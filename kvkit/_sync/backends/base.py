@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ..._queue_types import RawMessage
 
 if TYPE_CHECKING:
+    from ..._ratelimit_base import LimitSpec, RawDecision
     from ..._settings import Settings
     from ..._urls import ParsedURL
 
@@ -238,6 +239,28 @@ class QueueDriver(abc.ABC):
         """Remove consumers that hold nothing and were idle for ``consumer_idle_ms``."""
 
 
+# -- rate limits ----------------------------------------------------------------------------------
+class LimiterDriver(abc.ABC):
+    """Storage primitives of rate limiters; each call is one atomic step (one round trip).
+
+    ``key`` is the full key of one limiter key; ``spec`` carries the algorithm and its
+    integer parameters (see :mod:`kvkit._ratelimit_base`, whose arithmetic every driver
+    must reproduce exactly). Times are the backend's own clock (the server's on Redis).
+    """
+
+    @abc.abstractmethod
+    def hit(self, key: str, spec: LimitSpec, cost: int) -> RawDecision:
+        """Decide on a hit of ``cost`` units and record it when admitted (never retried)."""
+
+    @abc.abstractmethod
+    def peek(self, key: str, spec: LimitSpec) -> RawDecision:
+        """Decide on a hit of one unit without recording anything."""
+
+    @abc.abstractmethod
+    def reset(self, key: str) -> bool:
+        """Forget everything recorded for ``key``; return whether there was anything."""
+
+
 class Backend(abc.ABC):
     """One connection (pool) to one server+db, or one in-process store.
 
@@ -288,6 +311,10 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def queue_driver(self) -> QueueDriver:
         """Return the queues driver on this backend (see ``*_queue.py``)."""
+
+    @abc.abstractmethod
+    def limiter_driver(self) -> LimiterDriver:
+        """Return the rate-limit driver on this backend (see ``*_ratelimit.py``)."""
 
     def redis(self) -> Any:
         """Return the underlying redis-py client (Redis backends only).
