@@ -43,6 +43,7 @@ early.
 
 from __future__ import annotations
 
+import math
 import re
 from collections import deque
 from datetime import timedelta
@@ -65,6 +66,7 @@ __all__ = [
     "limiter_key",
     "make_spec",
     "parse_rate",
+    "response_headers",
     "token_bucket",
     "token_bucket_expiry",
     "validate_cost",
@@ -299,6 +301,22 @@ def validate_limiter_name(name: Any) -> str:
         if char in checked:
             raise InvalidArgument(f"limiter name must not contain {char!r}, got {checked!r}")
     return checked
+
+
+def response_headers(decision: RateLimitDecision) -> dict[str, str]:
+    """The HTTP headers of a rate-limited response (integer seconds, rounded up).
+
+    ``RateLimit-Limit``, ``RateLimit-Remaining`` and ``RateLimit-Reset`` (seconds until the
+    full limit is back) on every response; ``Retry-After`` on a denied one.
+    """
+    headers = {
+        "RateLimit-Limit": str(decision.limit),
+        "RateLimit-Remaining": str(decision.remaining),
+        "RateLimit-Reset": str(math.ceil(decision.reset_after)),
+    }
+    if decision.retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(decision.retry_after)))
+    return headers
 
 
 def limiter_key(prefix: str, name: str) -> str:
