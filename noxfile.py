@@ -71,7 +71,15 @@ def generate(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks against raw redis-py and the peer libraries (prints ratios, writes a plot)."""
     session.install(
-        "-e", ".[all]", "cashews", "aiocache", "matplotlib", "rq", "dogpile.cache", "click"
+        "-e",
+        ".[all]",
+        "cashews",
+        "aiocache",
+        "matplotlib",
+        "rq",
+        "dogpile.cache",
+        "click",
+        "limits",
     )
     # arq pins redis<6; without --no-deps it would downgrade the redis-py being measured.
     session.install("--no-deps", "arq")

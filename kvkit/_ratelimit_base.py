@@ -21,12 +21,13 @@ Algorithms
     This needs the log of the admissions still inside the window, one entry per admitted
     *hit* (not per unit), each holding its time and cost; entries that left the window are
     dropped on the next hit, so a key never holds more than ``limit`` entries whatever the
-    traffic, and a denied hit stores nothing. Fewer entries cannot be exact in
-    general: admissions spread over the window each free their units at a different
-    moment, and an exact answer has to know every one of those moments. On Redis the log
-    is a sorted set scored by time; each member also carries the running total of units
-    admitted before it, so the units in the window are one subtraction (newest total minus
-    oldest) instead of a sum over the log: every step costs O(log n).
+    traffic, and a denied hit stores nothing. Fewer entries cannot be exact in general:
+    admissions spread over the window each free their units at a different moment, and an
+    exact answer has to know every one of those moments. On Redis the log is a list,
+    newest first; each entry also carries the running total of units admitted before it,
+    so the units in the window are one subtraction (newest total minus oldest) instead of
+    a sum over the log, and a hit touches only the two ends of the list: O(1), plus the
+    entries it drops, each dropped once.
 
 ``token_bucket`` (GCRA)
     ``limit`` units per ``period`` sustained, with ``limit + burst`` available at once

@@ -184,6 +184,8 @@ async def test_sliding_window_frees_each_hit_one_period_later(limiter):
     # The first hit leaves the window 0.6 s after it was made (slack: reply latency).
     assert first_at + 0.6 - 0.05 <= time.time() + denied.retry_after <= second_at + 0.8
     await asleep(denied.retry_after + 0.02)
+    seen = await lim.peek("k")  # the first hit has left; nothing has dropped it yet
+    assert seen.allowed and seen.remaining == 1
     freed = await lim.hit("k")
     assert freed.allowed and freed.remaining == 0  # the second hit is still inside
     assert not (await lim.hit("k")).allowed

@@ -6,8 +6,9 @@ Storage (see the scripts in ``kvkit/_resources/lua/ratelimit/`` and the algorith
 :mod:`kvkit._ratelimit_base`): one key per limiter key, ``{prefix}:limit:{name}:{key}``,
 
 * ``fixed_window``: a hash ``{w: window start (µs), c: units used}``;
-* ``sliding_window``: a sorted set, one member per admitted hit still inside the window
-  (at most ``limit`` members), scored by its time;
+* ``sliding_window``: a list, one element per admitted hit still inside the window (at
+  most ``limit`` elements), newest first: ``"<time µs>:<units admitted before>:<cost>:"``
+  followed by the time and "before" of the oldest entry inside when it was pushed;
 * ``token_bucket``: a hash ``{s: tick of the last change, d: debt}``;
 
 each expiring when it no longer matters (end of the window, last entry leaving the

@@ -5,12 +5,10 @@
 -- All arithmetic is on integers below 2^52, which Lua's doubles hold exactly; the
 -- divisions go through fdiv so that rounding of a quotient can never shift a result.
 -- kvkit/_ratelimit_base.py does the same steps in Python for the memory engine.
+-- (The token bucket reads 3-5 itself: the other scripts do not need them.)
 local key = KEYS[1]
 local cap = tonumber(ARGV[1])
 local period = tonumber(ARGV[2])
-local limit = tonumber(ARGV[3])
-local tick = tonumber(ARGV[4])
-local period_ticks = tonumber(ARGV[5])
 local cost = tonumber(ARGV[6])
 local consume = ARGV[7] == '1'
 

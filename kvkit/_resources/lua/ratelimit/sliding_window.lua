@@ -1,34 +1,53 @@
--- KEYS: the limiter key, a sorted set: one member per admitted hit, scored by its time
--- (us), named "<units admitted before it>:<cost>" (the running total makes members
--- unique and the units in the window one subtraction: newest total - oldest "before").
+-- KEYS: the limiter key, a list: one element per admitted hit still inside the window,
+-- newest first: "<time us>:<units admitted before it>:<cost>:<oldest time>:<oldest before>".
+-- The running total makes the units in the window one subtraction (newest total - oldest
+-- "before"); the newest element also names the oldest entry inside the window when it
+-- was pushed, so while that entry is still inside, a hit reads the head only. When it has
+-- left, the hit drops every entry that has, from the tail (each entry is dropped once).
+-- The tail is always that oldest entry: older ones were dropped before it was recorded.
 --! include lib.lua
 local now = now_us()
 
-local function parse(member)
-  local before, units = string.match(member, '^(%d+):(%d+)$')
-  return tonumber(before), tonumber(units)
+local function parse(entry)
+  local at, before, units, old_at, old_before =
+    string.match(entry, '^(%d+):(%d+):(%d+):(%d+):(%d+)$')
+  return tonumber(at), tonumber(before), tonumber(units), tonumber(old_at), tonumber(old_before)
 end
 
-local newest = redis.pcall('ZRANGE', key, -1, -1, 'WITHSCORES')
-if foreign(newest) then newest = {} end
-local last, newest_at = 0, 0
-if #newest > 0 then
-  newest_at = tonumber(newest[2])
+local newest = redis.pcall('LINDEX', key, 0)
+if foreign(newest) then newest = false end
+local last, newest_at, old_at, old_before = 0, 0, 0, 0
+if newest then
+  local at, before, units
+  at, before, units, old_at, old_before = parse(newest)
+  newest_at = at
   -- The clock stepped back: never free units early.
-  if newest_at > now then now = newest_at end
-  local before, units = parse(newest[1])
+  if at > now then now = at end
   last = before + units
 end
--- Members scored after the cutoff are inside the window (now - period, now].
-local cutoff = num(now - period)
-if consume then redis.call('ZREMRANGEBYSCORE', key, '-inf', cutoff) end
-local used = 0
-local oldest = redis.call('ZRANGEBYSCORE', key, '(' .. cutoff, '+inf', 'LIMIT', 0, 1)
-if #oldest > 0 then used = last - parse(oldest[1]) end
+-- Entries after the cutoff are inside the window (now - period, now].
+local cutoff = now - period
+local used, tail = 0, -1
+if newest and newest_at > cutoff then
+  if old_at <= cutoff then
+    -- Find the oldest entry inside: a hit drops the older ones, a peek steps over them.
+    local at, before = parse(redis.call('LINDEX', key, -1))
+    while at <= cutoff do
+      if consume then redis.call('RPOP', key) else tail = tail - 1 end
+      at, before = parse(redis.call('LINDEX', key, tail))
+    end
+    old_at, old_before = at, before
+  end
+  used = last - old_before
+elseif newest and consume then
+  redis.call('DEL', key)  -- every entry has left the window
+end
 
 if used + cost <= cap then
   if consume then
-    redis.call('ZADD', key, num(now), num(last) .. ':' .. num(cost))
+    if used == 0 then old_at, old_before = now, last end  -- this hit starts the log
+    redis.call('LPUSH', key,
+      string.format('%.0f:%.0f:%.0f:%.0f:%.0f', now, last, cost, old_at, old_before))
     used = used + cost
     newest_at = now
     expire_at(now + period)
@@ -38,15 +57,14 @@ if used + cost <= cap then
   return {1, cap - used, reset, -1}
 end
 -- Denied: the hit fits once the oldest entries holding `need` units have left the
--- window. Every entry holds at least one unit, so they are among the first `need`.
+-- window. Every entry holds at least one unit, so they are among the oldest `need`.
 local need = used + cost - cap
-local first = redis.call('ZRANGEBYSCORE', key, '(' .. cutoff, '+inf', 'WITHSCORES', 'LIMIT', 0, need)
-local base = parse(first[1])
+local oldest = redis.call('LRANGE', key, tail - need + 1, tail)
 local retry = -1
-for i = 1, #first, 2 do
-  local before, units = parse(first[i])
-  if before + units - base >= need then
-    retry = tonumber(first[i + 1]) + period - now
+for i = #oldest, 1, -1 do
+  local at, before, units = parse(oldest[i])
+  if before + units - old_before >= need then
+    retry = at + period - now
     break
   end
 end

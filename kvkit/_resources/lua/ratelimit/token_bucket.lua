@@ -2,6 +2,9 @@
 -- (how far the bucket is below full) counts in tick/limit units, so a unit costs
 -- period_ticks, a tick of time repays `limit`, and the bucket holds cap * period_ticks.
 --! include lib.lua
+local limit = tonumber(ARGV[3])
+local tick = tonumber(ARGV[4])
+local period_ticks = tonumber(ARGV[5])
 local now = fdiv(now_us(), tick)
 local state = redis.pcall('HMGET', key, 's', 'd')
 local debt = 0
