@@ -27,7 +27,7 @@ RATE = "1000000/60s"
 """Far above what a benchmark reaches: every hit is admitted and recorded."""
 
 SCRIPT = LuaScript.load("ratelimit/sliding_window")
-ARGS = [*make_spec(Rate.parse(RATE), "sliding_window", None).script_args(), 1, 1]
+ARGS = [*make_spec(Rate.parse(RATE), "sliding_window", None).script_args, 1, 1]
 
 
 def _key() -> str:
@@ -50,8 +50,8 @@ def _limits_sync(env: Env) -> Any:
 def _limits_async(env: Env) -> Any:
     try:
         from limits import parse
-        from limits.aio.storage import storage_from_string
         from limits.aio.strategies import MovingWindowRateLimiter
+        from limits.storage import storage_from_string
     except ImportError:
         raise Skip("limits is not installed (pip install limits)") from None
     if env.url is None:

@@ -226,9 +226,10 @@ class LimitSpec:
     tick_us: int
     period_ticks: int
 
-    def script_args(self) -> list[int]:
+    @property
+    def script_args(self) -> tuple[int, ...]:
         """The first script arguments: capacity, period, limit, tick, period in ticks."""
-        return [self.capacity, self.period_us, self.limit, self.tick_us, self.period_ticks]
+        return (self.capacity, self.period_us, self.limit, self.tick_us, self.period_ticks)
 
 
 def make_spec(rate: Rate, algorithm: Any, burst: Any) -> LimitSpec:

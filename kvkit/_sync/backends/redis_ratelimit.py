@@ -8,11 +8,13 @@ Storage (see the scripts in ``kvkit/_resources/lua/ratelimit/`` and the algorith
 * ``fixed_window``: a hash ``{w: window start (µs), c: units used}``;
 * ``sliding_window``: a list, one element per admitted hit still inside the window (at
   most ``limit`` elements), newest first: ``"<time µs>:<units admitted before>:<cost>:"``
-  followed by the time and "before" of the oldest entry inside when it was pushed;
+  followed by the time and "before" of the oldest entry inside when it was pushed and
+  the key's expiry (ms);
 * ``token_bucket``: a hash ``{s: tick of the last change, d: debt}``;
 
-each expiring when it no longer matters (end of the window, last entry leaving the
-window, bucket full again). Because a limiter key is a single Redis key, each script
+each expiring when it no longer matters (end of the window, bucket full again; the
+sliding log up to a period after its last entry left the window, so that most hits need
+not move its expiry). Because a limiter key is a single Redis key, each script
 touches one key and therefore one Cluster slot: the same scripts run unchanged on
 Cluster, and different keys of one limiter spread over the cluster (no hash tag piles
 them into one slot). Times come from the server's ``TIME``, so every client, thread and
@@ -49,12 +51,12 @@ class RedisLimiterDriver(LimiterDriver):
         self._b = backend
 
     def hit(self, key: str, spec: LimitSpec, cost: int) -> RawDecision:
-        args = [*spec.script_args(), cost, 1]
+        args = [*spec.script_args, cost, 1]
         reply = self._b.eval(_SCRIPTS[spec.algorithm], [key], args, idempotent=False)
         return _raw(reply)
 
     def peek(self, key: str, spec: LimitSpec) -> RawDecision:
-        args = [*spec.script_args(), 1, 0]
+        args = [*spec.script_args, 1, 0]
         reply = self._b.eval(_SCRIPTS[spec.algorithm], [key], args, idempotent=True)
         return _raw(reply)
 
