@@ -198,3 +198,17 @@ def test_flask_view_does_not_run_when_denied():
     assert codes == [200, 200, 429, 429]
     assert calls == [1, 0]
     assert http.post("/work", headers={"x-user": "v"}).status_code == 200
+
+
+# -- other Redis deployments ----------------------------------------------------------------------
+@pytest.mark.sentinel
+@pytest.mark.parametrize("algorithm", ["fixed_window", "sliding_window", "token_bucket"])
+def test_limiters_through_sentinel(sentinel_setup, algorithm):
+    """redis+sentinel:// runs the same scripts on the master the Sentinels name."""
+    settings = kvkit.Settings(url=sentinel_setup.url, prefix="t" + uuid.uuid4().hex[:12])
+    with kvkit.Client(settings=settings) as client:
+        limiter = client.rate_limiter("api", "2/hour", algorithm=algorithm)
+        assert [limiter.hit("k").allowed for _ in range(3)] == [True, True, False]
+        assert limiter.peek("k").remaining == 0
+        limiter.reset("k")
+        assert limiter.peek("k").remaining == 2
