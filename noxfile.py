@@ -84,6 +84,7 @@ def bench(session: nox.Session) -> None:
         "click",
         "uvicorn",
         "starsessions",
+        "limits",
     )
     # arq pins redis<6; without --no-deps it would downgrade the redis-py being measured.
     session.install("--no-deps", "arq")

@@ -28,6 +28,7 @@ from . import (  # noqa: F401  (they register their rows)
     e2e,
     imports,
     queues,
+    ratelimit,
     scaling,
     sessions,
 )
@@ -66,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated groups/modes/tags: cache, memory, sessions, queues, e2e, "
+        help="comma-separated groups/modes/tags: cache, memory, sessions, queues, ratelimit, e2e, "
         "scaling, import, sync, async, concurrent, threads, timed, peers, many, fakeredis, "
         "asgi",
     )

@@ -173,7 +173,7 @@ class Comparison:
 COMPARISONS: list[Comparison] = []
 """The registry (modules register their rows at import)."""
 
-GROUP_ORDER = ("cache", "memory", "sessions", "queues", "e2e", "scaling", "import")
+GROUP_ORDER = ("cache", "memory", "sessions", "queues", "ratelimit", "e2e", "scaling", "import")
 """Table order of the groups; rows keep their registration order within a group."""
 
 

@@ -24,6 +24,7 @@ LIBRARIES = (
     "fakeredis",
     "arq",
     "rq",
+    "limits",
     "matplotlib",
 )
 

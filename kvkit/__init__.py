@@ -8,7 +8,13 @@ and fakeredis.
 from __future__ import annotations
 
 from ._async.client import AsyncClient
-from ._async.protocols import AsyncCache, AsyncQueue, AsyncRedisService, AsyncSessionStore
+from ._async.protocols import (
+    AsyncCache,
+    AsyncQueue,
+    AsyncRateLimiter,
+    AsyncRedisService,
+    AsyncSessionStore,
+)
 from ._errors import (
     AuthenticationError,
     BackendError,
@@ -22,10 +28,11 @@ from ._errors import (
 )
 from ._public import publish as _publish
 from ._queue_types import Message, QueueStats
+from ._ratelimit_base import Rate, RateLimitDecision
 from ._sessions_base import SessionInfo
 from ._settings import Settings
 from ._sync.client import Client
-from ._sync.protocols import Cache, Queue, RedisService, SessionStore
+from ._sync.protocols import Cache, Queue, RateLimiter, RedisService, SessionStore
 from ._ttl import FOREVER
 from ._types import CacheStats, Check, Health
 from ._version import __version__
@@ -35,6 +42,7 @@ __all__ = [
     "AsyncCache",
     "AsyncClient",
     "AsyncQueue",
+    "AsyncRateLimiter",
     "AsyncRedisService",
     "AsyncSessionStore",
     "AuthenticationError",
@@ -53,6 +61,9 @@ __all__ = [
     "Message",
     "Queue",
     "QueueStats",
+    "Rate",
+    "RateLimitDecision",
+    "RateLimiter",
     "RedisService",
     "SerializationError",
     "SessionInfo",

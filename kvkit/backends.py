@@ -23,9 +23,10 @@ The backend classes (:class:`Backend` / :class:`AsyncBackend`) are built with th
 URL and the client's :class:`kvkit.Settings`, and must do no I/O until first used. Their
 ``cache_driver()``, ``session_driver()`` and ``queue_driver()`` return the drivers
 (:class:`CacheDriver`, :class:`SessionDriver`, :class:`QueueDriver` and their ``Async``
-twins; queue pops return :class:`RawMessage`, session details :class:`SessionRecord`, a
-refused increment raises :class:`IncrRefused`). Drivers store bytes under full keys, each
-method one atomic step: the services
+twins; ``limiter_driver()`` is optional and returns a :class:`LimiterDriver`, refusing
+with :class:`kvkit.ConfigError` by default; queue pops return :class:`RawMessage`, session
+details :class:`SessionRecord`, a refused increment raises :class:`IncrRefused`). Drivers
+store bytes under full keys, each method one atomic step: the services
 above them do validation, key layout, serialization and TTL policy. The conformance suite
 in kvkit's ``tests/_async`` describes the behaviour every backend must have.
 """
@@ -35,6 +36,7 @@ from __future__ import annotations
 from ._async.backends.base import (
     AsyncBackend,
     AsyncCacheDriver,
+    AsyncLimiterDriver,
     AsyncQueueDriver,
     AsyncSessionDriver,
 )
@@ -42,17 +44,19 @@ from ._counters import IncrRefused
 from ._public import publish as _publish
 from ._queue_types import RawMessage
 from ._sessions_base import SessionRecord
-from ._sync.backends.base import Backend, CacheDriver, QueueDriver, SessionDriver
+from ._sync.backends.base import Backend, CacheDriver, LimiterDriver, QueueDriver, SessionDriver
 from ._urls import ParsedURL, SchemeSpec, register_scheme, schemes
 
 __all__ = [
     "AsyncBackend",
     "AsyncCacheDriver",
+    "AsyncLimiterDriver",
     "AsyncQueueDriver",
     "AsyncSessionDriver",
     "Backend",
     "CacheDriver",
     "IncrRefused",
+    "LimiterDriver",
     "ParsedURL",
     "QueueDriver",
     "RawMessage",

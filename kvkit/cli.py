@@ -1,7 +1,8 @@
 """The ``kvkit`` command line (also ``python -m kvkit``).
 
 ``kvkit demo``, ``kvkit check``, ``kvkit queue stats|dead|requeue|purge NAME``,
-``kvkit bench``, ``kvkit migrate-sessions`` and ``kvkit --version``.
+``kvkit limits peek|reset NAME KEY``, ``kvkit bench``, ``kvkit migrate-sessions`` and
+``kvkit --version``.
 
 Where the backend comes from (every command):
 
@@ -11,7 +12,7 @@ Where the backend comes from (every command):
   of ``{PREFIX}URL``, ``{PREFIX}CACHE_URL``, ``{PREFIX}SESSION_URL``, ``{PREFIX}QUEUE_URL``
   must be set: an unset or mistyped prefix is a usage error, never a silent ``memory://``;
 * neither: the ``KVKIT_*`` variables. ``demo`` and ``bench`` then default to ``memory://``;
-  ``check``, ``queue`` and ``migrate-sessions`` refuse to run on nothing (they would
+  ``check``, ``queue``, ``limits`` and ``migrate-sessions`` refuse to run on nothing (they would
   inspect a fresh, empty in-process store and report on it).
 
 Exit codes: 0 success, 1 failure (a failed check, an unreachable server), 2 usage error
@@ -43,7 +44,7 @@ from typing import Any, TextIO
 import attrs
 
 from . import __version__
-from ._errors import ConfigError, KVKitError
+from ._errors import ConfigError, InvalidArgument, KVKitError
 from ._settings import ROLES, Settings
 from ._ttl import check_seconds
 
@@ -409,6 +410,44 @@ def _message_dict(message: Any) -> dict[str, Any]:
     }
 
 
+# -- limits ----------------------------------------------------------------------------------
+def _limits(args: argparse.Namespace, out: TextIO) -> int:
+    """Show or reset one key of a rate limiter (on the cache role's backend).
+
+    Only the hits are stored, not the limiter's rate, so ``peek`` takes the rate (and
+    algorithm, burst) the application uses: the same hits read under another rate would
+    give another answer. ``reset`` needs none of it.
+    """
+    if args.action == "peek" and args.rate is None:
+        raise _Usage("limits peek needs --rate: the rate the application uses (not stored)")
+    with _client(_settings(args, need_config=True)) as client:
+        try:
+            # reset deletes the key whatever the rate: any valid one will do.
+            limiter = client.rate_limiter(
+                args.name, args.rate or "1/second", algorithm=args.algorithm, burst=args.burst
+            )
+            if args.action == "reset":
+                limiter.reset(args.key)
+                out.write(f"reset {args.key!r} of rate limiter {args.name!r}\n")
+                return 0
+            decision = limiter.peek(args.key)
+        except InvalidArgument as exc:
+            raise _Usage(str(exc)) from None
+        data = {
+            "name": args.name,
+            "key": args.key,
+            "rate": str(limiter.rate),
+            "algorithm": limiter.algorithm,
+            **attrs.asdict(decision),
+        }
+        if args.json:
+            out.write(json.dumps(data, indent=2) + "\n")
+        else:
+            for field, value in data.items():
+                out.write(f"{field:12} {value}\n")
+    return 0
+
+
 # -- bench -----------------------------------------------------------------------------------
 def _percentile(sorted_values: list[float], fraction: float) -> float:
     if not sorted_values:
@@ -587,6 +626,25 @@ def build_parser() -> argparse.ArgumentParser:
     queue.add_argument("--yes", action="store_true", help="purge without asking")
     queue.add_argument("--dead", action="store_true", help="purge: also the dead-letter queue")
     queue.set_defaults(func=_queue)
+
+    limits = sub.add_parser(
+        "limits", parents=common, help="peek at or reset one key of a rate limiter"
+    )
+    limits.add_argument("action", choices=["peek", "reset"])
+    limits.add_argument("name", help="the rate limiter's name")
+    limits.add_argument("key", help="the key (user id, address, ...) to inspect or reset")
+    limits.add_argument(
+        "--rate", help="peek: the limiter's rate, e.g. 5/minute (rates are not stored)"
+    )
+    limits.add_argument(
+        "--algorithm",
+        choices=["sliding_window", "fixed_window", "token_bucket"],
+        default="sliding_window",
+        help="peek: the limiter's algorithm (default sliding_window)",
+    )
+    limits.add_argument("--burst", type=int, help="peek: the token bucket's burst")
+    limits.add_argument("--json", action="store_true", help="machine-readable output (peek)")
+    limits.set_defaults(func=_limits)
 
     bench = sub.add_parser(
         "bench", parents=common, help="latency (p50/p99) and throughput per operation"

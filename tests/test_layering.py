@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "kvkit"
 SERVICES = frozenset(
     f"kvkit.{flavour}.{name}"
     for flavour in ("_async", "_sync")
-    for name in ("cache", "sessions", "queue", "service", "client", "health")
+    for name in ("cache", "sessions", "queue", "ratelimit", "service", "client", "health")
 )
 
 

@@ -106,11 +106,13 @@ def test_type_hints_still_resolve():
 BACKENDS_ALL = {
     "AsyncBackend",
     "AsyncCacheDriver",
+    "AsyncLimiterDriver",
     "AsyncQueueDriver",
     "AsyncSessionDriver",
     "Backend",
     "CacheDriver",
     "IncrRefused",
+    "LimiterDriver",
     "ParsedURL",
     "QueueDriver",
     "RawMessage",

@@ -20,6 +20,7 @@ from .service import AsyncRedisServiceMixin
 
 if TYPE_CHECKING:
     from .queue import AsyncQueueService
+    from .ratelimit import AsyncRateLimiterService
     from .sessions import AsyncSessionService
 
 __all__ = ["AsyncClient"]
@@ -166,6 +167,48 @@ class AsyncClient(AsyncRedisServiceMixin):
             codec=self._codec,
             where=backend.url.redacted,
             **queue_options(options),
+        )
+
+    def rate_limiter(
+        self,
+        name: str,
+        rate: Any,
+        *,
+        algorithm: str = "sliding_window",
+        burst: int | None = None,
+        fail_open: bool = False,
+    ) -> AsyncRateLimiterService:
+        """Return the rate limit ``name`` (state under ``{prefix}:limit:{name}:{key}``).
+
+        Limiters live on the cache role's backend. No I/O: create them once (at import
+        time, per route) and share them. Limiters of the same name share their state, so
+        give each limit its own name.
+
+        Args:
+            name: The limit's name (no ``:``, ``{`` or ``}``).
+            rate: ``"N/second"``, ``"N/minute"``, ``"N/hour"``, ``"N/day"``, ``"N/Ks"``
+                (N per K seconds) or a :class:`kvkit.Rate`.
+            algorithm: ``"sliding_window"`` (exact), ``"fixed_window"`` or
+                ``"token_bucket"`` (GCRA).
+            burst: Extra units the token bucket admits at once (default 0).
+            fail_open: Allow hits (and log a warning) when the backend fails, instead of
+                raising :class:`kvkit.BackendError`.
+
+        Raises:
+            InvalidArgument: the name, rate, algorithm or burst is invalid.
+        """
+        from .ratelimit import AsyncRateLimiterService, limiter_parts
+
+        checked, parsed, spec = limiter_parts(name, rate, algorithm, burst)
+        backend = self._role_backend["cache"]
+        return AsyncRateLimiterService(
+            backend.limiter_driver(),
+            name=checked,
+            rate=parsed,
+            spec=spec,
+            prefix=self.settings.prefix,
+            fail_open=fail_open,
+            where=backend.url.redacted,
         )
 
     def backend(self, role: str = "cache") -> AsyncBackend:

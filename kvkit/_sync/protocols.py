@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, overload, runtime_checkable
 
 from .._queue_types import Message, QueueStats
+from .._ratelimit_base import Rate, RateLimitDecision
 from .._sessions_base import SessionInfo
 from .._ttl import TTL
 from .._types import CacheStats
@@ -19,7 +20,13 @@ from .._types import CacheStats
 if TYPE_CHECKING:
     from .queue import Processing
 
-__all__ = ["Cache", "Queue", "RedisService", "SessionStore"]
+__all__ = [
+    "Cache",
+    "Queue",
+    "RateLimiter",
+    "RedisService",
+    "SessionStore",
+]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -240,6 +247,38 @@ class Queue(Protocol):
 
     def purge(self, *, dead: bool = False) -> int:
         """Delete every message; return how many."""
+        ...
+
+
+@runtime_checkable
+class RateLimiter(Protocol):
+    """A named rate limit, implemented by ``client.rate_limiter(name, rate)`` on every backend."""
+
+    @property
+    def name(self) -> str:
+        """The limiter's name."""
+        ...
+
+    @property
+    def rate(self) -> Rate:
+        """The limiter's rate."""
+        ...
+
+    @property
+    def algorithm(self) -> str:
+        """``"fixed_window"``, ``"sliding_window"`` or ``"token_bucket"``."""
+        ...
+
+    def hit(self, key: str, cost: int = 1) -> RateLimitDecision:
+        """Consume ``cost`` units of ``key``'s allowance if available (atomic)."""
+        ...
+
+    def peek(self, key: str) -> RateLimitDecision:
+        """What a hit of cost 1 would get now, consuming nothing."""
+        ...
+
+    def reset(self, key: str) -> None:
+        """Give ``key`` its full allowance back."""
         ...
 
 

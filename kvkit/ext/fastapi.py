@@ -44,13 +44,15 @@ everything, health routes included::
 
 from __future__ import annotations
 
+import inspect
 import logging
+import weakref
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Annotated, Any, Protocol
 
 try:
-    from fastapi import APIRouter, Depends, FastAPI
+    from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
     from fastapi.responses import JSONResponse
     from starlette.requests import HTTPConnection
 except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -68,6 +70,14 @@ from .._async.health import (
 )
 from .._async.protocols import AsyncCache, AsyncQueue, AsyncSessionStore
 from .._errors import ConfigError
+from .._ratelimit_base import (
+    RateLimitDecision,
+    make_spec,
+    parse_rate,
+    response_headers,
+    validate_cost,
+    validate_limiter_name,
+)
 from .._settings import Settings
 
 __all__ = [
@@ -75,6 +85,7 @@ __all__ = [
     "KVKit",
     "QueueFactory",
     "QueuesDep",
+    "RateLimit",
     "RedisServiceDep",
     "SessionsDep",
     "get_redis_cache",
@@ -307,3 +318,91 @@ def health_router(
         return respond(await full_health(client, timeout=timeout))
 
     return router
+
+
+# -- rate limits --------------------------------------------------------------------------------
+class RateLimit:
+    """Dependency that rate-limits a route: ``Depends(RateLimit("5/minute"))``.
+
+    Each request costs ``cost`` units of the allowance of ``key(request)`` (default: the
+    client's host) under the limiter ``name`` (default: the endpoint function's dotted
+    name, so each route has its own counter even when one ``RateLimit`` guards several).
+    A denied request gets a 429 with ``Retry-After`` and ``{"detail": "rate limit
+    exceeded"}``; allowed and denied responses carry ``RateLimit-Limit``,
+    ``RateLimit-Remaining`` and ``RateLimit-Reset`` (whole seconds, rounded up). The
+    dependency's value, also stored as ``request.state.rate_limit``, is the
+    :class:`kvkit.RateLimitDecision` (an endpoint that returns a ``Response`` object
+    itself must copy the headers from it: FastAPI adds dependency headers only to
+    responses it builds).
+
+    The limiter runs on the app's client (``get_redis_service``, so overrides apply).
+
+    Args:
+        rate: ``"N/minute"``, ... or a :class:`kvkit.Rate`.
+        key: ``key(request) -> str`` (or an ``async`` function) naming whose allowance a
+            request uses (a user id, an API key, ...).
+        name: The limiter's name; requests of routes sharing a name share the counter.
+        algorithm: ``"sliding_window"``, ``"fixed_window"`` or ``"token_bucket"``.
+        cost: Units one request takes.
+        burst: Extra units of the token bucket.
+        fail_open: Admit requests (and log a warning) while the backend is down.
+
+    Raises:
+        InvalidArgument: a bad rate, name, algorithm, burst or cost (at import time).
+    """
+
+    def __init__(
+        self,
+        rate: Any,
+        *,
+        key: Callable[[Request], Any] | None = None,
+        name: str | None = None,
+        algorithm: str = "sliding_window",
+        cost: int = 1,
+        burst: int | None = None,
+        fail_open: bool = False,
+    ) -> None:
+        self._rate = parse_rate(rate)
+        self._cost = validate_cost(cost, make_spec(self._rate, algorithm, burst))
+        self._name = None if name is None else validate_limiter_name(name)
+        self._key = key
+        self._options: dict[str, Any] = {
+            "algorithm": algorithm,
+            "burst": burst,
+            "fail_open": fail_open,
+        }
+        self._limiters: weakref.WeakKeyDictionary[AsyncClient, dict[str, Any]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def __repr__(self) -> str:
+        return f"<kvkit.ext.fastapi.RateLimit {self._rate} {self._options['algorithm']}>"
+
+    async def __call__(
+        self,
+        request: Request,
+        response: Response,
+        client: Annotated[AsyncClient, Depends(get_redis_service)],
+    ) -> RateLimitDecision:
+        """Charge the request; raise the 429 ``HTTPException`` when it is denied."""
+        name = self._name
+        if name is None:
+            endpoint = request.scope.get("endpoint")
+            name = f"{endpoint.__module__}.{endpoint.__qualname__}" if endpoint else "route"
+        per_client = self._limiters.setdefault(client, {})
+        limiter = per_client.get(name)
+        if limiter is None:
+            limiter = per_client[name] = client.rate_limiter(name, self._rate, **self._options)
+        if self._key is None:
+            key: Any = request.client.host if request.client else "anonymous"
+        else:
+            key = self._key(request)
+            if inspect.isawaitable(key):
+                key = await key
+        decision = await limiter.hit(key, self._cost)
+        request.state.rate_limit = decision
+        headers = response_headers(decision)
+        if not decision.allowed:
+            raise HTTPException(status_code=429, detail="rate limit exceeded", headers=headers)
+        response.headers.update(headers)
+        return decision

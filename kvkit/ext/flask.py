@@ -90,14 +90,17 @@ session; ``session.permanent = True`` opts one session in, and is remembered).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import sys
 import threading
-from collections.abc import Mapping
-from typing import Any
+import weakref
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 try:
-    from flask import Blueprint, Flask, current_app, has_app_context, jsonify
+    from flask import Blueprint, Flask, current_app, g, has_app_context, jsonify
+    from flask import request as flask_request
     from flask import session as flask_session
     from flask.blueprints import BlueprintSetupState
     from flask.sessions import SessionInterface, SessionMixin
@@ -110,6 +113,13 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from .._errors import BackendError, ConfigError, DecodeError, InvalidArgument, SerializationError
+from .._ratelimit_base import (
+    make_spec,
+    parse_rate,
+    response_headers,
+    validate_cost,
+    validate_limiter_name,
+)
 from .._sessions_base import encode_data
 from .._settings import _ENV_FIELDS, Settings
 from .._sync.client import Client
@@ -130,6 +140,7 @@ __all__ = [
     "health_blueprint",
     "login_session",
     "logout_session",
+    "rate_limit",
     "regenerate_session",
 ]
 
@@ -772,3 +783,75 @@ def health_blueprint(
         return respond(full_health(probe(), timeout=timeout))
 
     return blueprint
+
+
+# -- rate limits ---------------------------------------------------------------------------------
+_View = TypeVar("_View", bound=Callable[..., Any])
+
+
+def rate_limit(
+    rate: Any,
+    *,
+    key: Callable[[Request], str] | None = None,
+    name: str | None = None,
+    algorithm: str = "sliding_window",
+    cost: int = 1,
+    burst: int | None = None,
+    fail_open: bool = False,
+) -> Callable[[_View], _View]:
+    """View decorator: rate-limit a route (``@rate_limit("5/minute")`` under ``@app.get``).
+
+    Each request costs ``cost`` units of the allowance of ``key(request)`` (default: the
+    client's address, ``request.remote_addr``) under the limiter ``name`` (default: the
+    view function's dotted name). A denied request gets a 429 with ``Retry-After`` and
+    ``{"detail": "rate limit exceeded"}`` and the view does not run; allowed and denied
+    responses carry ``RateLimit-Limit``, ``RateLimit-Remaining`` and ``RateLimit-Reset``
+    (whole seconds, rounded up). The decision is ``flask.g.rate_limit`` during the view.
+    The limiter runs on the app's :class:`KVKit` client.
+
+    Args:
+        rate: ``"N/minute"``, ... or a :class:`kvkit.Rate`.
+        key: ``key(request) -> str`` naming whose allowance a request uses.
+        name: The limiter's name; views sharing a name share the counter.
+        algorithm: ``"sliding_window"``, ``"fixed_window"`` or ``"token_bucket"``.
+        cost: Units one request takes.
+        burst: Extra units of the token bucket.
+        fail_open: Admit requests (and log a warning) while the backend is down.
+
+    Raises:
+        InvalidArgument: a bad rate, name, algorithm, burst or cost (at import time).
+    """
+    parsed = parse_rate(rate)
+    units = validate_cost(cost, make_spec(parsed, algorithm, burst))
+    options: dict[str, Any] = {"algorithm": algorithm, "burst": burst, "fail_open": fail_open}
+    limiters: weakref.WeakKeyDictionary[Client, Any] = weakref.WeakKeyDictionary()
+
+    def decorator(view: _View) -> _View:
+        limit_name = validate_limiter_name(
+            name if name is not None else f"{view.__module__}.{view.__qualname__}"
+        )
+
+        @functools.wraps(view)
+        def limited(*args: Any, **kwargs: Any) -> Response:
+            client = _state_of(current_app._get_current_object()).client  # type: ignore[attr-defined]
+            limiter = limiters.get(client)
+            if limiter is None:
+                limiter = limiters.setdefault(
+                    client, client.rate_limiter(limit_name, parsed, **options)
+                )
+            request = flask_request._get_current_object()  # type: ignore[attr-defined]
+            who = key(request) if key is not None else request.remote_addr or "anonymous"
+            decision = limiter.hit(who, units)
+            g.rate_limit = decision
+            headers = response_headers(decision)
+            if decision.allowed:
+                response = current_app.make_response(view(*args, **kwargs))
+            else:
+                response = jsonify(detail="rate limit exceeded")
+                response.status_code = 429
+            response.headers.update(headers)
+            return response
+
+        return limited  # type: ignore[return-value]
+
+    return decorator

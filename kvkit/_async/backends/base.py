@@ -15,10 +15,12 @@ from __future__ import annotations
 import abc
 from typing import TYPE_CHECKING, Any
 
+from ..._errors import ConfigError
 from ..._queue_types import RawMessage
 from ..._sessions_base import SessionRecord
 
 if TYPE_CHECKING:
+    from ..._ratelimit_base import LimitSpec, RawDecision
     from ..._settings import Settings
     from ..._urls import ParsedURL
 
@@ -254,6 +256,28 @@ class AsyncQueueDriver(abc.ABC):
         """
 
 
+# -- rate limits ----------------------------------------------------------------------------------
+class AsyncLimiterDriver(abc.ABC):
+    """Storage primitives of rate limiters; each call is one atomic step (one round trip).
+
+    ``key`` is the full key of one limiter key; ``spec`` carries the algorithm and its
+    integer parameters (see :mod:`kvkit._ratelimit_base`, whose arithmetic every driver
+    must reproduce exactly). Times are the backend's own clock (the server's on Redis).
+    """
+
+    @abc.abstractmethod
+    async def hit(self, key: str, spec: LimitSpec, cost: int) -> RawDecision:
+        """Decide on a hit of ``cost`` units and record it when admitted (never retried)."""
+
+    @abc.abstractmethod
+    async def peek(self, key: str, spec: LimitSpec) -> RawDecision:
+        """Decide on a hit of one unit without recording anything."""
+
+    @abc.abstractmethod
+    async def reset(self, key: str) -> bool:
+        """Forget everything recorded for ``key``; return whether there was anything."""
+
+
 class AsyncBackend(abc.ABC):
     """One connection (pool) to one server+db, or one in-process store.
 
@@ -305,14 +329,23 @@ class AsyncBackend(abc.ABC):
     def queue_driver(self) -> AsyncQueueDriver:
         """Return the queues driver on this backend (see ``*_queue.py``)."""
 
+    def limiter_driver(self) -> AsyncLimiterDriver:
+        """Return the rate-limit driver on this backend (see ``*_ratelimit.py``).
+
+        Not abstract, so that a backend written before rate limits existed keeps working
+        for everything else.
+
+        Raises:
+            ConfigError: the backend has no rate limits.
+        """
+        raise ConfigError(f"{self.url.redacted} does not support rate limits")
+
     def redis(self) -> Any:
         """Return the underlying redis-py client (Redis backends only).
 
         Raises:
             ConfigError: the backend is not Redis.
         """
-        from ..._errors import ConfigError
-
         raise ConfigError(f"{self.url.redacted} is not a Redis backend; it has no redis-py client")
 
     @abc.abstractmethod

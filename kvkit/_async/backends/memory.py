@@ -13,8 +13,15 @@ from typing import TYPE_CHECKING
 from ..._counters import add_to_stored
 from ..._memory import CacheSpace, get_store
 from ..._version import __version__
-from .base import AsyncBackend, AsyncCacheDriver, AsyncQueueDriver, AsyncSessionDriver
+from .base import (
+    AsyncBackend,
+    AsyncCacheDriver,
+    AsyncLimiterDriver,
+    AsyncQueueDriver,
+    AsyncSessionDriver,
+)
 from .memory_queue import AsyncMemoryQueueDriver
+from .memory_ratelimit import AsyncMemoryLimiterDriver
 from .memory_sessions import AsyncMemorySessionDriver
 
 if TYPE_CHECKING:
@@ -104,6 +111,9 @@ class AsyncMemoryBackend(AsyncBackend):
 
     def queue_driver(self) -> AsyncQueueDriver:
         return AsyncMemoryQueueDriver(self.store)
+
+    def limiter_driver(self) -> AsyncLimiterDriver:
+        return AsyncMemoryLimiterDriver(self.store)
 
     async def aclose(self) -> None:
         return None

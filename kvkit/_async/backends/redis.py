@@ -30,8 +30,15 @@ from ..._lua import LuaScript
 from ..._redis_compat import adrop_client
 from ..._redis_errors import REDIS_ERRORS, is_retryable, translate
 from ..._redis_kwargs import connection_kwargs, maint_notifications_off, tls_kwargs
-from .base import AsyncBackend, AsyncCacheDriver, AsyncQueueDriver, AsyncSessionDriver
+from .base import (
+    AsyncBackend,
+    AsyncCacheDriver,
+    AsyncLimiterDriver,
+    AsyncQueueDriver,
+    AsyncSessionDriver,
+)
 from .redis_queue import AsyncRedisQueueDriver
+from .redis_ratelimit import AsyncRedisLimiterDriver
 from .redis_sessions import AsyncRedisSessionDriver
 
 if TYPE_CHECKING:
@@ -331,6 +338,9 @@ class AsyncRedisBackend(AsyncBackend):
 
     def queue_driver(self) -> AsyncQueueDriver:
         return AsyncRedisQueueDriver(self)
+
+    def limiter_driver(self) -> AsyncLimiterDriver:
+        return AsyncRedisLimiterDriver(self)
 
     async def aclose(self) -> None:
         here = acurrent_loop()

@@ -13,8 +13,15 @@ from typing import TYPE_CHECKING
 from ..._counters import add_to_stored
 from ..._memory import CacheSpace, get_store
 from ..._version import __version__
-from .base import Backend, CacheDriver, QueueDriver, SessionDriver
+from .base import (
+    Backend,
+    CacheDriver,
+    LimiterDriver,
+    QueueDriver,
+    SessionDriver,
+)
 from .memory_queue import MemoryQueueDriver
+from .memory_ratelimit import MemoryLimiterDriver
 from .memory_sessions import MemorySessionDriver
 
 if TYPE_CHECKING:
@@ -104,6 +111,9 @@ class MemoryBackend(Backend):
 
     def queue_driver(self) -> QueueDriver:
         return MemoryQueueDriver(self.store)
+
+    def limiter_driver(self) -> LimiterDriver:
+        return MemoryLimiterDriver(self.store)
 
     def close(self) -> None:
         return None

@@ -32,8 +32,15 @@ from ..._lua import LuaScript
 from ..._redis_compat import drop_client
 from ..._redis_errors import REDIS_ERRORS, is_retryable, translate
 from ..._redis_kwargs import connection_kwargs, maint_notifications_off, tls_kwargs
-from .base import Backend, CacheDriver, QueueDriver, SessionDriver
+from .base import (
+    Backend,
+    CacheDriver,
+    LimiterDriver,
+    QueueDriver,
+    SessionDriver,
+)
 from .redis_queue import RedisQueueDriver
+from .redis_ratelimit import RedisLimiterDriver
 from .redis_sessions import RedisSessionDriver
 
 if TYPE_CHECKING:
@@ -310,6 +317,9 @@ class RedisBackend(Backend):
 
     def queue_driver(self) -> QueueDriver:
         return RedisQueueDriver(self)
+
+    def limiter_driver(self) -> LimiterDriver:
+        return RedisLimiterDriver(self)
 
     def close(self) -> None:
         here = current_loop()
