@@ -47,7 +47,7 @@ def tests(session: nox.Session) -> None:
     # `coverage run` rather than pytest-cov: kvkit's own pytest plugin (entry point
     # pytest11) imports kvkit before pytest-cov would start measuring.
     session.run("coverage", "erase")
-    session.run("coverage", "run", "-m", "pytest", *session.posargs)
+    session.run("coverage", "run", "-m", "pytest", "-n", WORKERS, *session.posargs)
     session.run("coverage", "combine", "-q")
     session.run("coverage", "report", "--fail-under=90")
 
