@@ -29,7 +29,9 @@ def lua_source(name: str) -> str:
         The Lua source.
     """
     family, _, _ = name.rpartition("/")
-    folder = resources.files("kvkit").joinpath("_resources", "lua", *family.split("/"))
+    folder = resources.files("kvkit") / "_resources" / "lua"
+    for part in family.split("/"):
+        folder = folder / part
 
     def read(file: str, seen: tuple[str, ...]) -> str:
         if file in seen:

@@ -110,9 +110,9 @@ def kvkit_settings(request: pytest.FixtureRequest) -> Iterator[Settings]:
 
 def _cleanup(settings: Settings) -> None:
     """Delete everything the test wrote: drop its memory store, unlink its keys."""
+    from ._memory import drop_store
     from ._sync.client import Client
     from ._tools import unlink_prefixed
-    from ._memory import drop_store
 
     with Client(settings=settings) as client:
         seen: set[Any] = set()

@@ -16,8 +16,8 @@ import kvkit
 from kvkit._async.sessions import ID_LENGTH, user_tag
 from kvkit._compat import asleep
 from kvkit._idhash import id_hash
-from kvkit._ttl import MAX_SECONDS
 from kvkit._memory.sessions import SessionSpace
+from kvkit._ttl import MAX_SECONDS
 from tests.backends import settings_for
 
 ID_RE = re.compile(r"[A-Za-z0-9_-]{47}")

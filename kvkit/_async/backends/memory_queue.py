@@ -13,8 +13,8 @@ import time
 from typing import TYPE_CHECKING
 
 from ..._compat import await_notified
-from ..._queue_types import RawMessage
 from ..._memory.queues import QueueSpace
+from ..._queue_types import RawMessage
 from .base import AsyncQueueDriver
 
 if TYPE_CHECKING:
