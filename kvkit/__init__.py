@@ -8,7 +8,13 @@ and fakeredis.
 from __future__ import annotations
 
 from ._async.client import AsyncClient
-from ._async.protocols import AsyncCache, AsyncQueue, AsyncRedisService, AsyncSessionStore
+from ._async.protocols import (
+    AsyncCache,
+    AsyncLock,
+    AsyncQueue,
+    AsyncRedisService,
+    AsyncSessionStore,
+)
 from ._errors import (
     AuthenticationError,
     BackendError,
@@ -18,12 +24,15 @@ from ._errors import (
     DecodeError,
     InvalidArgument,
     KVKitError,
+    LockNotOwned,
+    LockTimeout,
     SerializationError,
 )
+from ._lock_base import LockInfo
 from ._queue_types import Message, QueueStats
 from ._settings import Settings
 from ._sync.client import Client
-from ._sync.protocols import Cache, Queue, RedisService, SessionStore
+from ._sync.protocols import Cache, Lock, Queue, RedisService, SessionStore
 from ._ttl import FOREVER
 from ._types import CacheStats, Check, Health
 from ._version import __version__
@@ -32,6 +41,7 @@ __all__ = [
     "FOREVER",
     "AsyncCache",
     "AsyncClient",
+    "AsyncLock",
     "AsyncQueue",
     "AsyncRedisService",
     "AsyncSessionStore",
@@ -48,6 +58,10 @@ __all__ = [
     "Health",
     "InvalidArgument",
     "KVKitError",
+    "Lock",
+    "LockInfo",
+    "LockNotOwned",
+    "LockTimeout",
     "Message",
     "Queue",
     "QueueStats",

@@ -24,12 +24,16 @@ __all__ = [
     "AsyncEvent",
     "AsyncGate",
     "AsyncLock",
+    "AsyncMutex",
+    "AsyncShield",
     "AsyncTimeLimit",
     "AsyncWorkers",
     "Event",
     "Gate",
     "Lock",
+    "Mutex",
     "Notifier",
+    "Shield",
     "TimeLimit",
     "Workers",
     "acall",
@@ -42,9 +46,14 @@ __all__ = [
     "wait_notified",
 ]
 
-# --- locks and events -------------------------------------------------------------------
-AsyncLock = asyncio.Lock
-Lock = threading.Lock
+# --- mutexes and events ------------------------------------------------------------------
+# In-process mutexes. Not called "Lock": kvkit.Lock / kvkit.AsyncLock are the public
+# distributed locks, and the generator maps AsyncX -> X for both pairs alike.
+AsyncMutex = asyncio.Lock
+Mutex = threading.Lock
+# The former names, until kvkit/_async/cache.py imports AsyncMutex (then remove them).
+AsyncLock = AsyncMutex
+Lock = Mutex
 AsyncEvent = asyncio.Event
 Event = threading.Event
 
@@ -241,6 +250,38 @@ class Workers:
             thread.join()
         if self._errors:
             raise self._errors[0]
+
+
+# --- finishing a step whatever happens to its caller ---------------------------------------
+class AsyncShield:
+    """Run a step that must not stop halfway, even when the awaiting task is cancelled."""
+
+    @staticmethod
+    async def run(func: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """Run ``func(*args)`` as a task and await it shielded; return its result.
+
+        A cancelled caller gets its ``CancelledError`` at once while the task goes on to
+        its end; its outcome is then dropped (log inside ``func`` what must be seen).
+        """
+        task = asyncio.ensure_future(func(*args))
+        task.add_done_callback(_retrieved)
+        return await asyncio.shield(task)
+
+
+def _retrieved(task: asyncio.Future[Any]) -> None:
+    # Mark the outcome as seen, so that a step whose caller went away does not end in
+    # asyncio's "exception was never retrieved".
+    if not task.cancelled():
+        task.exception()
+
+
+class Shield:
+    """Run a step that must not stop halfway (a thread cannot be cancelled: a plain call)."""
+
+    @staticmethod
+    def run(func: Callable[..., Any], *args: Any) -> Any:
+        """Call ``func(*args)`` and return its result."""
+        return func(*args)
 
 
 # --- running calls concurrently under one time limit (health checks) ------------------------

@@ -21,6 +21,8 @@ from .probe import ping_check
 from .service import RedisServiceMixin
 
 if TYPE_CHECKING:
+    from .._lock_base import LockInfo
+    from .locks import LockService
     from .queue import QueueService
     from .sessions import SessionService
 
@@ -164,6 +166,50 @@ class Client(RedisServiceMixin):
             where=backend.url.redacted,
             **queue_options(options),
         )
+
+    def lock(
+        self, name: str, *, ttl: Any = 30, timeout: Any = 10, auto_renew: bool = True
+    ) -> LockService:
+        """Return the distributed lock ``name`` (on the cache role's backend). No I/O.
+
+        Args:
+            name: The lock's name (no ``{``/``}``; keys ``{prefix}:lock:{name}``).
+            ttl: Seconds the lock lives without renewal (a dead holder blocks others at
+                most this long).
+            timeout: Seconds ``acquire()`` and ``with`` wait; ``0`` tries once, ``None``
+                waits forever.
+            auto_renew: Renew every ``ttl / 3`` while held.
+
+        Raises:
+            InvalidArgument: a bad name, ``ttl``, ``timeout`` or ``auto_renew``.
+        """
+        from .._lock_base import lock_prefix
+        from .locks import LockService
+
+        backend = self._role_backend["cache"]
+        return LockService(
+            backend.lock_driver(),
+            name=name,
+            prefix=lock_prefix(self.settings.prefix),
+            ttl=ttl,
+            timeout=timeout,
+            auto_renew=auto_renew,
+            where=backend.url.redacted,
+        )
+
+    def locks(self) -> list[LockInfo]:
+        """Return the locks held now under this client's prefix, sorted by name.
+
+        Meant for tools (``kvkit locks list``): on Redis it scans the keyspace.
+
+        Raises:
+            BackendError: the backend failed.
+        """
+        from .._lock_base import lock_prefix
+        from .locks import held_locks
+
+        driver = self._role_backend["cache"].lock_driver()
+        return held_locks(driver, lock_prefix(self.settings.prefix))
 
     def backend(self, role: str = "cache") -> Backend:
         """Return the backend object serving ``role`` (for integrations and tests)."""

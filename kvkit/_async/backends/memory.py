@@ -11,9 +11,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..._counters import add_to_stored
-from ..._version import __version__
 from ..._memory import CacheSpace, get_store
-from .base import AsyncBackend, AsyncCacheDriver, AsyncQueueDriver, AsyncSessionDriver
+from ..._version import __version__
+from .base import (
+    AsyncBackend,
+    AsyncCacheDriver,
+    AsyncLockDriver,
+    AsyncQueueDriver,
+    AsyncSessionDriver,
+)
+from .memory_lock import AsyncMemoryLockDriver
 from .memory_queue import AsyncMemoryQueueDriver
 from .memory_sessions import AsyncMemorySessionDriver
 
@@ -104,6 +111,9 @@ class AsyncMemoryBackend(AsyncBackend):
 
     def queue_driver(self) -> AsyncQueueDriver:
         return AsyncMemoryQueueDriver(self.store)
+
+    def lock_driver(self) -> AsyncLockDriver:
+        return AsyncMemoryLockDriver(self.store)
 
     async def aclose(self) -> None:
         return None

@@ -30,7 +30,14 @@ from ..._lua import LuaScript
 from ..._redis_compat import adrop_client
 from ..._redis_errors import REDIS_ERRORS, is_retryable, translate
 from ..._redis_kwargs import connection_kwargs, tls_kwargs
-from .base import AsyncBackend, AsyncCacheDriver, AsyncQueueDriver, AsyncSessionDriver
+from .base import (
+    AsyncBackend,
+    AsyncCacheDriver,
+    AsyncLockDriver,
+    AsyncQueueDriver,
+    AsyncSessionDriver,
+)
+from .redis_lock import AsyncRedisLockDriver
 from .redis_queue import AsyncRedisQueueDriver
 from .redis_sessions import AsyncRedisSessionDriver
 
@@ -343,6 +350,9 @@ class AsyncRedisBackend(AsyncBackend):
 
     def queue_driver(self) -> AsyncQueueDriver:
         return AsyncRedisQueueDriver(self)
+
+    def lock_driver(self) -> AsyncLockDriver:
+        return AsyncRedisLockDriver(self)
 
     async def aclose(self) -> None:
         here = acurrent_loop()

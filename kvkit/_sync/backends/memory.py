@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING
 from ..._counters import add_to_stored
 from ..._memory import CacheSpace, get_store
 from ..._version import __version__
-from .base import Backend, CacheDriver, QueueDriver, SessionDriver
+from .base import (
+    Backend,
+    CacheDriver,
+    LockDriver,
+    QueueDriver,
+    SessionDriver,
+)
+from .memory_lock import MemoryLockDriver
 from .memory_queue import MemoryQueueDriver
 from .memory_sessions import MemorySessionDriver
 
@@ -104,6 +111,9 @@ class MemoryBackend(Backend):
 
     def queue_driver(self) -> QueueDriver:
         return MemoryQueueDriver(self.store)
+
+    def lock_driver(self) -> LockDriver:
+        return MemoryLockDriver(self.store)
 
     def close(self) -> None:
         return None

@@ -32,7 +32,14 @@ from ..._lua import LuaScript
 from ..._redis_compat import drop_client
 from ..._redis_errors import REDIS_ERRORS, is_retryable, translate
 from ..._redis_kwargs import connection_kwargs, tls_kwargs
-from .base import Backend, CacheDriver, QueueDriver, SessionDriver
+from .base import (
+    Backend,
+    CacheDriver,
+    LockDriver,
+    QueueDriver,
+    SessionDriver,
+)
+from .redis_lock import RedisLockDriver
 from .redis_queue import RedisQueueDriver
 from .redis_sessions import RedisSessionDriver
 
@@ -322,6 +329,9 @@ class RedisBackend(Backend):
 
     def queue_driver(self) -> QueueDriver:
         return RedisQueueDriver(self)
+
+    def lock_driver(self) -> LockDriver:
+        return RedisLockDriver(self)
 
     def close(self) -> None:
         here = current_loop()
