@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 __all__ = [
+    "AsyncCancelCheck",
     "AsyncEvent",
     "AsyncGate",
     "AsyncLock",
@@ -28,6 +29,7 @@ __all__ = [
     "AsyncShield",
     "AsyncTimeLimit",
     "AsyncWorkers",
+    "CancelCheck",
     "Event",
     "Gate",
     "Lock",
@@ -282,6 +284,39 @@ class Shield:
     def run(func: Callable[..., Any], *args: Any) -> Any:
         """Call ``func(*args)`` and return its result."""
         return func(*args)
+
+
+# --- noticing a cancellation that was lost on the way ---------------------------------------
+class AsyncCancelCheck:
+    """Notices that the running task was asked to cancel, even if the error never came.
+
+    On Python 3.11 ``asyncio.wait_for`` returns the inner result when the inner future
+    finishes just as the task is cancelled: no ``CancelledError`` is raised, though the
+    request stays counted (``Task.cancelling()``). redis-py sends every command under
+    ``wait_for``, so an operation cancelled at that moment carries on as if nothing
+    happened. Steps that must not outlive a cancellation check here between round trips.
+    Create it in the task, before the steps.
+    """
+
+    def __init__(self) -> None:
+        self._task = asyncio.current_task()
+        self._start = self._requests()
+
+    def _requests(self) -> int:
+        cancelling = getattr(self._task, "cancelling", None)  # Python >= 3.11
+        return int(cancelling()) if cancelling is not None else 0
+
+    def check(self) -> None:
+        """Raise ``CancelledError`` if a cancel was requested since this object was made."""
+        if self._requests() > self._start:
+            raise asyncio.CancelledError
+
+
+class CancelCheck:
+    """Threads cannot be cancelled: there is never anything to notice."""
+
+    def check(self) -> None:
+        """Do nothing."""
 
 
 # --- running calls concurrently under one time limit (health checks) ------------------------

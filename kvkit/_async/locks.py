@@ -26,7 +26,14 @@ import time
 import weakref
 from typing import Any
 
-from .._compat import AsyncShield, AsyncWorkers, Notifier, asleep, await_notified
+from .._compat import (
+    AsyncCancelCheck,
+    AsyncShield,
+    AsyncWorkers,
+    Notifier,
+    asleep,
+    await_notified,
+)
 from .._errors import InvalidArgument, KVKitError, LockNotOwned, LockTimeout
 from .._lock_base import (
     LockInfo,
@@ -84,12 +91,13 @@ class _LocalGate:
 class _Hold:
     """One acquisition: who holds the lock, its token, and its renewal."""
 
-    __slots__ = ("dropped", "finalizer", "owner", "stop", "token", "workers")
+    __slots__ = ("dropped", "finalizer", "owner", "started", "stop", "token", "workers")
 
     def __init__(self, owner: str, token: int) -> None:
         self.owner = owner
         self.token = token
         self.stop = Notifier()
+        self.started = self.stop.version
         self.dropped = False  # the lock object was collected while holding this
         self.workers: AsyncWorkers | None = None
         self.finalizer: weakref.finalize[[_Hold], Any] | None = None
@@ -115,7 +123,7 @@ async def _renew(
     which ends the renewal at its next turn (see :func:`_dropped`) and lets the lock expire.
     """
     interval = renew_interval(ttl_ms)
-    version = hold.stop.version
+    version = hold.started  # not read here: a release may already have fired ``stop``
     while not await await_notified(hold.stop, version, interval):
         if hold.dropped:
             return
@@ -235,10 +243,11 @@ class AsyncLockService:
         else:
             wait = lock_seconds(timeout, "timeout", zero_ok=True)
         deadline = None if wait is None else time.monotonic() + wait
+        cancel = AsyncCancelCheck()
         if not await self._gate.acquire(deadline):
             return False
         try:
-            acquired = await self._take(deadline)
+            acquired = await self._take(deadline, cancel)
         except BaseException:
             self._gate.release()
             raise
@@ -246,15 +255,23 @@ class AsyncLockService:
             self._gate.release()
         return acquired
 
-    async def _take(self, deadline: float | None) -> bool:
+    async def _take(self, deadline: float | None, cancel: AsyncCancelCheck) -> bool:
         """Try until the lock is ours or ``deadline`` passes (the gate is held)."""
         # One owner id for every try of this call: a try whose reply was lost but which
         # took the lock is recognised by the next one (same token, no second hold).
         owner = new_owner()
         attempt = 0
         while True:
+            cancel.check()
             token, holder_pttl = await self._try(owner)
             if token:
+                try:
+                    # async: A cancel swallowed below kvkit during the round trip must not
+                    # async: return the lock to a caller that has gone away: undo it.
+                    cancel.check()
+                except BaseException:
+                    await AsyncShield.run(self._undo, owner)
+                    raise
                 # Nothing may interrupt between the reply and recording the hold: no
                 # suspension point in _hold_started.
                 self._hold_started(owner, token)
@@ -327,13 +344,18 @@ class AsyncLockService:
             )
 
     async def _finish(self, hold: _Hold) -> bool:
-        """Stop renewing, then delete the lock if ``hold`` still owns it."""
+        """Stop renewing and delete the lock if ``hold`` still owns it."""
         hold.stop.notify()
         if hold.finalizer is not None:
             hold.finalizer.detach()
-        if hold.workers is not None:
-            await hold.workers.join()
-        return await self._driver.release(self._key, hold.owner, hold.token)
+        try:
+            # Released before the renewal has wound down, so that waiters never wait on
+            # it: a renewal that lands after the release finds a foreign or no lock and
+            # changes nothing (it checks owner and token).
+            return await self._driver.release(self._key, hold.owner, hold.token)
+        finally:
+            if hold.workers is not None:
+                await hold.workers.join()
 
     # -- the rest ---------------------------------------------------------------------------
     async def extend(self, ttl: Any = None) -> bool:
