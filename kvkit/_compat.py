@@ -14,7 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import heapq
 import inspect
+import itertools
+import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -26,6 +30,7 @@ __all__ = [
     "AsyncGate",
     "AsyncLock",
     "AsyncMutex",
+    "AsyncRepeater",
     "AsyncShield",
     "AsyncTimeLimit",
     "AsyncWorkers",
@@ -35,6 +40,7 @@ __all__ = [
     "Lock",
     "Mutex",
     "Notifier",
+    "Repeater",
     "Shield",
     "TimeLimit",
     "Workers",
@@ -252,6 +258,134 @@ class Workers:
             thread.join()
         if self._errors:
             raise self._errors[0]
+
+
+# --- repeating a call in the background ----------------------------------------------------
+_REPEATING: set[asyncio.Future[Any]] = set()  # the loop keeps only weak references to tasks
+
+
+class AsyncRepeater:
+    """Calls ``func(*args)`` every ``interval`` seconds until it returns False.
+
+    Between calls only a timer of the running event loop waits (no task), so a repeater
+    stopped before its first call cost next to nothing; each call runs in a task of its
+    own. ``func`` handles its own errors (one that escapes ends the repeating and is
+    reported by the event loop). :meth:`stop` may come before :meth:`start`.
+    """
+
+    def __init__(self, interval: float, func: Callable[..., Awaitable[bool]], *args: Any) -> None:
+        self._interval = interval
+        self._call = functools.partial(func, *args)
+        self._stopped = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        """Start repeating on the running event loop."""
+        self._loop = asyncio.get_running_loop()
+        self._arm()
+
+    def _arm(self) -> None:
+        if not self._stopped and self._loop is not None:
+            self._timer = self._loop.call_later(self._interval, self._fire)
+
+    def _fire(self) -> None:
+        if self._stopped:
+            return
+        task = asyncio.ensure_future(self._once())
+        _REPEATING.add(task)
+        task.add_done_callback(_REPEATING.discard)
+
+    async def _once(self) -> None:
+        if await self._call():
+            self._arm()
+
+    def stop(self) -> None:
+        """Stop repeating; a call in progress finishes (its outcome is not waited for)."""
+        self._stopped = True
+        timer = self._timer
+        # Loop callbacks may only be touched from their loop's thread; from anywhere else
+        # the flag alone ends the repeating at the next turn.
+        with contextlib.suppress(RuntimeError):
+            if timer is not None and asyncio.get_running_loop() is self._loop:
+                timer.cancel()
+
+
+class Repeater:
+    """Calls ``func(*args)`` every ``interval`` seconds, in the background, until it returns False.
+
+    Every repeater of the process runs on one daemon thread (started on first use, and
+    again in a forked child), one call at a time: a thread per repeater would cost more
+    than a short job it serves. ``func`` handles its own errors (one that escapes ends the
+    repeating). :meth:`stop` may come before :meth:`start`, from any thread.
+    """
+
+    def __init__(self, interval: float, func: Callable[..., bool], *args: Any) -> None:
+        self._interval = interval
+        self._call = functools.partial(func, *args)
+        self.stopped = False
+
+    def start(self) -> None:
+        """Start repeating on the shared background thread."""
+        _scheduler.add(self, time.monotonic() + self._interval)
+
+    def stop(self) -> None:
+        """Stop repeating; a call in progress finishes (its outcome is not waited for)."""
+        self.stopped = True
+
+    def run_once(self) -> float | None:
+        """Make one call (on the background thread); the next due time, or None to stop."""
+        if self.stopped:
+            return None
+        try:
+            again = self._call()
+        except Exception:  # ends the repeating, like an error escaping the async twin's task
+            return None
+        return time.monotonic() + self._interval if again and not self.stopped else None
+
+
+class _Scheduler:
+    """The one background thread of :class:`Repeater`: a heap of due times."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._heap: list[tuple[float, int, Repeater]] = []
+        self._order = itertools.count()  # ties on due time never compare repeaters
+        self._pid = -1
+
+    def add(self, job: Repeater, due: float) -> None:
+        with self._cond:
+            if self._pid != os.getpid():  # first use, or a forked child: no thread yet
+                self._pid = os.getpid()
+                self._heap = []
+                thread = threading.Thread(target=self._run, name="kvkit-repeater", daemon=True)
+                thread.start()
+            heapq.heappush(self._heap, (due, next(self._order), job))
+            self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    if not self._heap:
+                        self._cond.wait()
+                        continue
+                    due, _, job = self._heap[0]
+                    if job.stopped:
+                        heapq.heappop(self._heap)
+                        continue
+                    wait = due - time.monotonic()
+                    if wait <= 0:
+                        heapq.heappop(self._heap)
+                        break
+                    self._cond.wait(wait)
+            following = job.run_once()
+            if following is not None:
+                with self._cond:
+                    heapq.heappush(self._heap, (following, next(self._order), job))
+
+
+_scheduler = _Scheduler()
 
 
 # --- finishing a step whatever happens to its caller ---------------------------------------

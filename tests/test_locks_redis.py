@@ -271,9 +271,45 @@ async def test_cancel_between_script_and_reply_leaves_no_lock(redis_url, monkeyp
         await other.release()
 
 
+async def test_release_cancelled_before_its_script_was_sent_still_releases(redis_url, monkeypatch):
+    """A release cancelled before its command left still frees the lock (finished shielded)."""
+    from redis.asyncio.connection import Connection
+
+    settings = kvkit.Settings(url=redis_url, prefix=_prefix())
+    original = Connection.send_packed_command
+    armed = asyncio.Event()
+    sends_held = []
+
+    async def slow_send(self, *args, **kwargs):
+        if armed.is_set():
+            armed.clear()  # only the release's own send: the shielded retry goes at once
+            sends_held.append(True)
+            await asyncio.sleep(5)
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Connection, "send_packed_command", slow_send)
+    async with kvkit.AsyncClient(settings=settings) as client:
+        lock = client.lock("job", ttl=30)
+        assert await lock.acquire()
+        armed.set()
+        task = asyncio.ensure_future(lock.release())
+        for _ in range(200):
+            if sends_held:
+                break
+            await asyncio.sleep(0.01)
+        assert sends_held, "the release never reached its send"
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(0.05)  # the shielded release runs on
+        assert lock.token is None
+        assert await lock.locked() is False
+        assert await client.lock("job").acquire(blocking=False) is True
+
+
 @pytest.mark.parametrize("backend", ["fakeredis", "redis"])
 async def test_random_cancellations_leave_no_stale_lock(request, backend):
-    """Acquires cancelled at random moments, free or contended, never leave a lock behind."""
+    """Acquires and releases cancelled at random moments never leave a lock behind."""
     rng = random.Random(7)
     async with kvkit.AsyncClient(settings=settings_for(request, backend)) as client:
         free = client.lock("free", ttl=30)
@@ -286,8 +322,12 @@ async def test_random_cancellations_leave_no_stale_lock(request, backend):
                 await asyncio.sleep(rng.uniform(0, 0.003))
                 task.cancel()
                 done = await asyncio.gather(task, return_exceptions=True)
-                if done[0] is True:
-                    await lock.release()
+                if done[0] is True:  # acquired before the cancel: cancel its release
+                    task = asyncio.ensure_future(lock.release())
+                    await asyncio.sleep(rng.uniform(0, 0.002))
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
+                    await asyncio.sleep(0.01)  # a release cut short finishes shielded
         assert await free.locked() is False
         assert [info.name for info in await client.locks()] == ["busy"]
         await holder.release()  # the holder's lock was never touched

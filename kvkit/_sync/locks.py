@@ -31,8 +31,8 @@ from typing import Any
 from .._compat import (
     CancelCheck,
     Notifier,
+    Repeater,
     Shield,
-    Workers,
     sleep,
     wait_notified,
 )
@@ -93,64 +93,54 @@ class _LocalGate:
 class _Hold:
     """One acquisition: who holds the lock, its token, and its renewal."""
 
-    __slots__ = ("dropped", "finalizer", "owner", "started", "stop", "token", "workers")
+    __slots__ = ("dropped", "finalizer", "owner", "released", "renewal", "token")
 
     def __init__(self, owner: str, token: int) -> None:
         self.owner = owner
         self.token = token
-        self.stop = Notifier()
-        self.started = self.stop.version
+        self.released = False
         self.dropped = False  # the lock object was collected while holding this
-        self.workers: Workers | None = None
+        self.renewal: Repeater | None = None
         self.finalizer: weakref.finalize[[_Hold], Any] | None = None
 
 
 def _dropped(hold: _Hold) -> None:
-    # Runs when a lock object is collected while held. Only a flag, no mutex: collection
-    # may happen in any thread at any moment, even while that thread holds the notifier's.
+    # Runs when a lock object is collected while held: the renewal ends at its next turn
+    # and the lock expires (nobody could release it any more).
     hold.dropped = True
 
 
-def _renew(
-    driver: LockDriver,
-    key: str,
-    name: str,
-    hold: _Hold,
-    ttl_ms: int,
-    where: str,
-) -> None:
-    """Extend the lock every third of its TTL until ``hold.stop`` fires or a renewal fails.
+def _renew(driver: LockDriver, key: str, name: str, hold: _Hold, ttl_ms: int, where: str) -> bool:
+    """One renewal (every third of the TTL); return whether to go on.
 
-    Takes the hold, not the lock object: a lock object dropped while held is collected,
-    which ends the renewal at its next turn (see :func:`_dropped`) and lets the lock expire.
+    Takes the hold, not the lock object, so that a lock object dropped while held can be
+    collected. A renewal that fails or finds the lock lost ends the renewing with a
+    warning, unless the hold was released meanwhile (then it changed nothing: it checks
+    owner and token).
     """
-    interval = renew_interval(ttl_ms)
-    version = hold.started  # not read here: a release may already have fired ``stop``
-    while not wait_notified(hold.stop, version, interval):
-        if hold.dropped:
-            return
-        try:
-            renewed = driver.extend(key, hold.owner, hold.token, ttl_ms)
-        except Exception as exc:  # any failure ends the renewal; the holder learns on release
-            if hold.stop.version == version:
-                log.warning(
-                    "lock %r on %s: renewal failed (%s: %s); renewing stopped, the lock "
-                    "expires unless released first",
-                    name,
-                    where,
-                    type(exc).__name__,
-                    exc,
-                )
-            return
-        if not renewed:
-            if hold.stop.version == version:
-                log.warning(
-                    "lock %r on %s: lost (it expired or another owner took it over); "
-                    "renewing stopped and release() will raise LockNotOwned",
-                    name,
-                    where,
-                )
-            return
+    if hold.dropped or hold.released:
+        return False
+    try:
+        renewed = driver.extend(key, hold.owner, hold.token, ttl_ms)
+    except Exception as exc:  # any failure ends the renewal; the holder learns on release
+        if not hold.released:
+            log.warning(
+                "lock %r on %s: renewal failed (%s: %s); renewing stopped, the lock "
+                "expires unless released first",
+                name,
+                where,
+                type(exc).__name__,
+                exc,
+            )
+        return False
+    if not renewed and not hold.released:
+        log.warning(
+            "lock %r on %s: lost (it expired or another owner took it over); renewing "
+            "stopped and release() will raise LockNotOwned",
+            name,
+            where,
+        )
+    return renewed
 
 
 class LockService:
@@ -307,10 +297,9 @@ class LockService:
     def _hold_started(self, owner: str, token: int) -> None:
         hold = _Hold(owner, token)
         if self._auto_renew:
-            hold.workers = Workers()
-            hold.workers.start(
-                _renew, self._driver, self._key, self._name, hold, self._ttl_ms, self._where
-            )
+            args = (self._driver, self._key, self._name, hold, self._ttl_ms, self._where)
+            hold.renewal = Repeater(renew_interval(self._ttl_ms), _renew, *args)
+            hold.renewal.start()
             hold.finalizer = weakref.finalize(self, _dropped, hold)
         self._hold = hold
 
@@ -332,7 +321,14 @@ class LockService:
             raise LockNotOwned(f"lock {self._name!r} is not held by this lock object")
         self._hold = None
         try:
-            released = Shield.run(self._finish, hold)
+            released = self._finish(hold)
+        except BaseException as exc:
+            if not isinstance(exc, KVKitError):
+                # Interrupted (cancelled) in the round trip: the script may not have run.
+                # Finish the job, whatever happens to this caller now: owner and token
+                # make a second try harmless.
+                Shield.run(self._driver.release, self._key, hold.owner, hold.token)
+            raise
         finally:
             self._gate.release()
         if not released:
@@ -343,17 +339,14 @@ class LockService:
 
     def _finish(self, hold: _Hold) -> bool:
         """Stop renewing and delete the lock if ``hold`` still owns it."""
-        hold.stop.notify()
+        # Not waiting for a renewal in progress: one that lands after the release finds
+        # a foreign lock or none and changes nothing (it checks owner and token).
+        hold.released = True
+        if hold.renewal is not None:
+            hold.renewal.stop()
         if hold.finalizer is not None:
             hold.finalizer.detach()
-        try:
-            # Released before the renewal has wound down, so that waiters never wait on
-            # it: a renewal that lands after the release finds a foreign or no lock and
-            # changes nothing (it checks owner and token).
-            return self._driver.release(self._key, hold.owner, hold.token)
-        finally:
-            if hold.workers is not None:
-                hold.workers.join()
+        return self._driver.release(self._key, hold.owner, hold.token)
 
     # -- the rest ---------------------------------------------------------------------------
     def extend(self, ttl: Any = None) -> bool:

@@ -13,7 +13,7 @@ import time
 import pytest
 
 import kvkit
-from kvkit._compat import AsyncWorkers, asleep
+from kvkit._compat import AsyncRepeater, AsyncWorkers, asleep
 
 
 async def test_acquire_and_release(client):
@@ -216,15 +216,24 @@ async def test_release_right_after_acquire_is_prompt(client):
     assert time.monotonic() - start < 5.0
 
 
-async def test_renewal_that_starts_after_the_release_ends_at_once(client):
-    """A renewal whose start lags behind the release (a slow thread start) ends at once."""
-    from kvkit._async.locks import _Hold, _renew
+async def test_renewal_stopped_before_it_started_never_runs(client):
+    """A renewal stopped before it got going (a release right after acquire) never calls."""
+    calls = []
 
-    hold = _Hold("host:1:feed", 1)
-    hold.stop.notify()  # the release came first
-    start = time.monotonic()
-    await _renew(client.backend().lock_driver(), "k", "jobs", hold, 30_000, "here")
-    assert time.monotonic() - start < 1.0  # not the 10 s until a first renewal
+    async def renew() -> bool:
+        calls.append(1)
+        return True
+
+    repeater = AsyncRepeater(0.01, renew)
+    repeater.stop()  # the release came first
+    repeater.start()
+    await asleep(0.1)
+    assert calls == []
+    running = AsyncRepeater(0.01, renew)
+    running.start()
+    await asleep(0.1)
+    running.stop()
+    assert calls  # the control: a started repeater does call
 
 
 async def test_waiter_gets_the_lock_when_it_is_released(client):
