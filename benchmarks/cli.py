@@ -26,6 +26,7 @@ from . import (  # noqa: F401  (they register their rows)
     cache_redis,
     e2e,
     imports,
+    locks,
     queues,
     scaling,
     sessions,
@@ -65,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated groups/modes/tags: cache, memory, sessions, queues, e2e, "
+        help="comma-separated groups/modes/tags: cache, memory, sessions, queues, locks, e2e, "
         "scaling, import, sync, async, concurrent, threads, timed, peers, many, fakeredis",
     )
     parser.add_argument("--rounds", type=int, help="rounds per row (default 7, quick 3)")

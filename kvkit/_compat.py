@@ -15,14 +15,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import heapq
 import inspect
-import itertools
+import math
 import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
+
+from ._loops import LoopLocal
 
 __all__ = [
     "AsyncCancelCheck",
@@ -261,54 +262,94 @@ class Workers:
 
 
 # --- repeating a call in the background ----------------------------------------------------
-_REPEATING: set[asyncio.Future[Any]] = set()  # the loop keeps only weak references to tasks
-
-
 class AsyncRepeater:
     """Calls ``func(*args)`` every ``interval`` seconds until it returns False.
 
-    Between calls only a timer of the running event loop waits (no task), so a repeater
-    stopped before its first call cost next to nothing; each call runs in a task of its
-    own. ``func`` handles its own errors (one that escapes ends the repeating and is
-    reported by the event loop). :meth:`stop` may come before :meth:`start`.
+    Every repeater of an event loop waits on one timer of that loop (no task, no timer of
+    its own), so starting and stopping one costs two dict operations: a repeater stopped
+    before its first call (a lock released quickly) leaves nothing behind. Each call runs
+    in a task. ``func`` handles its own errors (one that escapes ends the repeating and is
+    reported by the event loop). :meth:`stop` may come before :meth:`start`, from any
+    thread (from another thread it takes effect at the next due time).
     """
 
     def __init__(self, interval: float, func: Callable[..., Awaitable[bool]], *args: Any) -> None:
         self._interval = interval
         self._call = functools.partial(func, *args)
-        self._stopped = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self.stopped = False
+        self._timers: _LoopTimers | None = None
 
     def start(self) -> None:
         """Start repeating on the running event loop."""
-        self._loop = asyncio.get_running_loop()
-        self._arm()
-
-    def _arm(self) -> None:
-        if not self._stopped and self._loop is not None:
-            self._timer = self._loop.call_later(self._interval, self._fire)
-
-    def _fire(self) -> None:
-        if self._stopped:
-            return
-        task = asyncio.ensure_future(self._once())
-        _REPEATING.add(task)
-        task.add_done_callback(_REPEATING.discard)
-
-    async def _once(self) -> None:
-        if await self._call():
-            self._arm()
+        if not self.stopped:
+            self._timers = _loop_timers.get(asyncio.get_running_loop())
+            self._timers.add(self, self._interval)
 
     def stop(self) -> None:
         """Stop repeating; a call in progress finishes (its outcome is not waited for)."""
-        self._stopped = True
-        timer = self._timer
-        # Loop callbacks may only be touched from their loop's thread; from anywhere else
-        # the flag alone ends the repeating at the next turn.
+        self.stopped = True
+        if self._timers is not None:
+            self._timers.remove(self)
+
+    def due(self) -> None:
+        """Make one call in a task (the loop's timer calls this when it is due)."""
+        task = asyncio.ensure_future(self._once())
+        _RUNNING.add(task)  # the loop itself keeps only weak references to tasks
+        task.add_done_callback(_RUNNING.discard)
+
+    async def _once(self) -> None:
+        if await self._call() and not self.stopped and self._timers is not None:
+            self._timers.add(self, self._interval)
+
+
+_RUNNING: set[asyncio.Future[Any]] = set()
+
+
+class _LoopTimers:
+    """The one timer of an event loop, shared by all its repeaters."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._jobs: dict[AsyncRepeater, float] = {}  # -> due, in loop time
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_due = math.inf
+
+    def add(self, job: AsyncRepeater, delay: float) -> None:
+        due = self._loop.time() + delay
+        self._jobs[job] = due
+        if due < self._timer_due:
+            self._arm(due)
+
+    def remove(self, job: AsyncRepeater) -> None:
+        # Only on the loop's own thread; from elsewhere ``job.stopped`` is enough. The
+        # timer stays: when it fires early for nothing, it just waits for the next due.
         with contextlib.suppress(RuntimeError):
-            if timer is not None and asyncio.get_running_loop() is self._loop:
-                timer.cancel()
+            if asyncio.get_running_loop() is self._loop:
+                self._jobs.pop(job, None)
+
+    def _arm(self, due: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._loop.call_at(due, self._fire)
+        self._timer_due = due
+
+    def _fire(self) -> None:
+        self._timer, self._timer_due = None, math.inf
+        now = self._loop.time()
+        ready = [job for job, due in self._jobs.items() if due <= now]
+        for job in ready:
+            del self._jobs[job]
+            if not job.stopped:
+                job.due()
+        if self._jobs:
+            self._arm(min(self._jobs.values()))
+
+    def close(self) -> None:
+        """Forget everything (the loop has closed: nothing can run there any more)."""
+        self._jobs.clear()
+
+
+_loop_timers: LoopLocal[_LoopTimers] = LoopLocal(_LoopTimers, _LoopTimers.close)
 
 
 class Repeater:
@@ -316,8 +357,8 @@ class Repeater:
 
     Every repeater of the process runs on one daemon thread (started on first use, and
     again in a forked child), one call at a time: a thread per repeater would cost more
-    than a short job it serves. ``func`` handles its own errors (one that escapes ends the
-    repeating). :meth:`stop` may come before :meth:`start`, from any thread.
+    than the short jobs it serves. ``func`` handles its own errors (one that escapes ends
+    the repeating). :meth:`stop` may come before :meth:`start`, from any thread.
     """
 
     def __init__(self, interval: float, func: Callable[..., bool], *args: Any) -> None:
@@ -327,16 +368,16 @@ class Repeater:
 
     def start(self) -> None:
         """Start repeating on the shared background thread."""
-        _scheduler.add(self, time.monotonic() + self._interval)
+        if not self.stopped:
+            _scheduler.add(self, time.monotonic() + self._interval)
 
     def stop(self) -> None:
         """Stop repeating; a call in progress finishes (its outcome is not waited for)."""
         self.stopped = True
+        _scheduler.remove(self)
 
-    def run_once(self) -> float | None:
+    def due(self) -> float | None:
         """Make one call (on the background thread); the next due time, or None to stop."""
-        if self.stopped:
-            return None
         try:
             again = self._call()
         except Exception:  # ends the repeating, like an error escaping the async twin's task
@@ -345,44 +386,48 @@ class Repeater:
 
 
 class _Scheduler:
-    """The one background thread of :class:`Repeater`: a heap of due times."""
+    """The one background thread of every :class:`Repeater`: due times in a dict."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition(threading.Lock())
-        self._heap: list[tuple[float, int, Repeater]] = []
-        self._order = itertools.count()  # ties on due time never compare repeaters
+        self._jobs: dict[Repeater, float] = {}  # -> due, monotonic
+        self._next = math.inf  # the due time the thread is waiting for
         self._pid = -1
 
     def add(self, job: Repeater, due: float) -> None:
         with self._cond:
             if self._pid != os.getpid():  # first use, or a forked child: no thread yet
                 self._pid = os.getpid()
-                self._heap = []
+                self._jobs = {}
                 thread = threading.Thread(target=self._run, name="kvkit-repeater", daemon=True)
                 thread.start()
-            heapq.heappush(self._heap, (due, next(self._order), job))
-            self._cond.notify()
+            self._jobs[job] = due
+            if due < self._next:
+                self._cond.notify()
+
+    def remove(self, job: Repeater) -> None:
+        with self._cond:
+            self._jobs.pop(job, None)
 
     def _run(self) -> None:
         while True:
             with self._cond:
                 while True:
-                    if not self._heap:
-                        self._cond.wait()
-                        continue
-                    due, _, job = self._heap[0]
-                    if job.stopped:
-                        heapq.heappop(self._heap)
-                        continue
-                    wait = due - time.monotonic()
-                    if wait <= 0:
-                        heapq.heappop(self._heap)
+                    now = time.monotonic()
+                    ready = [job for job, due in self._jobs.items() if due <= now]
+                    if ready:
+                        for job in ready:
+                            del self._jobs[job]
+                        self._next = math.inf
                         break
-                    self._cond.wait(wait)
-            following = job.run_once()
-            if following is not None:
-                with self._cond:
-                    heapq.heappush(self._heap, (following, next(self._order), job))
+                    self._next = min(self._jobs.values(), default=math.inf)
+                    self._cond.wait(None if math.isinf(self._next) else self._next - now)
+            for job in ready:
+                following = job.due()
+                if following is not None:
+                    with self._cond:
+                        if not job.stopped:
+                            self._jobs[job] = following
 
 
 _scheduler = _Scheduler()

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from .._errors import ConfigError, KVKitError
+from .._lock_base import LockInfo, lock_prefix
 from .._serde import Codec, Serializer
 from .._settings import ROLES, Settings
 from .._ttl import TTLResolver
@@ -15,12 +16,11 @@ from .._types import Check, Health
 from .._urls import ParsedURL, parse_url
 from .backends.base import AsyncBackend
 from .cache import AsyncCacheService
+from .locks import AsyncLockService, held_locks
 from .probe import ping_check
 from .service import AsyncRedisServiceMixin
 
 if TYPE_CHECKING:
-    from .._lock_base import LockInfo
-    from .locks import AsyncLockService
     from .queue import AsyncQueueService
     from .sessions import AsyncSessionService
 
@@ -185,9 +185,6 @@ class AsyncClient(AsyncRedisServiceMixin):
         Raises:
             InvalidArgument: a bad name, ``ttl``, ``timeout`` or ``auto_renew``.
         """
-        from .._lock_base import lock_prefix
-        from .locks import AsyncLockService
-
         backend = self._role_backend["cache"]
         return AsyncLockService(
             backend.lock_driver(),
@@ -207,9 +204,6 @@ class AsyncClient(AsyncRedisServiceMixin):
         Raises:
             BackendError: the backend failed.
         """
-        from .._lock_base import lock_prefix
-        from .locks import held_locks
-
         driver = self._role_backend["cache"].lock_driver()
         return await held_locks(driver, lock_prefix(self.settings.prefix))
 

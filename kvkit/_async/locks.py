@@ -62,30 +62,48 @@ class _LocalGate:
     A lock object may be shared (a module-level lock used by every request): its holder
     state (owner id, token, renewal) belongs to one hold at a time. Local contenders wait
     here and are woken as soon as the holder releases, instead of polling the server. A
-    thread mutex with a :class:`Notifier` serves every caller alike, whatever runs it.
+    thread mutex with a :class:`Notifier` serves every caller alike, whatever runs it; the
+    notifier is made by the first caller that has to wait (most lock objects never wait).
     """
 
     __slots__ = ("_mutex", "_released")
 
     def __init__(self) -> None:
         self._mutex = threading.Lock()
-        self._released = Notifier()
+        self._released: Notifier | None = None
 
     async def acquire(self, deadline: float | None) -> bool:
         """Take the gate before ``deadline`` (monotonic; ``None``: no limit)."""
+        if self._mutex.acquire(blocking=False):
+            return True
+        released = self._notifier()
         while True:
-            version = self._released.version
+            # The version is read before trying the mutex: a release in between changes
+            # it, so the wait below returns at once (no lost wake-up).
+            version = released.version
             if self._mutex.acquire(blocking=False):
                 return True
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return False
-            await await_notified(self._released, version, remaining)
+            await await_notified(released, version, remaining)
+
+    def _notifier(self) -> Notifier:
+        with _GATE_SETUP:
+            if self._released is None:
+                self._released = Notifier()
+            return self._released
 
     def release(self) -> None:
-        """Give the gate back and wake the local waiters."""
+        """Give the gate back and wake the local waiters, if any."""
         self._mutex.release()
-        self._released.notify()
+        # Read after the release: a waiter makes the notifier before trying the mutex.
+        released = self._released
+        if released is not None:
+            released.notify()
+
+
+_GATE_SETUP = threading.Lock()
 
 
 class _Hold:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from .._errors import ConfigError, KVKitError
+from .._lock_base import LockInfo, lock_prefix
 from .._serde import Codec, Serializer
 from .._settings import ROLES, Settings
 from .._ttl import TTLResolver
@@ -17,12 +18,11 @@ from .._types import Check, Health
 from .._urls import ParsedURL, parse_url
 from .backends.base import Backend
 from .cache import CacheService
+from .locks import LockService, held_locks
 from .probe import ping_check
 from .service import RedisServiceMixin
 
 if TYPE_CHECKING:
-    from .._lock_base import LockInfo
-    from .locks import LockService
     from .queue import QueueService
     from .sessions import SessionService
 
@@ -183,9 +183,6 @@ class Client(RedisServiceMixin):
         Raises:
             InvalidArgument: a bad name, ``ttl``, ``timeout`` or ``auto_renew``.
         """
-        from .._lock_base import lock_prefix
-        from .locks import LockService
-
         backend = self._role_backend["cache"]
         return LockService(
             backend.lock_driver(),
@@ -205,9 +202,6 @@ class Client(RedisServiceMixin):
         Raises:
             BackendError: the backend failed.
         """
-        from .._lock_base import lock_prefix
-        from .locks import held_locks
-
         driver = self._role_backend["cache"].lock_driver()
         return held_locks(driver, lock_prefix(self.settings.prefix))
 
