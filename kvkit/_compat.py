@@ -334,6 +334,8 @@ class _LoopTimers:
         self._timer_due = due
 
     def _fire(self) -> None:
+        # Armed only for a job due before the current timer: jobs of one interval come
+        # in due order, so a busy loop re-arms once per interval, not once per job.
         self._timer, self._timer_due = None, math.inf
         now = self._loop.time()
         ready = [job for job, due in self._jobs.items() if due <= now]
@@ -391,19 +393,29 @@ class _Scheduler:
     def __init__(self) -> None:
         self._cond = threading.Condition(threading.Lock())
         self._jobs: dict[Repeater, float] = {}  # -> due, monotonic
-        self._next = math.inf  # the due time the thread is waiting for
-        self._pid = -1
+        self._next = math.inf  # the due time the thread waits for (or was told about)
+        self._running = False
 
     def add(self, job: Repeater, due: float) -> None:
         with self._cond:
-            if self._pid != os.getpid():  # first use, or a forked child: no thread yet
-                self._pid = os.getpid()
-                self._jobs = {}
+            if not self._running:  # first use, or a forked child (threads do not survive)
+                self._running = True
                 thread = threading.Thread(target=self._run, name="kvkit-repeater", daemon=True)
                 thread.start()
             self._jobs[job] = due
+            # Wake the thread only for a job due before what it already waits for: jobs
+            # of one interval come in due order, so a busy process wakes it once per
+            # interval, not once per job.
             if due < self._next:
+                self._next = due
                 self._cond.notify()
+
+    def forked(self) -> None:
+        """In a forked child: no thread runs, and the parent's jobs are not ours."""
+        self._cond = threading.Condition(threading.Lock())
+        self._jobs = {}
+        self._next = math.inf
+        self._running = False
 
     def remove(self, job: Repeater) -> None:
         with self._cond:
@@ -418,9 +430,11 @@ class _Scheduler:
                     if ready:
                         for job in ready:
                             del self._jobs[job]
-                        self._next = math.inf
                         break
-                    self._next = min(self._jobs.values(), default=math.inf)
+                    if self._jobs:
+                        self._next = min(self._jobs.values())
+                    elif self._next <= now:
+                        self._next = math.inf  # idle: the next add wakes the thread
                     self._cond.wait(None if math.isinf(self._next) else self._next - now)
             for job in ready:
                 following = job.due()
@@ -431,6 +445,8 @@ class _Scheduler:
 
 
 _scheduler = _Scheduler()
+if hasattr(os, "register_at_fork"):  # not on Windows, which does not fork
+    os.register_at_fork(after_in_child=_scheduler.forked)
 
 
 # --- finishing a step whatever happens to its caller ---------------------------------------

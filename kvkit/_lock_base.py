@@ -164,6 +164,16 @@ def name_from_key(prefix: str, key: str) -> str | None:
 
 
 _HOST = socket.gethostname().replace(":", "-") or "host"
+_process = f"{_HOST}:{os.getpid()}"
+
+
+def _forked() -> None:
+    global _process
+    _process = f"{_HOST}:{os.getpid()}"
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which does not fork
+    os.register_at_fork(after_in_child=_forked)
 
 
 def new_owner() -> str:
@@ -171,9 +181,9 @@ def new_owner() -> str:
 
     A new one per acquisition, never reused: it identifies one hold even without its token,
     which is what lets an acquire whose reply was lost be undone (and be retried safely).
-    The pid is read now, so a forked child never reuses its parent's ids.
+    The pid part follows forks (a child names itself, not its parent).
     """
-    return f"{_HOST}:{os.getpid()}:{secrets.token_hex(8)}"
+    return f"{_process}:{secrets.token_hex(8)}"
 
 
 def lock_value(token: int, owner: str) -> bytes:

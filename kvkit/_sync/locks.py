@@ -111,32 +111,33 @@ _GATE_SETUP = threading.Lock()
 class _Hold:
     """One acquisition: who holds the lock, its token, and its renewal."""
 
-    __slots__ = ("dropped", "finalizer", "owner", "released", "renewal", "token")
+    __slots__ = ("owner", "released", "renewal", "token")
 
     def __init__(self, owner: str, token: int) -> None:
         self.owner = owner
         self.token = token
         self.released = False
-        self.dropped = False  # the lock object was collected while holding this
         self.renewal: Repeater | None = None
-        self.finalizer: weakref.finalize[[_Hold], Any] | None = None
 
 
-def _dropped(hold: _Hold) -> None:
-    # Runs when a lock object is collected while held: the renewal ends at its next turn
-    # and the lock expires (nobody could release it any more).
-    hold.dropped = True
-
-
-def _renew(driver: LockDriver, key: str, name: str, hold: _Hold, ttl_ms: int, where: str) -> bool:
+def _renew(
+    driver: LockDriver,
+    key: str,
+    name: str,
+    hold: _Hold,
+    holder: weakref.ref[Any],
+    ttl_ms: int,
+    where: str,
+) -> bool:
     """One renewal (every third of the TTL); return whether to go on.
 
-    Takes the hold, not the lock object, so that a lock object dropped while held can be
-    collected. A renewal that fails or finds the lock lost ends the renewing with a
-    warning, unless the hold was released meanwhile (then it changed nothing: it checks
-    owner and token).
+    Holds the lock object only weakly: a lock object dropped while held (nobody can
+    release it any more) is collected, its renewal ends at the next turn and the lock
+    expires. A renewal that fails or finds the lock lost ends the renewing with a warning,
+    unless the hold was released meanwhile (then it changed nothing: it checks owner and
+    token).
     """
-    if hold.dropped or hold.released:
+    if hold.released or holder() is None:
         return False
     try:
         renewed = driver.extend(key, hold.owner, hold.token, ttl_ms)
@@ -315,10 +316,10 @@ class LockService:
     def _hold_started(self, owner: str, token: int) -> None:
         hold = _Hold(owner, token)
         if self._auto_renew:
-            args = (self._driver, self._key, self._name, hold, self._ttl_ms, self._where)
+            holder = weakref.ref(self)
+            args = (self._driver, self._key, self._name, hold, holder, self._ttl_ms, self._where)
             hold.renewal = Repeater(renew_interval(self._ttl_ms), _renew, *args)
             hold.renewal.start()
-            hold.finalizer = weakref.finalize(self, _dropped, hold)
         self._hold = hold
 
     # -- release ----------------------------------------------------------------------------
@@ -362,8 +363,6 @@ class LockService:
         hold.released = True
         if hold.renewal is not None:
             hold.renewal.stop()
-        if hold.finalizer is not None:
-            hold.finalizer.detach()
         return self._driver.release(self._key, hold.owner, hold.token)
 
     # -- the rest ---------------------------------------------------------------------------

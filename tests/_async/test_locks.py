@@ -7,6 +7,7 @@ loaded machine does not turn a test into a coin toss.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import math
 import time
 
@@ -234,6 +235,16 @@ async def test_renewal_stopped_before_it_started_never_runs(client):
     await asleep(0.1)
     running.stop()
     assert calls  # the control: a started repeater does call
+
+
+async def test_dropped_lock_object_stops_renewing(client):
+    """A held lock object dropped without release stops renewing; the lock expires."""
+    lock = client.lock("jobs", ttl=0.2)
+    assert await lock.acquire()
+    del lock
+    gc.collect()
+    await asleep(0.5)
+    assert await client.lock("jobs").locked() is False
 
 
 async def test_waiter_gets_the_lock_when_it_is_released(client):

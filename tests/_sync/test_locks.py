@@ -9,6 +9,7 @@ loaded machine does not turn a test into a coin toss.
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import math
 import time
 
@@ -236,6 +237,16 @@ def test_renewal_stopped_before_it_started_never_runs(client):
     sleep(0.1)
     running.stop()
     assert calls  # the control: a started repeater does call
+
+
+def test_dropped_lock_object_stops_renewing(client):
+    """A held lock object dropped without release stops renewing; the lock expires."""
+    lock = client.lock("jobs", ttl=0.2)
+    assert lock.acquire()
+    del lock
+    gc.collect()
+    sleep(0.5)
+    assert client.lock("jobs").locked() is False
 
 
 def test_waiter_gets_the_lock_when_it_is_released(client):
