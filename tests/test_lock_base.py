@@ -74,3 +74,16 @@ def test_poll_delay_is_bounded():
     assert poll_delay(10, None, 3) <= 0.003
     assert poll_delay(10, -1.0, -1) == 0.0
     assert renew_interval(30_000) == 10.0
+
+
+def test_lock_errors_join_the_hierarchy():
+    """LockTimeout is a KVKitError and a TimeoutError; LockNotOwned a KVKitError; both pickle."""
+    import pickle
+
+    assert issubclass(kvkit.LockTimeout, (kvkit.KVKitError, TimeoutError))
+    assert issubclass(kvkit.LockNotOwned, kvkit.KVKitError)
+    assert not issubclass(kvkit.LockNotOwned, kvkit.BackendError)
+    for cls in (kvkit.LockTimeout, kvkit.LockNotOwned):
+        copy = pickle.loads(pickle.dumps(cls("lost")))
+        assert type(copy) is cls and str(copy) == "lost"
+        assert repr(cls) == f"<class 'kvkit.{cls.__name__}'>"
