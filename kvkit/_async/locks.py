@@ -281,8 +281,8 @@ class AsyncLockService:
                 except BaseException:
                     await AsyncShield.run(self._undo, owner)
                     raise
-                # Nothing may interrupt between the reply and recording the hold: no
-                # suspension point in _hold_started.
+                # Nothing may come between the reply and recording the hold:
+                # _hold_started does no I/O and never waits.
                 self._hold_started(owner, token)
                 return True
             remaining = None if deadline is None else deadline - time.monotonic()
@@ -296,7 +296,7 @@ class AsyncLockService:
         try:
             return await self._driver.acquire(self._key, self._fence, owner, self._ttl_ms)
         except BaseException:
-            # Cancelled, timed out or disconnected after the script was sent: it may have
+            # Interrupted, timed out or disconnected after the script was sent: it may have
             # run, and then this owner holds the lock without knowing it. Undo by owner id
             # (harmless if it did not run), or the lock would block everyone for ``ttl``.
             await AsyncShield.run(self._undo, owner)
