@@ -107,7 +107,7 @@ async def test_release_after_expiry_raises_not_owned(client):
     """A hold that outlived its ttl cannot release: LockNotOwned, and the object is free."""
     lock = client.lock("jobs", ttl=0.05, auto_renew=False)
     assert await lock.acquire()
-    await asleep(0.2)
+    await asleep(0.12)
     assert await lock.locked() is False
     with pytest.raises(kvkit.LockNotOwned, match="expired or was taken over"):
         await lock.release()
@@ -120,7 +120,7 @@ async def test_only_the_owner_can_release_or_extend(client):
     """An expired holder can neither release nor extend the new owner's lock."""
     old = client.lock("jobs", ttl=0.05, auto_renew=False)
     assert await old.acquire()
-    await asleep(0.2)
+    await asleep(0.12)
     new = client.lock("jobs", ttl=5)
     assert await new.acquire(timeout=0)
     assert new.token > old.token
@@ -135,14 +135,14 @@ async def test_lost_lock_in_with_block_raises_not_owned(client):
     """A `with` block that outlives its lock raises LockNotOwned at the end."""
     with pytest.raises(kvkit.LockNotOwned):
         async with client.lock("jobs", ttl=0.05, auto_renew=False):
-            await asleep(0.2)
+            await asleep(0.12)
 
 
 async def test_failed_block_wins_over_lost_lock(client):
     """When the block raised and the lock was lost too, the block's exception propagates."""
     with pytest.raises(KeyError):
         async with client.lock("jobs", ttl=0.05, auto_renew=False):
-            await asleep(0.2)
+            await asleep(0.12)
             raise KeyError("from the block")
 
 
@@ -188,7 +188,7 @@ async def test_extend_after_expiry_is_false(client):
     """extend() of a hold that expired returns False and does not revive it."""
     lock = client.lock("jobs", ttl=0.05, auto_renew=False)
     assert await lock.acquire()
-    await asleep(0.2)
+    await asleep(0.12)
     assert await lock.extend(5) is False
     assert await lock.locked() is False
     with pytest.raises(kvkit.LockNotOwned):
@@ -200,8 +200,8 @@ async def test_auto_renew_keeps_a_short_lock(client):
     lock = client.lock("jobs", ttl=0.4)  # renewed every 0.13 s
     assert await lock.acquire()
     other = client.lock("jobs")
-    for _ in range(3):
-        await asleep(0.2)
+    for _ in range(4):
+        await asleep(0.12)
         assert await other.acquire(blocking=False) is False
     await lock.release()  # no LockNotOwned: it was owned throughout
     assert await lock.locked() is False
@@ -239,11 +239,11 @@ async def test_renewal_stopped_before_it_started_never_runs(client):
 
 async def test_dropped_lock_object_stops_renewing(client):
     """A held lock object dropped without release stops renewing; the lock expires."""
-    lock = client.lock("jobs", ttl=0.2)
+    lock = client.lock("jobs", ttl=0.1)
     assert await lock.acquire()
     del lock
     gc.collect()
-    await asleep(0.5)
+    await asleep(0.3)
     assert await client.lock("jobs").locked() is False
 
 

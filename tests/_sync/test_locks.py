@@ -109,7 +109,7 @@ def test_release_after_expiry_raises_not_owned(client):
     """A hold that outlived its ttl cannot release: LockNotOwned, and the object is free."""
     lock = client.lock("jobs", ttl=0.05, auto_renew=False)
     assert lock.acquire()
-    sleep(0.2)
+    sleep(0.12)
     assert lock.locked() is False
     with pytest.raises(kvkit.LockNotOwned, match="expired or was taken over"):
         lock.release()
@@ -122,7 +122,7 @@ def test_only_the_owner_can_release_or_extend(client):
     """An expired holder can neither release nor extend the new owner's lock."""
     old = client.lock("jobs", ttl=0.05, auto_renew=False)
     assert old.acquire()
-    sleep(0.2)
+    sleep(0.12)
     new = client.lock("jobs", ttl=5)
     assert new.acquire(timeout=0)
     assert new.token > old.token
@@ -137,14 +137,14 @@ def test_lost_lock_in_with_block_raises_not_owned(client):
     """A `with` block that outlives its lock raises LockNotOwned at the end."""
     with pytest.raises(kvkit.LockNotOwned):
         with client.lock("jobs", ttl=0.05, auto_renew=False):
-            sleep(0.2)
+            sleep(0.12)
 
 
 def test_failed_block_wins_over_lost_lock(client):
     """When the block raised and the lock was lost too, the block's exception propagates."""
     with pytest.raises(KeyError):
         with client.lock("jobs", ttl=0.05, auto_renew=False):
-            sleep(0.2)
+            sleep(0.12)
             raise KeyError("from the block")
 
 
@@ -190,7 +190,7 @@ def test_extend_after_expiry_is_false(client):
     """extend() of a hold that expired returns False and does not revive it."""
     lock = client.lock("jobs", ttl=0.05, auto_renew=False)
     assert lock.acquire()
-    sleep(0.2)
+    sleep(0.12)
     assert lock.extend(5) is False
     assert lock.locked() is False
     with pytest.raises(kvkit.LockNotOwned):
@@ -202,8 +202,8 @@ def test_auto_renew_keeps_a_short_lock(client):
     lock = client.lock("jobs", ttl=0.4)  # renewed every 0.13 s
     assert lock.acquire()
     other = client.lock("jobs")
-    for _ in range(3):
-        sleep(0.2)
+    for _ in range(4):
+        sleep(0.12)
         assert other.acquire(blocking=False) is False
     lock.release()  # no LockNotOwned: it was owned throughout
     assert lock.locked() is False
@@ -241,11 +241,11 @@ def test_renewal_stopped_before_it_started_never_runs(client):
 
 def test_dropped_lock_object_stops_renewing(client):
     """A held lock object dropped without release stops renewing; the lock expires."""
-    lock = client.lock("jobs", ttl=0.2)
+    lock = client.lock("jobs", ttl=0.1)
     assert lock.acquire()
     del lock
     gc.collect()
-    sleep(0.5)
+    sleep(0.3)
     assert client.lock("jobs").locked() is False
 
 
