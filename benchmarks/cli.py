@@ -27,6 +27,7 @@ from . import (  # noqa: F401  (they register their rows)
     cache_redis,
     e2e,
     imports,
+    locks,
     queues,
     ratelimit,
     scaling,
@@ -67,9 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated groups/modes/tags: cache, memory, sessions, queues, ratelimit, e2e, "
-        "scaling, import, sync, async, concurrent, threads, timed, peers, many, fakeredis, "
-        "asgi",
+        help="comma-separated groups/modes/tags: cache, memory, sessions, queues, ratelimit, "
+        "locks, e2e, scaling, import, sync, async, concurrent, threads, timed, peers, many, "
+        "fakeredis, asgi",
     )
     parser.add_argument("--rounds", type=int, help="rounds per row (default 7, quick 3)")
     parser.add_argument(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from ._async.client import AsyncClient
 from ._async.protocols import (
     AsyncCache,
+    AsyncLock,
     AsyncQueue,
     AsyncRateLimiter,
     AsyncRedisService,
@@ -24,15 +25,18 @@ from ._errors import (
     DecodeError,
     InvalidArgument,
     KVKitError,
+    LockNotOwned,
+    LockTimeout,
     SerializationError,
 )
+from ._lock_base import LockInfo
 from ._public import publish as _publish
 from ._queue_types import Message, QueueStats
 from ._ratelimit_base import Rate, RateLimitDecision
 from ._sessions_base import SessionInfo
 from ._settings import Settings
 from ._sync.client import Client
-from ._sync.protocols import Cache, Queue, RateLimiter, RedisService, SessionStore
+from ._sync.protocols import Cache, Lock, Queue, RateLimiter, RedisService, SessionStore
 from ._ttl import FOREVER
 from ._types import CacheStats, Check, Health
 from ._version import __version__
@@ -41,6 +45,7 @@ __all__ = [
     "FOREVER",
     "AsyncCache",
     "AsyncClient",
+    "AsyncLock",
     "AsyncQueue",
     "AsyncRateLimiter",
     "AsyncRedisService",
@@ -58,6 +63,10 @@ __all__ = [
     "Health",
     "InvalidArgument",
     "KVKitError",
+    "Lock",
+    "LockInfo",
+    "LockNotOwned",
+    "LockTimeout",
     "Message",
     "Queue",
     "QueueStats",

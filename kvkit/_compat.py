@@ -14,22 +14,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
+import math
+import os
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from ._loops import LoopLocal
+
 __all__ = [
+    "AsyncCancelCheck",
     "AsyncEvent",
     "AsyncGate",
-    "AsyncLock",
+    "AsyncMutex",
+    "AsyncRepeater",
+    "AsyncShield",
     "AsyncTimeLimit",
     "AsyncWorkers",
+    "CancelCheck",
     "Event",
     "Gate",
-    "Lock",
+    "Mutex",
     "Notifier",
+    "Repeater",
+    "Shield",
     "TimeLimit",
     "Workers",
     "acall",
@@ -42,9 +53,11 @@ __all__ = [
     "wait_notified",
 ]
 
-# --- locks and events -------------------------------------------------------------------
-AsyncLock = asyncio.Lock
-Lock = threading.Lock
+# --- mutexes and events ------------------------------------------------------------------
+# In-process mutexes. Not called "Lock": kvkit.Lock / kvkit.AsyncLock are the public
+# distributed locks, and the generator maps AsyncX -> X for both pairs alike.
+AsyncMutex = asyncio.Lock
+Mutex = threading.Lock
 AsyncEvent = asyncio.Event
 Event = threading.Event
 
@@ -241,6 +254,259 @@ class Workers:
             thread.join()
         if self._errors:
             raise self._errors[0]
+
+
+# --- repeating a call in the background ----------------------------------------------------
+class AsyncRepeater:
+    """Calls ``func(*args)`` every ``interval`` seconds until it returns False.
+
+    Every repeater of an event loop waits on one timer of that loop (no task, no timer of
+    its own), so starting and stopping one costs two dict operations: a repeater stopped
+    before its first call (a lock released quickly) leaves nothing behind. Each call runs
+    in a task. ``func`` handles its own errors (one that escapes ends the repeating and is
+    reported by the event loop). :meth:`stop` may come before :meth:`start`, from any
+    thread (from another thread it takes effect at the next due time).
+    """
+
+    def __init__(self, interval: float, func: Callable[..., Awaitable[bool]], *args: Any) -> None:
+        self._interval = interval
+        self._call = functools.partial(func, *args)
+        self.stopped = False
+        self._timers: _LoopTimers | None = None
+
+    def start(self) -> None:
+        """Start repeating on the running event loop."""
+        if not self.stopped:
+            self._timers = _loop_timers.get(asyncio.get_running_loop())
+            self._timers.add(self, self._interval)
+
+    def stop(self) -> None:
+        """Stop repeating; a call in progress finishes (its outcome is not waited for)."""
+        self.stopped = True
+        if self._timers is not None:
+            self._timers.remove(self)
+
+    def due(self) -> None:
+        """Make one call in a task (the loop's timer calls this when it is due)."""
+        task = asyncio.ensure_future(self._once())
+        _RUNNING.add(task)  # the loop itself keeps only weak references to tasks
+        task.add_done_callback(_RUNNING.discard)
+
+    async def _once(self) -> None:
+        if await self._call() and not self.stopped and self._timers is not None:
+            self._timers.add(self, self._interval)
+
+
+_RUNNING: set[asyncio.Future[Any]] = set()
+
+
+class _LoopTimers:
+    """The one timer of an event loop, shared by all its repeaters."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._jobs: dict[AsyncRepeater, float] = {}  # -> due, in loop time
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_due = math.inf
+
+    def add(self, job: AsyncRepeater, delay: float) -> None:
+        due = self._loop.time() + delay
+        self._jobs[job] = due
+        if due < self._timer_due:
+            self._arm(due)
+
+    def remove(self, job: AsyncRepeater) -> None:
+        # Only on the loop's own thread; from elsewhere ``job.stopped`` is enough. The
+        # timer stays: when it fires early for nothing, it just waits for the next due.
+        with contextlib.suppress(RuntimeError):
+            if asyncio.get_running_loop() is self._loop:
+                self._jobs.pop(job, None)
+
+    def _arm(self, due: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._loop.call_at(due, self._fire)
+        self._timer_due = due
+
+    def _fire(self) -> None:
+        # Armed only for a job due before the current timer: jobs of one interval come
+        # in due order, so a busy loop re-arms once per interval, not once per job.
+        self._timer, self._timer_due = None, math.inf
+        now = self._loop.time()
+        ready = [job for job, due in self._jobs.items() if due <= now]
+        for job in ready:
+            del self._jobs[job]
+            if not job.stopped:
+                job.due()
+        if self._jobs:
+            self._arm(min(self._jobs.values()))
+
+    def close(self) -> None:
+        """Forget everything (the loop has closed: nothing can run there any more)."""
+        self._jobs.clear()
+
+
+_loop_timers: LoopLocal[_LoopTimers] = LoopLocal(_LoopTimers, _LoopTimers.close)
+
+
+class Repeater:
+    """Calls ``func(*args)`` every ``interval`` seconds, in the background, until it returns False.
+
+    Every repeater of the process runs on one daemon thread (started on first use, and
+    again in a forked child), one call at a time: a thread per repeater would cost more
+    than the short jobs it serves. ``func`` handles its own errors (one that escapes ends
+    the repeating). :meth:`stop` may come before :meth:`start`, from any thread.
+    """
+
+    def __init__(self, interval: float, func: Callable[..., bool], *args: Any) -> None:
+        self._interval = interval
+        self._call = functools.partial(func, *args)
+        self.stopped = False
+
+    def start(self) -> None:
+        """Start repeating on the shared background thread."""
+        if not self.stopped:
+            _scheduler.add(self, time.monotonic() + self._interval)
+
+    def stop(self) -> None:
+        """Stop repeating; a call in progress finishes (its outcome is not waited for)."""
+        self.stopped = True
+        _scheduler.remove(self)
+
+    def due(self) -> float | None:
+        """Make one call (on the background thread); the next due time, or None to stop."""
+        try:
+            again = self._call()
+        except Exception:  # ends the repeating, like an error escaping the async twin's task
+            return None
+        return time.monotonic() + self._interval if again and not self.stopped else None
+
+
+class _Scheduler:
+    """The one background thread of every :class:`Repeater`: due times in a dict."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._jobs: dict[Repeater, float] = {}  # -> due, monotonic
+        self._next = math.inf  # the due time the thread waits for (or was told about)
+        self._running = False
+
+    def add(self, job: Repeater, due: float) -> None:
+        with self._cond:
+            if not self._running:  # first use, or a forked child (threads do not survive)
+                self._running = True
+                thread = threading.Thread(target=self._run, name="kvkit-repeater", daemon=True)
+                thread.start()
+            self._jobs[job] = due
+            # Wake the thread only for a job due before what it already waits for: jobs
+            # of one interval come in due order, so a busy process wakes it once per
+            # interval, not once per job.
+            if due < self._next:
+                self._next = due
+                self._cond.notify()
+
+    def forked(self) -> None:
+        """In a forked child: no thread runs, and the parent's jobs are not ours."""
+        self._cond = threading.Condition(threading.Lock())
+        self._jobs = {}
+        self._next = math.inf
+        self._running = False
+
+    def remove(self, job: Repeater) -> None:
+        with self._cond:
+            self._jobs.pop(job, None)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    now = time.monotonic()
+                    ready = [job for job, due in self._jobs.items() if due <= now]
+                    if ready:
+                        for job in ready:
+                            del self._jobs[job]
+                        break
+                    if self._jobs:
+                        self._next = min(self._jobs.values())
+                    elif self._next <= now:
+                        self._next = math.inf  # idle: the next add wakes the thread
+                    self._cond.wait(None if math.isinf(self._next) else self._next - now)
+            for job in ready:
+                following = job.due()
+                if following is not None:
+                    with self._cond:
+                        if not job.stopped:
+                            self._jobs[job] = following
+
+
+_scheduler = _Scheduler()
+if hasattr(os, "register_at_fork"):  # not on Windows, which does not fork
+    os.register_at_fork(after_in_child=_scheduler.forked)
+
+
+# --- finishing a step whatever happens to its caller ---------------------------------------
+class AsyncShield:
+    """Run a step that must not stop halfway, even when the awaiting task is cancelled."""
+
+    @staticmethod
+    async def run(func: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """Run ``func(*args)`` as a task and await it shielded; return its result.
+
+        A cancelled caller gets its ``CancelledError`` at once while the task goes on to
+        its end; its outcome is then dropped (log inside ``func`` what must be seen).
+        """
+        task = asyncio.ensure_future(func(*args))
+        task.add_done_callback(_retrieved)
+        return await asyncio.shield(task)
+
+
+def _retrieved(task: asyncio.Future[Any]) -> None:
+    # Mark the outcome as seen, so that a step whose caller went away does not end in
+    # asyncio's "exception was never retrieved".
+    if not task.cancelled():
+        task.exception()
+
+
+class Shield:
+    """Run a step that must not stop halfway (a thread cannot be cancelled: a plain call)."""
+
+    @staticmethod
+    def run(func: Callable[..., Any], *args: Any) -> Any:
+        """Call ``func(*args)`` and return its result."""
+        return func(*args)
+
+
+# --- noticing a cancellation that was lost on the way ---------------------------------------
+class AsyncCancelCheck:
+    """Notices that the running task was asked to cancel, even if the error never came.
+
+    On Python 3.11 ``asyncio.wait_for`` returns the inner result when the inner future
+    finishes just as the task is cancelled: no ``CancelledError`` is raised, though the
+    request stays counted (``Task.cancelling()``). redis-py sends every command under
+    ``wait_for``, so an operation cancelled at that moment carries on as if nothing
+    happened. Steps that must not outlive a cancellation check here between round trips.
+    Create it in the task, before the steps.
+    """
+
+    def __init__(self) -> None:
+        self._task = asyncio.current_task()
+        self._start = self._requests()
+
+    def _requests(self) -> int:
+        cancelling = getattr(self._task, "cancelling", None)  # Python >= 3.11
+        return int(cancelling()) if cancelling is not None else 0
+
+    def check(self) -> None:
+        """Raise ``CancelledError`` if a cancel was requested since this object was made."""
+        if self._requests() > self._start:
+            raise asyncio.CancelledError
+
+
+class CancelCheck:
+    """Threads cannot be cancelled: there is never anything to notice."""
+
+    def check(self) -> None:
+        """Do nothing."""
 
 
 # --- running calls concurrently under one time limit (health checks) ------------------------

@@ -16,6 +16,8 @@ __all__ = [
     "DecodeError",
     "InvalidArgument",
     "KVKitError",
+    "LockNotOwned",
+    "LockTimeout",
     "SerializationError",
 ]
 
@@ -54,3 +56,11 @@ class BackendTimeout(BackendError, TimeoutError):
 
 class AuthenticationError(BackendError):
     """The backend rejected the credentials (wrong password or ACL); never retried."""
+
+
+class LockTimeout(KVKitError, TimeoutError):
+    """A lock could not be acquired within its timeout (``with lock:``)."""
+
+
+class LockNotOwned(KVKitError):
+    """A lock was released that this holder no longer owns (it expired or was taken over)."""

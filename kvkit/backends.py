@@ -23,8 +23,9 @@ The backend classes (:class:`Backend` / :class:`AsyncBackend`) are built with th
 URL and the client's :class:`kvkit.Settings`, and must do no I/O until first used. Their
 ``cache_driver()``, ``session_driver()`` and ``queue_driver()`` return the drivers
 (:class:`CacheDriver`, :class:`SessionDriver`, :class:`QueueDriver` and their ``Async``
-twins; ``limiter_driver()`` is optional and returns a :class:`LimiterDriver`, refusing
-with :class:`kvkit.ConfigError` by default; queue pops return :class:`RawMessage`, session
+twins; ``limiter_driver()`` and ``lock_driver()`` are optional and return a
+:class:`LimiterDriver` / :class:`LockDriver`, refusing with :class:`kvkit.ConfigError` by
+default; queue pops return :class:`RawMessage`, session
 details :class:`SessionRecord`, a refused increment raises :class:`IncrRefused`). Drivers
 store bytes under full keys, each method one atomic step: the services
 above them do validation, key layout, serialization and TTL policy. The conformance suite
@@ -37,6 +38,7 @@ from ._async.backends.base import (
     AsyncBackend,
     AsyncCacheDriver,
     AsyncLimiterDriver,
+    AsyncLockDriver,
     AsyncQueueDriver,
     AsyncSessionDriver,
 )
@@ -44,19 +46,28 @@ from ._counters import IncrRefused
 from ._public import publish as _publish
 from ._queue_types import RawMessage
 from ._sessions_base import SessionRecord
-from ._sync.backends.base import Backend, CacheDriver, LimiterDriver, QueueDriver, SessionDriver
+from ._sync.backends.base import (
+    Backend,
+    CacheDriver,
+    LimiterDriver,
+    LockDriver,
+    QueueDriver,
+    SessionDriver,
+)
 from ._urls import ParsedURL, SchemeSpec, register_scheme, schemes
 
 __all__ = [
     "AsyncBackend",
     "AsyncCacheDriver",
     "AsyncLimiterDriver",
+    "AsyncLockDriver",
     "AsyncQueueDriver",
     "AsyncSessionDriver",
     "Backend",
     "CacheDriver",
     "IncrRefused",
     "LimiterDriver",
+    "LockDriver",
     "ParsedURL",
     "QueueDriver",
     "RawMessage",

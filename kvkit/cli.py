@@ -1,8 +1,8 @@
 """The ``kvkit`` command line (also ``python -m kvkit``).
 
 ``kvkit demo``, ``kvkit check``, ``kvkit queue stats|dead|requeue|purge NAME``,
-``kvkit limits peek|reset NAME KEY``, ``kvkit bench``, ``kvkit migrate-sessions`` and
-``kvkit --version``.
+``kvkit limits peek|reset NAME KEY``, ``kvkit locks list``, ``kvkit bench``,
+``kvkit migrate-sessions`` and ``kvkit --version``.
 
 Where the backend comes from (every command):
 
@@ -12,8 +12,8 @@ Where the backend comes from (every command):
   of ``{PREFIX}URL``, ``{PREFIX}CACHE_URL``, ``{PREFIX}SESSION_URL``, ``{PREFIX}QUEUE_URL``
   must be set: an unset or mistyped prefix is a usage error, never a silent ``memory://``;
 * neither: the ``KVKIT_*`` variables. ``demo`` and ``bench`` then default to ``memory://``;
-  ``check``, ``queue``, ``limits`` and ``migrate-sessions`` refuse to run on nothing (they would
-  inspect a fresh, empty in-process store and report on it).
+  ``check``, ``queue``, ``limits``, ``locks`` and ``migrate-sessions`` refuse to run on
+  nothing (they would inspect a fresh, empty in-process store and report on it).
 
 Exit codes: 0 success, 1 failure (a failed check, an unreachable server), 2 usage error
 (bad option, URL, variable or missing configuration), 130 interrupted. Expected failures
@@ -448,6 +448,36 @@ def _limits(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+# -- locks -----------------------------------------------------------------------------------
+def _shown(text: str) -> str:
+    """``text`` with unprintable characters escaped: names were written by others."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
+def _locks(args: argparse.Namespace, out: TextIO) -> int:
+    """List the locks held now: name, owner, fencing token, remaining ttl."""
+    with _client(_settings(args, need_config=True)) as client:
+        where = client.backend("cache").url.redacted
+        held = client.locks()
+    if args.json:
+        out.write(json.dumps([info.to_dict() for info in held], indent=2) + "\n")
+        return 0
+    prefix = client.settings.prefix
+    if not held:
+        out.write(f"no locks held under prefix {prefix!r} on {where}\n")
+        return 0
+    out.write(f"{len(held)} lock(s) held under prefix {prefix!r} on {where}\n\n")
+    names = [_shown(info.name) for info in held]
+    width = max(4, *(len(name) for name in names))
+    out.write(f"{'name':{width}}  {'token':>8}  {'ttl (s)':>9}  owner\n")
+    for name, info in zip(names, held, strict=True):
+        token = "?" if info.token is None else str(info.token)
+        ttl = "no expiry" if math.isinf(info.ttl) else f"{info.ttl:.1f}"
+        owner = _shown(info.owner) or "(not written by kvkit)"
+        out.write(f"{name:{width}}  {token:>8}  {ttl:>9}  {owner}\n")
+    return 0
+
+
 # -- bench -----------------------------------------------------------------------------------
 def _percentile(sorted_values: list[float], fraction: float) -> float:
     if not sorted_values:
@@ -592,7 +622,7 @@ def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``kvkit`` command."""
     parser = _Parser(
         prog="kvkit",
-        description="kvkit: cache, sessions and queues over Redis, memory or fakeredis.",
+        description="kvkit: cache, sessions, queues and locks over Redis, memory or fakeredis.",
     )
     parser.add_argument("--version", action="version", version=f"kvkit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -645,6 +675,10 @@ def build_parser() -> argparse.ArgumentParser:
     limits.add_argument("--burst", type=int, help="peek: the token bucket's burst")
     limits.add_argument("--json", action="store_true", help="machine-readable output (peek)")
     limits.set_defaults(func=_limits)
+    locks = sub.add_parser("locks", parents=common, help="list the locks held now")
+    locks.add_argument("action", choices=["list"])
+    locks.add_argument("--json", action="store_true", help="machine-readable output")
+    locks.set_defaults(func=_locks)
 
     bench = sub.add_parser(
         "bench", parents=common, help="latency (p50/p99) and throughput per operation"

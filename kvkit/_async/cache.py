@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from .._cache_base import key_maker
-from .._compat import AsyncLock, acall, asleep
+from .._compat import AsyncMutex, acall, asleep
 from .._counters import IncrRefused, check_delta
 from .._errors import BackendError, InvalidArgument
 from .._keys import (
@@ -44,12 +44,12 @@ class _KeyLocks:
     """
 
     def __init__(self) -> None:
-        self._locks: dict[str, tuple[AsyncLock, int]] = {}
+        self._locks: dict[str, tuple[AsyncMutex, int]] = {}
 
-    def acquire_ref(self, key: str) -> AsyncLock:
+    def acquire_ref(self, key: str) -> AsyncMutex:
         lock, refs = self._locks.get(key, (None, 0))
         if lock is None:
-            lock = AsyncLock()
+            lock = AsyncMutex()
         self._locks[key] = (lock, refs + 1)
         return lock
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from .._errors import ConfigError, KVKitError
+from .._lock_base import LockInfo, lock_prefix
 from .._serde import Codec, Serializer
 from .._settings import ROLES, Settings
 from .._ttl import TTLResolver
@@ -15,6 +16,7 @@ from .._types import Check, Health
 from .._urls import ParsedURL, parse_url
 from .backends.base import AsyncBackend
 from .cache import AsyncCacheService
+from .locks import AsyncLockService, held_locks
 from .probe import ping_check
 from .service import AsyncRedisServiceMixin
 
@@ -210,6 +212,44 @@ class AsyncClient(AsyncRedisServiceMixin):
             fail_open=fail_open,
             where=backend.url.redacted,
         )
+
+    def lock(
+        self, name: str, *, ttl: Any = 30, timeout: Any = 10, auto_renew: bool = True
+    ) -> AsyncLockService:
+        """Return the distributed lock ``name`` (on the cache role's backend). No I/O.
+
+        Args:
+            name: The lock's name (no ``{``/``}``; keys ``{prefix}:lock:{name}``).
+            ttl: Seconds the lock lives without renewal (a dead holder blocks others at
+                most this long).
+            timeout: Seconds ``acquire()`` and ``with`` wait; ``0`` tries once, ``None``
+                waits forever.
+            auto_renew: Renew every ``ttl / 3`` while held.
+
+        Raises:
+            InvalidArgument: a bad name, ``ttl``, ``timeout`` or ``auto_renew``.
+        """
+        backend = self._role_backend["cache"]
+        return AsyncLockService(
+            backend.lock_driver(),
+            name=name,
+            prefix=lock_prefix(self.settings.prefix),
+            ttl=ttl,
+            timeout=timeout,
+            auto_renew=auto_renew,
+            where=backend.url.redacted,
+        )
+
+    async def locks(self) -> list[LockInfo]:
+        """Return the locks held now under this client's prefix, sorted by name.
+
+        Meant for tools (``kvkit locks list``): on Redis it scans the keyspace.
+
+        Raises:
+            BackendError: the backend failed.
+        """
+        driver = self._role_backend["cache"].lock_driver()
+        return await held_locks(driver, lock_prefix(self.settings.prefix))
 
     def backend(self, role: str = "cache") -> AsyncBackend:
         """Return the backend object serving ``role`` (for integrations and tests)."""

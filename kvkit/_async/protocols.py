@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AsyncCache",
+    "AsyncLock",
     "AsyncQueue",
     "AsyncRateLimiter",
     "AsyncRedisService",
@@ -322,4 +323,49 @@ class AsyncRedisService(Protocol):
 
     async def queue_pop(self, queue_name: str, timeout: float | None = 0) -> Any | None:
         """Pop and acknowledge one message; return its payload, or ``None``."""
+        ...
+
+
+# SYNC-TEXT: "``async with lock:``" -> "``with lock:``"
+@runtime_checkable
+class AsyncLock(Protocol):
+    """A distributed lock, returned by ``client.lock(name)`` on every backend.
+
+    ``async with lock:`` acquires (raising :class:`kvkit.LockTimeout` after the lock's
+    ``timeout``) and releases. Only the owner can release or extend; each acquisition gets
+    a fencing token that is strictly increasing per lock name.
+    """
+
+    @property
+    def name(self) -> str:
+        """The lock's name."""
+        ...
+
+    @property
+    def token(self) -> int | None:
+        """The fencing token of the current hold; ``None`` while not held by this object."""
+        ...
+
+    async def acquire(self, *, blocking: bool = True, timeout: float | None = None) -> bool:
+        """Acquire; return whether held (``timeout`` None: the lock's own)."""
+        ...
+
+    async def release(self) -> None:
+        """Release; :class:`kvkit.LockNotOwned` if this hold no longer owns the lock."""
+        ...
+
+    async def extend(self, ttl: float | None = None) -> bool:
+        """Expire ``ttl`` seconds from now (default: the lock's); whether still owned."""
+        ...
+
+    async def locked(self) -> bool:
+        """Return whether anyone holds the lock now."""
+        ...
+
+    async def __aenter__(self) -> AsyncLock:
+        """Acquire, or raise :class:`kvkit.LockTimeout`."""
+        ...
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        """Release."""
         ...

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 from .._cache_base import key_maker
-from .._compat import Lock, call, sleep
+from .._compat import Mutex, call, sleep
 from .._counters import IncrRefused, check_delta
 from .._errors import BackendError, InvalidArgument
 from .._keys import (
@@ -45,12 +45,12 @@ class _KeyLocks:
     """
 
     def __init__(self) -> None:
-        self._locks: dict[str, tuple[Lock, int]] = {}
+        self._locks: dict[str, tuple[Mutex, int]] = {}
 
-    def acquire_ref(self, key: str) -> Lock:
+    def acquire_ref(self, key: str) -> Mutex:
         lock, refs = self._locks.get(key, (None, 0))
         if lock is None:
-            lock = Lock()
+            lock = Mutex()
         self._locks[key] = (lock, refs + 1)
         return lock
 

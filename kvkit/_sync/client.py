@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from .._errors import ConfigError, KVKitError
+from .._lock_base import LockInfo, lock_prefix
 from .._serde import Codec, Serializer
 from .._settings import ROLES, Settings
 from .._ttl import TTLResolver
@@ -17,6 +18,7 @@ from .._types import Check, Health
 from .._urls import ParsedURL, parse_url
 from .backends.base import Backend
 from .cache import CacheService
+from .locks import LockService, held_locks
 from .probe import ping_check
 from .service import RedisServiceMixin
 
@@ -208,6 +210,44 @@ class Client(RedisServiceMixin):
             fail_open=fail_open,
             where=backend.url.redacted,
         )
+
+    def lock(
+        self, name: str, *, ttl: Any = 30, timeout: Any = 10, auto_renew: bool = True
+    ) -> LockService:
+        """Return the distributed lock ``name`` (on the cache role's backend). No I/O.
+
+        Args:
+            name: The lock's name (no ``{``/``}``; keys ``{prefix}:lock:{name}``).
+            ttl: Seconds the lock lives without renewal (a dead holder blocks others at
+                most this long).
+            timeout: Seconds ``acquire()`` and ``with`` wait; ``0`` tries once, ``None``
+                waits forever.
+            auto_renew: Renew every ``ttl / 3`` while held.
+
+        Raises:
+            InvalidArgument: a bad name, ``ttl``, ``timeout`` or ``auto_renew``.
+        """
+        backend = self._role_backend["cache"]
+        return LockService(
+            backend.lock_driver(),
+            name=name,
+            prefix=lock_prefix(self.settings.prefix),
+            ttl=ttl,
+            timeout=timeout,
+            auto_renew=auto_renew,
+            where=backend.url.redacted,
+        )
+
+    def locks(self) -> list[LockInfo]:
+        """Return the locks held now under this client's prefix, sorted by name.
+
+        Meant for tools (``kvkit locks list``): on Redis it scans the keyspace.
+
+        Raises:
+            BackendError: the backend failed.
+        """
+        driver = self._role_backend["cache"].lock_driver()
+        return held_locks(driver, lock_prefix(self.settings.prefix))
 
     def backend(self, role: str = "cache") -> Backend:
         """Return the backend object serving ``role`` (for integrations and tests)."""

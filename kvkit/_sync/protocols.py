@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Cache",
+    "Lock",
     "Queue",
     "RateLimiter",
     "RedisService",
@@ -320,4 +321,48 @@ class RedisService(Protocol):
 
     def queue_pop(self, queue_name: str, timeout: float | None = 0) -> Any | None:
         """Pop and acknowledge one message; return its payload, or ``None``."""
+        ...
+
+
+@runtime_checkable
+class Lock(Protocol):
+    """A distributed lock, returned by ``client.lock(name)`` on every backend.
+
+    ``with lock:`` acquires (raising :class:`kvkit.LockTimeout` after the lock's
+    ``timeout``) and releases. Only the owner can release or extend; each acquisition gets
+    a fencing token that is strictly increasing per lock name.
+    """
+
+    @property
+    def name(self) -> str:
+        """The lock's name."""
+        ...
+
+    @property
+    def token(self) -> int | None:
+        """The fencing token of the current hold; ``None`` while not held by this object."""
+        ...
+
+    def acquire(self, *, blocking: bool = True, timeout: float | None = None) -> bool:
+        """Acquire; return whether held (``timeout`` None: the lock's own)."""
+        ...
+
+    def release(self) -> None:
+        """Release; :class:`kvkit.LockNotOwned` if this hold no longer owns the lock."""
+        ...
+
+    def extend(self, ttl: float | None = None) -> bool:
+        """Expire ``ttl`` seconds from now (default: the lock's); whether still owned."""
+        ...
+
+    def locked(self) -> bool:
+        """Return whether anyone holds the lock now."""
+        ...
+
+    def __enter__(self) -> Lock:
+        """Acquire, or raise :class:`kvkit.LockTimeout`."""
+        ...
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        """Release."""
         ...

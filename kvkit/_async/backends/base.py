@@ -278,6 +278,44 @@ class AsyncLimiterDriver(abc.ABC):
         """Forget everything recorded for ``key``; return whether there was anything."""
 
 
+class AsyncLockDriver(abc.ABC):
+    """Storage primitives of distributed locks; each call is atomic and one round trip.
+
+    ``key`` is a lock's full key and ``fence`` its fencing counter's key (same hash slot);
+    the stored value is ``"<token>:<owner>"`` (see :mod:`kvkit._lock_base`). Owner ids are
+    unique per acquisition. Expiry runs on the server's clock (the engine's, in memory).
+    """
+
+    @abc.abstractmethod
+    async def acquire(self, key: str, fence: str, owner: str, ttl_ms: int) -> tuple[int, int]:
+        """Take the lock if free: ``(token, 0)``, else ``(0, the holder's pttl in ms)``.
+
+        The token comes from the counter (incremented, never expiring). Called again with
+        the same ``owner`` while it holds the lock, it returns the same token and renews
+        the TTL: a retry after a lost reply is safe.
+        """
+
+    @abc.abstractmethod
+    async def release(self, key: str, owner: str, token: int | None) -> bool:
+        """Delete the lock if ``owner`` (and ``token``, unless ``None``) holds it."""
+
+    @abc.abstractmethod
+    async def extend(self, key: str, owner: str, token: int, ttl_ms: int) -> bool:
+        """Make the lock expire ``ttl_ms`` from now if ``owner`` and ``token`` hold it."""
+
+    @abc.abstractmethod
+    async def exists(self, key: str) -> bool:
+        """Return whether anyone holds the lock."""
+
+    @abc.abstractmethod
+    async def held(self, prefix: str) -> list[tuple[str, bytes, int]]:
+        """``(key, value, pttl ms)`` of the lock keys ``prefix{NAME}`` held now.
+
+        Only keys of that shape (a brace-enclosed name right after ``prefix``); pttl is
+        ``-1`` for a key without expiry.
+        """
+
+
 class AsyncBackend(abc.ABC):
     """One connection (pool) to one server+db, or one in-process store.
 
@@ -339,6 +377,16 @@ class AsyncBackend(abc.ABC):
             ConfigError: the backend has no rate limits.
         """
         raise ConfigError(f"{self.url.redacted} does not support rate limits")
+
+    def lock_driver(self) -> AsyncLockDriver:
+        """Return the locks driver on this backend (see ``*_lock.py``).
+
+        Not abstract, like :meth:`limiter_driver`.
+
+        Raises:
+            ConfigError: the backend has no locks.
+        """
+        raise ConfigError(f"{self.url.redacted} does not support locks")
 
     def redis(self) -> Any:
         """Return the underlying redis-py client (Redis backends only).

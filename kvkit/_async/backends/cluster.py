@@ -23,8 +23,10 @@ from redis.crc import key_slot
 from ..._keys import glob_escape
 from ..._redis_compat import adrop_client, aprepare_cluster
 from ..._redis_kwargs import tls_kwargs
+from .base import AsyncLockDriver
 from .bounded import AsyncBoundedRedisBackend
 from .redis import AsyncRedisCacheDriver
+from .redis_lock import AsyncClusterLockDriver
 
 if TYPE_CHECKING:
     from ..._settings import Settings
@@ -147,6 +149,9 @@ class AsyncClusterBackend(AsyncBoundedRedisBackend):
     def __init__(self, url: ParsedURL, settings: Settings) -> None:
         super().__init__(url, settings)
         self._cache = AsyncClusterCacheDriver(self)
+
+    def lock_driver(self) -> AsyncLockDriver:
+        return AsyncClusterLockDriver(self)
 
     def _build_client(self) -> Any:
         url = self.url

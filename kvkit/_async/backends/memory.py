@@ -17,9 +17,11 @@ from .base import (
     AsyncBackend,
     AsyncCacheDriver,
     AsyncLimiterDriver,
+    AsyncLockDriver,
     AsyncQueueDriver,
     AsyncSessionDriver,
 )
+from .memory_lock import AsyncMemoryLockDriver
 from .memory_queue import AsyncMemoryQueueDriver
 from .memory_ratelimit import AsyncMemoryLimiterDriver
 from .memory_sessions import AsyncMemorySessionDriver
@@ -114,6 +116,9 @@ class AsyncMemoryBackend(AsyncBackend):
 
     def limiter_driver(self) -> AsyncLimiterDriver:
         return AsyncMemoryLimiterDriver(self.store)
+
+    def lock_driver(self) -> AsyncLockDriver:
+        return AsyncMemoryLockDriver(self.store)
 
     async def aclose(self) -> None:
         return None

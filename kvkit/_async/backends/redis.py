@@ -34,9 +34,11 @@ from .base import (
     AsyncBackend,
     AsyncCacheDriver,
     AsyncLimiterDriver,
+    AsyncLockDriver,
     AsyncQueueDriver,
     AsyncSessionDriver,
 )
+from .redis_lock import AsyncRedisLockDriver
 from .redis_queue import AsyncRedisQueueDriver
 from .redis_ratelimit import AsyncRedisLimiterDriver
 from .redis_sessions import AsyncRedisSessionDriver
@@ -341,6 +343,9 @@ class AsyncRedisBackend(AsyncBackend):
 
     def limiter_driver(self) -> AsyncLimiterDriver:
         return AsyncRedisLimiterDriver(self)
+
+    def lock_driver(self) -> AsyncLockDriver:
+        return AsyncRedisLockDriver(self)
 
     async def aclose(self) -> None:
         here = acurrent_loop()

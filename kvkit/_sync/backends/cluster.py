@@ -25,8 +25,10 @@ from redis.crc import key_slot
 from ..._keys import glob_escape
 from ..._redis_compat import drop_client, prepare_cluster
 from ..._redis_kwargs import tls_kwargs
+from .base import LockDriver
 from .bounded import BoundedRedisBackend
 from .redis import RedisCacheDriver
+from .redis_lock import ClusterLockDriver
 
 if TYPE_CHECKING:
     from ..._settings import Settings
@@ -149,6 +151,9 @@ class ClusterBackend(BoundedRedisBackend):
     def __init__(self, url: ParsedURL, settings: Settings) -> None:
         super().__init__(url, settings)
         self._cache = ClusterCacheDriver(self)
+
+    def lock_driver(self) -> LockDriver:
+        return ClusterLockDriver(self)
 
     def _build_client(self) -> Any:
         url = self.url

@@ -17,9 +17,11 @@ from .base import (
     Backend,
     CacheDriver,
     LimiterDriver,
+    LockDriver,
     QueueDriver,
     SessionDriver,
 )
+from .memory_lock import MemoryLockDriver
 from .memory_queue import MemoryQueueDriver
 from .memory_ratelimit import MemoryLimiterDriver
 from .memory_sessions import MemorySessionDriver
@@ -114,6 +116,9 @@ class MemoryBackend(Backend):
 
     def limiter_driver(self) -> LimiterDriver:
         return MemoryLimiterDriver(self.store)
+
+    def lock_driver(self) -> LockDriver:
+        return MemoryLockDriver(self.store)
 
     def close(self) -> None:
         return None

@@ -36,9 +36,11 @@ from .base import (
     Backend,
     CacheDriver,
     LimiterDriver,
+    LockDriver,
     QueueDriver,
     SessionDriver,
 )
+from .redis_lock import RedisLockDriver
 from .redis_queue import RedisQueueDriver
 from .redis_ratelimit import RedisLimiterDriver
 from .redis_sessions import RedisSessionDriver
@@ -320,6 +322,9 @@ class RedisBackend(Backend):
 
     def limiter_driver(self) -> LimiterDriver:
         return RedisLimiterDriver(self)
+
+    def lock_driver(self) -> LockDriver:
+        return RedisLockDriver(self)
 
     def close(self) -> None:
         here = current_loop()
