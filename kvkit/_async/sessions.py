@@ -74,10 +74,16 @@ from .._serde import Codec
 from .._sessions_base import SessionKeys, decode_data, encode_data, update_args
 from .._ttl import TTL, TTLResolver, remaining_seconds, seconds_to_ms
 from .backends.base import AsyncSessionDriver
+from .metered import metered
 
 __all__ = ["AsyncSessionService"]
 
 
+@metered(
+    "sessions",
+    *("create", "get", "set", "update", "delete", "touch", "rotate", "ttl", "exists"),
+    *("user_sessions", "delete_user"),
+)
 class AsyncSessionService:
     """The session store of a client. Implements :class:`kvkit.AsyncSessionStore`.
 
