@@ -9,10 +9,10 @@ that differs (they ``await`` on the async side) and are generated like the rest.
 
 Cost matters more than anything else here: a ``cache.get`` on a local Redis takes some
 tens of microseconds and recording may take at most a few percent of it. So an
-observation is a dict lookup, a bisection over fixed bucket bounds and three list
-increments under a per-meter lock that nobody else wants most of the time (an uncontended
-``threading.Lock`` costs less than the ``perf_counter`` calls around it). Percentiles are
-estimated from the buckets when a snapshot is taken, never on the hot path.
+observation is a thread-local lookup, a dict lookup, a bisection over fixed bucket bounds
+and two or three list increments -- no lock (each thread counts into its own cells, see
+:class:`Meter`). Percentiles are estimated from the buckets when a snapshot is taken,
+never on the hot path.
 
 Hits and misses are counted by the cache views in a :class:`~kvkit.CacheStats` shared by
 all views of one client (the same kind of counter each view already keeps for itself).
@@ -21,7 +21,7 @@ all views of one client (the same kind of counter each view already keeps for it
 from __future__ import annotations
 
 import threading
-from bisect import bisect_right
+from bisect import bisect_left
 from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -105,6 +105,12 @@ class Hook(Protocol):
 class Meter:
     """The counters of one ``(service, backend)`` pair of one client.
 
+    Each thread counts into cells of its own (a ``threading.local``), so recording takes
+    no lock and loses no count when threads record at once; a snapshot adds the threads'
+    cells up. The cells of a thread that has ended are folded into one set of totals (at
+    the next snapshot or when another thread starts recording), so a server that starts
+    a thread per request does not pile them up.
+
     Attributes:
         service: ``"cache"``, ``"sessions"``, ``"queue"``, ... (the metric label).
         backend: The URL scheme of the backend (``"redis"``, ``"memory"``, ...).
@@ -112,48 +118,87 @@ class Meter:
         hook: The client's :class:`Hook`, if it was instrumented.
     """
 
-    __slots__ = ("_cells", "_lock", "backend", "hook", "service", "url")
+    __slots__ = ("_done", "_local", "_lock", "_shards", "backend", "hook", "service", "url")
 
     def __init__(self, service: str, url: ParsedURL) -> None:
         self.service = service
         self.backend = url.scheme
         self.url = url
         self.hook: Hook | None = None
-        self._lock = threading.Lock()
-        # op -> [bucket counts..., error count, latency sum]
-        self._cells: dict[str, list[Any]] = {}
+        self._local = threading.local()
+        self._lock = threading.Lock()  # shard registration and folding only
+        # (thread, its cells): op -> [bucket counts..., error count, latency sum]
+        self._shards: list[tuple[threading.Thread, dict[str, list[Any]]]] = []
+        self._done: dict[str, list[Any]] = {}  # the cells of threads that have ended
 
     def __repr__(self) -> str:
         return f"<kvkit meter {self.service}/{self.backend}>"
 
     def observe(self, op: str, elapsed: float, ok: bool) -> None:
         """Count one operation ``op`` that took ``elapsed`` seconds."""
-        cell = self._cells.get(op)
+        try:
+            cells: dict[str, list[Any]] = self._local.cells
+        except AttributeError:
+            cells = self._shard()
+        cell = cells.get(op)
         if cell is None:
-            cell = self._cell(op)
-        index = bisect_right(BOUNDS, elapsed)
-        with self._lock:
-            cell[index] += 1
-            cell[_SUM] += elapsed
-            if not ok:
-                cell[_ERRORS] += 1
+            cell = cells[op] = _new_cell()
+        cell[bisect_left(BOUNDS, elapsed)] += 1  # "le": a bound holds values equal to it
+        cell[_SUM] += elapsed
+        if not ok:
+            cell[_ERRORS] += 1
 
-    def _cell(self, op: str) -> list[Any]:
+    def _shard(self) -> dict[str, list[Any]]:
+        """Register the calling thread's cells (first observation of this thread)."""
+        cells: dict[str, list[Any]] = {}
         with self._lock:
-            return self._cells.setdefault(op, [0] * (_N + 1) + [0.0])
+            self._fold()
+            self._shards.append((threading.current_thread(), cells))
+        self._local.cells = cells
+        return cells
+
+    def _fold(self) -> None:
+        """Move the cells of ended threads into the totals (caller holds the lock)."""
+        alive = []
+        for thread, cells in self._shards:
+            if thread.is_alive():
+                alive.append((thread, cells))
+            else:  # it records no more: its cells are final
+                _add(self._done, cells)
+        self._shards = alive
 
     def cells(self) -> list[tuple[str, list[Any]]]:
-        """Copies of the cells, ``(op, [buckets..., errors, sum])``, consistent per op."""
+        """The cells of every thread added up: ``(op, [buckets..., errors, sum])``."""
         with self._lock:
-            return [(op, list(cell)) for op, cell in self._cells.items()]
+            self._fold()
+            total: dict[str, list[Any]] = {}
+            _add(total, self._done)
+            for _, cells in self._shards:
+                # A copy first: the owner thread may add an op meanwhile. A cell read
+                # while its owner records may be one observation behind in some field.
+                _add(total, cells.copy())
+        return list(total.items())
+
+
+def _new_cell() -> list[Any]:
+    return [0] * (_N + 1) + [0.0]
+
+
+def _add(into: dict[str, list[Any]], cells: dict[str, list[Any]]) -> None:
+    for op, cell in cells.items():
+        target = into.get(op)
+        if target is None:
+            target = into[op] = _new_cell()
+        for index, value in enumerate(cell):
+            target[index] += value
 
 
 class Recorder:
     """All meters of one client, plus its cache hit/miss totals.
 
     Args:
-        enabled: ``False`` (``Settings.metrics=False``): :meth:`attach` leaves services
-            without a meter, so they record nothing and pay only one attribute test.
+        enabled: ``False`` (``Settings.metrics=False``): :meth:`build` makes plain
+            service objects, which record nothing and pay nothing.
     """
 
     def __init__(self, enabled: bool = True) -> None:
@@ -175,14 +220,22 @@ class Recorder:
                     meter.hook = self._hook
         return meter
 
-    def attach(self, obj: _S, service: str, url: ParsedURL) -> _S:
-        """Give ``obj`` (a service object) the meter of ``service`` on ``url``; return it.
+    def build(self, cls: type[_S], service: str, url: ParsedURL, *args: Any, **kwargs: Any) -> _S:
+        """Construct a service object that records into the meter of ``service`` on ``url``.
 
-        ``url`` is the backend's URL (``backend.url``). Does nothing when the recorder is
-        disabled: the object keeps no meter and records nothing.
+        ``cls`` is a class decorated with ``metered(...)`` (:mod:`kvkit._async.metered`);
+        ``args`` and ``kwargs`` go to its constructor. With metrics on, the object is an
+        instance of the class's measured variant (a subclass that times the listed
+        methods) with the meter set; with metrics off, a plain ``cls`` instance that
+        records nothing and pays nothing. ``url`` is the backend's URL (``backend.url``).
         """
-        if self.enabled:
-            obj._meter = self.meter(service, url)  # type: ignore[attr-defined]
+        if not self.enabled:
+            return cls(*args, **kwargs)
+        variant = getattr(cls, "measured_variant", None)
+        if variant is None:
+            raise TypeError(f"{cls.__qualname__} is not decorated with metered(...)")
+        obj: _S = variant(*args, **kwargs)
+        obj._meter = self.meter(service, url)  # type: ignore[attr-defined]
         return obj
 
     @property

@@ -117,7 +117,10 @@ class AsyncClient(AsyncRedisServiceMixin):
         if self._cache is None:
             settings = self.settings
             backend = self._role_backend["cache"]
-            self._cache = AsyncCacheService(
+            self._cache = self._metrics.build(
+                AsyncCacheService,
+                "cache",
+                backend.url,
                 backend.cache_driver(),
                 prefix=f"{settings.prefix}:cache:",
                 lock_prefix=f"{settings.prefix}:lock:",
@@ -127,7 +130,6 @@ class AsyncClient(AsyncRedisServiceMixin):
                 where=backend.url.redacted,
                 totals=self._metrics.cache_totals,
             )
-            self._metrics.attach(self._cache, "cache", backend.url)
         return self._cache
 
     @property
@@ -138,7 +140,10 @@ class AsyncClient(AsyncRedisServiceMixin):
 
             settings = self.settings
             backend = self._role_backend["sessions"]
-            self._sessions = AsyncSessionService(
+            self._sessions = self._metrics.build(
+                AsyncSessionService,
+                "sessions",
+                backend.url,
                 backend.session_driver(),
                 prefix=f"{settings.prefix}:session:",
                 ttl=settings.session_ttl,
@@ -148,7 +153,6 @@ class AsyncClient(AsyncRedisServiceMixin):
                 codec=self._codec,
                 where=backend.url.redacted,
             )
-            self._metrics.attach(self._sessions, "sessions", backend.url)
         return self._sessions
 
     def queue(self, name: str, **options: Any) -> AsyncQueueService:
@@ -166,7 +170,10 @@ class AsyncClient(AsyncRedisServiceMixin):
         from .queue import AsyncQueueService
 
         backend = self._role_backend["queues"]
-        queue = AsyncQueueService(
+        queue = self._metrics.build(
+            AsyncQueueService,
+            "queue",
+            backend.url,
             backend.queue_driver(),
             name=name,
             prefix=f"{self.settings.prefix}:queue:",
@@ -179,7 +186,7 @@ class AsyncClient(AsyncRedisServiceMixin):
             known[name] = None
             if len(known) > _KNOWN_QUEUES:
                 del known[next(iter(known))]
-        return self._metrics.attach(queue, "queue", backend.url)
+        return queue
 
     async def queue_names(self, *, limit: int = 1000, discover: bool = True) -> list[str]:
         """Return the names of the queues under this client's prefix, sorted.

@@ -5,10 +5,14 @@ A service class lists its public operations once::
     @metered("queue", "push", "pop", ...)
     class AsyncQueueService: ...
 
-and the client gives each instance the meter of its service and backend
-(``recorder.attach(service, "queue", backend.url)``). Until then, and on a client with
-``Settings.metrics=False``, an instance has no meter and a call costs one attribute test.
-The recording itself (counters, buckets) is :mod:`kvkit._metrics`, shared by both flavours.
+and the client constructs its instances through its recorder
+(``recorder.build(AsyncQueueService, "queue", backend.url, *args, **kwargs)``). The
+decorator leaves the class as it is and builds a *measured variant* of it: a subclass
+whose listed methods time each call and count it in the instance's meter. ``build``
+constructs that variant when metrics are on and the plain class when they are off, so a
+client with ``Settings.metrics=False`` runs the plain methods and pays nothing at all.
+The recording itself (counters, buckets) is :mod:`kvkit._metrics`, shared by both
+flavours.
 """
 
 from __future__ import annotations
@@ -41,9 +45,14 @@ def metered(service: str, *ops: str, **renamed: str) -> Callable[[_C], _C]:
     def decorate(cls: _C) -> _C:
         if "_meter" not in vars(cls):
             cls._meter = None  # type: ignore[attr-defined]
+        names = [*((name, name) for name in ops), *renamed.items()]
+        namespace: dict[str, Any] = {name: _measured(vars(cls)[name], op) for name, op in names}
+        # The variant shows as the class itself in reprs and tracebacks.
+        namespace.update(
+            __module__=cls.__module__, __qualname__=cls.__qualname__, __doc__=cls.__doc__
+        )
         cls.metered_service = service  # type: ignore[attr-defined]
-        for name, op in [*((name, name) for name in ops), *renamed.items()]:
-            setattr(cls, name, _measured(vars(cls)[name], op))
+        cls.measured_variant = type(cls.__name__, (cls,), namespace)  # type: ignore[attr-defined]
         return cls
 
     return decorate

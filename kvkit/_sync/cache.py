@@ -466,7 +466,8 @@ class CacheService:
             InvalidArgument: ``name`` is empty, too long, or contains ``:``, ``{`` or ``}``.
         """
         validate_namespace_name(name)
-        child = CacheService(
+        # type(self): a child of a measured view is measured too (see metered.py).
+        child = type(self)(
             self._driver,
             prefix=f"{self._prefix}{NAMESPACE_MARK}{name}:",
             lock_prefix=self._lock_prefix,

@@ -115,7 +115,10 @@ class Client(RedisServiceMixin):
         if self._cache is None:
             settings = self.settings
             backend = self._role_backend["cache"]
-            self._cache = CacheService(
+            self._cache = self._metrics.build(
+                CacheService,
+                "cache",
+                backend.url,
                 backend.cache_driver(),
                 prefix=f"{settings.prefix}:cache:",
                 lock_prefix=f"{settings.prefix}:lock:",
@@ -125,7 +128,6 @@ class Client(RedisServiceMixin):
                 where=backend.url.redacted,
                 totals=self._metrics.cache_totals,
             )
-            self._metrics.attach(self._cache, "cache", backend.url)
         return self._cache
 
     @property
@@ -136,7 +138,10 @@ class Client(RedisServiceMixin):
 
             settings = self.settings
             backend = self._role_backend["sessions"]
-            self._sessions = SessionService(
+            self._sessions = self._metrics.build(
+                SessionService,
+                "sessions",
+                backend.url,
                 backend.session_driver(),
                 prefix=f"{settings.prefix}:session:",
                 ttl=settings.session_ttl,
@@ -146,7 +151,6 @@ class Client(RedisServiceMixin):
                 codec=self._codec,
                 where=backend.url.redacted,
             )
-            self._metrics.attach(self._sessions, "sessions", backend.url)
         return self._sessions
 
     def queue(self, name: str, **options: Any) -> QueueService:
@@ -164,7 +168,10 @@ class Client(RedisServiceMixin):
         from .queue import QueueService
 
         backend = self._role_backend["queues"]
-        queue = QueueService(
+        queue = self._metrics.build(
+            QueueService,
+            "queue",
+            backend.url,
             backend.queue_driver(),
             name=name,
             prefix=f"{self.settings.prefix}:queue:",
@@ -177,7 +184,7 @@ class Client(RedisServiceMixin):
             known[name] = None
             if len(known) > _KNOWN_QUEUES:
                 del known[next(iter(known))]
-        return self._metrics.attach(queue, "queue", backend.url)
+        return queue
 
     def queue_names(self, *, limit: int = 1000, discover: bool = True) -> list[str]:
         """Return the names of the queues under this client's prefix, sorted.
