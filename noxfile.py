@@ -22,6 +22,8 @@ TEST_DEPS = [
     "uvicorn>=0.30",
     "build>=1.0",
     "hypothesis>=6.100",
+    # The OTel SDK's in-memory exporters check the spans and metrics of kvkit.ext.otel.
+    "opentelemetry-sdk>=1.27",
 ]
 # The generator formats its output with ruff, so one ruff version, defined once beside the
 # generator, both writes the sync code (`generate`) and checks it (`lint`).
