@@ -286,3 +286,107 @@ def test_overview_json_is_plain(tmp_path):
     with httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://h") as http:
         text = http.get("/api/overview").text
     json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in the JSON"))
+
+
+async def _afill(client):
+    await client.queue("emails").push_many([{"to": "ada"}, {"to": "bob"}])
+    failing = client.queue("webhooks", max_deliveries=1)
+    await failing.push({"n": 1})
+
+    async def handler(message):
+        raise ConnectionError("endpoint said 502")
+
+    await failing.consume(handler, max_messages=1)
+
+
+async def test_asgi_overview_page_and_actions():
+    """The ASGI app in process: overview, page, dead letters, requeue and purge, limits."""
+    async with kvkit.AsyncClient("memory://") as client:
+        await _afill(client)
+        await client.cache.get("miss")
+        app = asgi_app(client, token=TOKEN, allowed_hosts=["127.0.0.1"])
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
+            data = (await http.get("/api/overview", headers={"x-kvkit-token": TOKEN})).json()
+            assert data["actions"] is True
+            assert {q["name"]: q["dead"] for q in data["queues"]} == {"emails": 0, "webhooks": 1}
+            assert data["cache"]["misses"] == 1
+            page = await http.get("/", params={"token": TOKEN})
+            assert "endpoint said 502" in page.text and ">requeue</button>" in page.text
+            fragment = await http.get("/fragment", params={"queue": "emails"})
+            assert fragment.text.startswith('<div class="status') and "<html" not in fragment.text
+            head = await http.head("/")
+            assert head.status_code == 200 and head.content == b""
+            (dead,) = (await http.get("/api/dead", params={"queue": "webhooks"})).json()["dead"]
+            assert (
+                await http.get("/api/dead", params={"queue": "webhooks", "count": "x"})
+            ).status_code == 400
+            assert (
+                await http.get("/api/dead", params={"queue": "webhooks", "count": "0"})
+            ).status_code == 400
+            url = "/api/requeue?queue=webhooks"
+            assert (await http.post(url, json={"ids": [dead["id"]]})).status_code == 403
+            too_big = await http.post(url, content=b"x" * 70_000, headers={"x-kvkit-token": TOKEN})
+            assert too_big.status_code == 413
+            unknown = await http.post(
+                "/api/requeue?queue=nope", json={"all": True}, headers={"x-kvkit-token": TOKEN}
+            )
+            assert unknown.status_code == 404
+            done = await http.post(url, data={"token": TOKEN, "id": dead["id"]})
+            assert (
+                done.status_code == 303
+                and done.headers["location"] == f"/?queue=webhooks&token={TOKEN}"
+            )
+            assert (await client.queue("webhooks").stats()).ready == 1
+            message = await client.queue("webhooks", max_deliveries=1).pop()
+            await message.nack()
+            purge = await http.post(
+                "/api/delete-dead?queue=webhooks",
+                json={"all": True},
+                headers={"x-kvkit-token": TOKEN},
+            )
+            assert purge.json() == {"queue": "webhooks", "deleted": 1}
+            assert (await http.put("/")).status_code == 405
+            other_host = await http.get("/", headers={"host": "evil.example"})
+            assert other_host.status_code == 403
+        await app.aclose()
+
+
+async def test_asgi_lifespan_and_mount_prefix():
+    """Lifespan events are answered; under a mount point every link keeps the prefix."""
+    async with kvkit.AsyncClient("memory://") as client:
+        app = asgi_app(client)
+        sent = []
+        events = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
+
+        async def receive():
+            return next(events)
+
+        async def send(message):
+            sent.append(message["type"])
+
+        await app({"type": "lifespan"}, receive, send)
+        assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+        await client.queue("jobs").push(1)
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": "/admin/kvkit/",
+            "root_path": "/admin/kvkit",
+            "query_string": b"",
+            "headers": [(b"host", b"h")],
+        }
+        replies = []
+
+        async def receive_body():
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def collect(message):
+            replies.append(message)
+
+        await app(scope, receive_body, collect)
+        html = replies[1]["body"].decode()
+        assert replies[0]["status"] == 200
+        assert 'href="/admin/kvkit/static/dashboard.css"' in html
+        assert 'href="/admin/kvkit/?queue=jobs"' in html
+        assert "read-only" in html

@@ -59,6 +59,7 @@ class QueueReader:
             self._async = AsyncQueueWatch(client, discover=discover, limit=limit)
             self._bridged = AsyncQueueWatch(client, discover=discover, limit=limit)
         self._lock = threading.Lock()  # one bridged reading at a time
+        self._thread: threading.Thread | None = None
 
     def read(self) -> QueueReading:
         """Read the queues from a plain function (any thread); never raises."""
@@ -80,7 +81,13 @@ class QueueReader:
             box.append(asyncio.run(once()))
 
         with self._lock:
-            thread = threading.Thread(target=target, name="kvkit-queue-reader", daemon=True)
+            if self._thread is not None and self._thread.is_alive():
+                # The last reading overran its time (its loop is stuck on a dead server):
+                # never two at once on the same watch.
+                return QueueReading({}, {}, "the previous reading is still running")
+            thread = self._thread = threading.Thread(
+                target=target, name="kvkit-queue-reader", daemon=True
+            )
             thread.start()
             thread.join(self.timeout + 2.0)
         if box:
