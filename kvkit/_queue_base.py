@@ -22,16 +22,22 @@ from ._ttl import ceil_ms, check_seconds
 __all__ = [
     "MAX_BATCH",
     "OPTIONS",
+    "RATE_BUCKETS",
+    "RATE_BUCKET_MS",
     "ConsumeRun",
     "Stoppable",
     "as_seconds",
     "check_count",
     "checked_delay_ms",
+    "failure_reason",
     "hold_key",
+    "message_ids",
     "new_ids",
     "positive_ms",
+    "queue_name_of",
     "queue_options",
     "receipt_lease",
+    "throughput_series",
     "wait_seconds",
 ]
 
@@ -50,6 +56,12 @@ OPTIONS = (
     "maxlen",
     "dedupe_window",
 )
+
+#: Throughput is counted per queue in buckets of this many ms (pushed, acknowledged)...
+RATE_BUCKET_MS = 5000
+#: ...and the last this many buckets are kept (a ring: about five minutes). The Redis
+#: scripts (``queue/lib.lua``, ``tally``) hold the same two numbers.
+RATE_BUCKETS = 64
 
 
 # -- argument validation ----------------------------------------------------------------------
@@ -217,3 +229,76 @@ class ConsumeRun:
     def finish(self) -> None:
         self.closing = self.finished = True
         self.notifier.notify()
+
+
+#: Longest handler error kept in a dead letter's reason (characters).
+MAX_ERROR_TEXT = 300
+
+
+def failure_reason(max_deliveries: int, exc: BaseException | None) -> str:
+    """The dead-letter reason of a message whose handler raised ``exc`` on its last try.
+
+    Kept with the message when it goes to the dead letters (``message.reason``, the
+    dashboard, ``kvkit queue dead``): why it died, not only that it ran out of deliveries.
+    """
+    base = f"max_deliveries ({max_deliveries}) exceeded"
+    if exc is None:
+        return base
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if len(text) > MAX_ERROR_TEXT:
+        text = text[: MAX_ERROR_TEXT - 3] + "..."
+    return f"{base}; last error: {text}"
+
+
+def message_ids(ids: Any) -> set[str] | None:
+    """Validate the ``ids`` argument of the dead-letter methods: ``None`` or str ids.
+
+    Raises:
+        InvalidArgument: ``ids`` is not an iterable of str.
+    """
+    if ids is None:
+        return None
+    if isinstance(ids, (str, bytes)) or not hasattr(ids, "__iter__"):
+        raise InvalidArgument(f"ids must be an iterable of str, not {type(ids).__name__!r}")
+    wanted: set[str] = set()
+    for message_id in ids:
+        if not isinstance(message_id, str):
+            raise InvalidArgument(f"ids must be str, not {type(message_id).__name__!r}")
+        wanted.add(message_id)
+    return wanted
+
+
+# -- inspection ----------------------------------------------------------------------------------
+def throughput_series(
+    now_ms: int, rows: list[tuple[int, int, int]], window: float
+) -> list[dict[str, Any]]:
+    """The buckets of the last ``window`` seconds, oldest first, empty ones included.
+
+    Args:
+        now_ms: The store's clock (Unix ms) when ``rows`` were read.
+        rows: ``(bucket number, pushed, acknowledged)`` as the driver stored them.
+        window: Seconds to cover (at most what the ring keeps).
+
+    Returns:
+        ``[{"t": bucket start in Unix seconds, "in": pushed, "out": acknowledged}, ...]``;
+        the last bucket is the current, still filling one.
+    """
+    current = now_ms // RATE_BUCKET_MS
+    count = max(1, min(RATE_BUCKETS, math.ceil(window * 1000 / RATE_BUCKET_MS)))
+    by_bucket = {bucket: (pushed, acked) for bucket, pushed, acked in rows}
+    series = []
+    for bucket in range(current - count + 1, current + 1):
+        pushed, acked = by_bucket.get(bucket, (0, 0))
+        series.append({"t": bucket * RATE_BUCKET_MS / 1000.0, "in": pushed, "out": acked})
+    return series
+
+
+def queue_name_of(key: str, prefix: str) -> str | None:
+    """The queue name in a storage key ``{prefix}{NAME}...`` (hash tag), or ``None``."""
+    if not key.startswith(prefix + "{"):
+        return None
+    end = key.find("}", len(prefix) + 1)
+    if end < 0:
+        return None
+    name = key[len(prefix) + 1 : end]
+    return name or None

@@ -149,6 +149,9 @@ class QueueStats:
             or since an ``extend()`` that renewed it for the full visibility timeout (an
             ``extend(m, s)`` with a shorter ``s`` makes it ``visibility_timeout - s``);
             ``None`` when nothing is in flight.
+        oldest_ready_s: Seconds the oldest ready message has been waiting for this group
+            (since it was pushed, given back or became due); ``None`` when none is ready.
+            A growing value means the consumers do not keep up (or none is running).
     """
 
     ready: int
@@ -157,6 +160,7 @@ class QueueStats:
     dead: int
     consumers: int
     oldest_pending_s: float | None = None
+    oldest_ready_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""

@@ -16,6 +16,7 @@ from ._queue_types import RawMessage
 __all__ = [
     "ACK",
     "DEAD_LETTER",
+    "DROP_DEAD",
     "EXPIRE",
     "EXTEND",
     "GC",
@@ -25,6 +26,7 @@ __all__ = [
     "RECLAIM",
     "REQUEUE",
     "STATS",
+    "THROUGHPUT",
     "UNREAD",
     "as_text",
     "field_text",
@@ -34,6 +36,7 @@ __all__ = [
     "raw_messages",
     "stored_count",
     "stream_entries",
+    "throughput_rows",
 ]
 
 # Most digits of a stored counter: any 18-digit number fits Redis' signed 64-bit integers.
@@ -46,11 +49,13 @@ NACK = LuaScript.load("queue/nack")
 EXTEND = LuaScript.load("queue/extend")
 EXPIRE = LuaScript.load("queue/expire")
 DEAD_LETTER = LuaScript.load("queue/dead_letter")
+DROP_DEAD = LuaScript.load("queue/drop_dead")
 REQUEUE = LuaScript.load("queue/requeue")
 PURGE = LuaScript.load("queue/purge")
 GC = LuaScript.load("queue/gc")
 STATS = LuaScript.load("queue/stats")
 UNREAD = LuaScript.load("queue/unread")
+THROUGHPUT = LuaScript.load("queue/throughput")
 
 
 @functools.lru_cache(maxsize=1024)
@@ -199,3 +204,25 @@ def raw_messages(entries: list[Any], lease: int | None) -> list[RawMessage]:
         else:
             append(raw_message(eid, f, lease))
     return out
+
+
+def throughput_rows(reply: Any) -> tuple[int, list[tuple[int, int, int]]]:
+    """Parse the throughput script's reply: ``(now_ms, [(bucket, pushed, acked), ...])``.
+
+    The ring's slots hold ``b<slot>`` (bucket number), ``i<slot>`` and ``o<slot>``; a field
+    that is not a number (another writer's) is ignored rather than failing the read.
+    """
+    now, flat = reply
+    fields = {as_text(flat[i]): as_text(flat[i + 1]) for i in range(0, len(flat) - 1, 2)}
+    rows = []
+    for name, bucket in fields.items():
+        if not name.startswith("b"):
+            continue
+        slot = name[1:]
+        try:
+            rows.append(
+                (int(bucket), int(fields.get(f"i{slot}", 0)), int(fields.get(f"o{slot}", 0)))
+            )
+        except ValueError:
+            continue
+    return int(now), rows

@@ -2,7 +2,7 @@
 
 ``kvkit demo``, ``kvkit check``, ``kvkit queue stats|dead|requeue|purge NAME``,
 ``kvkit limits peek|reset NAME KEY``, ``kvkit locks list``, ``kvkit bench``,
-``kvkit migrate-sessions`` and ``kvkit --version``.
+``kvkit dashboard``, ``kvkit migrate-sessions`` and ``kvkit --version``.
 
 Where the backend comes from (every command):
 
@@ -12,8 +12,9 @@ Where the backend comes from (every command):
   of ``{PREFIX}URL``, ``{PREFIX}CACHE_URL``, ``{PREFIX}SESSION_URL``, ``{PREFIX}QUEUE_URL``
   must be set: an unset or mistyped prefix is a usage error, never a silent ``memory://``;
 * neither: the ``KVKIT_*`` variables. ``demo`` and ``bench`` then default to ``memory://``;
-  ``check``, ``queue``, ``limits``, ``locks`` and ``migrate-sessions`` refuse to run on
-  nothing (they would inspect a fresh, empty in-process store and report on it).
+  ``check``, ``queue``, ``limits``, ``locks``, ``dashboard`` and ``migrate-sessions``
+  refuse to run on nothing (they would inspect a fresh, empty in-process store and report
+  on it).
 
 Exit codes: 0 success, 1 failure (a failed check, an unreachable server), 2 usage error
 (bad option, URL, variable or missing configuration), 130 interrupted. Expected failures
@@ -548,6 +549,45 @@ def _bench(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+# -- dashboard -------------------------------------------------------------------------------
+def _dashboard(args: argparse.Namespace, out: TextIO) -> int:
+    """Serve the dashboard until interrupted (uvicorn; 127.0.0.1 unless --host says otherwise)."""
+    from ._async.client import AsyncClient
+    from .ext.dashboard import LOOPBACK_HOSTS, asgi_app, run
+
+    settings = _settings(args, need_config=True)
+    # Like a notebook server: without --token a fresh one is made and shown once, in the
+    # URL to open; a page opened without it is read-only.
+    token = None if args.read_only else args.token or secrets.token_urlsafe(18)
+    loopback = args.host in LOOPBACK_HOSTS or args.host.startswith("127.")
+    client = AsyncClient(settings=settings)
+    app = asgi_app(
+        client,
+        token=token,
+        allowed_hosts=LOOPBACK_HOSTS | {args.host} if loopback else None,
+        refresh=args.refresh,
+    )
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    url = f"http://{shown}:{args.port}/"
+    out.write(f"kvkit dashboard of {client.backend('queues').url.redacted}\n")
+    if token is None:
+        out.write(f"open {url} (read-only)\n")
+    elif args.token:
+        out.write(f"open {url}?token=<your --token> (without it the page is read-only)\n")
+    else:
+        out.write(f"open {url}?token={token}\n(without the token the page is read-only)\n")
+    out.flush()
+    try:
+        run(app, args.host, args.port)
+    except ImportError as exc:
+        raise _Fail(str(exc)) from None
+    except SystemExit as exc:  # uvicorn exits when it cannot bind
+        raise _Fail(f"could not serve on {args.host}:{args.port} (see the message above)") from exc
+    finally:
+        asyncio.run(client.aclose())
+    return 0
+
+
 # -- migrate-sessions --------------------------------------------------------------------------
 def _migrate_sessions(args: argparse.Namespace, out: TextIO) -> int:
     """Copy the original system's sessions (JSON strings) into kvkit's legacy namespace."""
@@ -589,6 +629,16 @@ def _positive_int(raw: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {raw!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _port(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {raw!r}") from None
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"a port is 1..65535, got {value}")
     return value
 
 
@@ -687,6 +737,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--ops", type=_positive_int, default=1000, help="operations per row (default 1000)"
     )
     bench.set_defaults(func=_bench)
+
+    dashboard = sub.add_parser(
+        "dashboard", parents=common, help="web page: queues, dead letters, cache, latency, health"
+    )
+    dashboard.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    dashboard.add_argument("--port", type=_port, default=8765, help="port (default 8765)")
+    secret = dashboard.add_mutually_exclusive_group()
+    secret.add_argument(
+        "--token",
+        help="secret the actions (requeue, purge) need; default: a random one, shown at start",
+    )
+    secret.add_argument(
+        "--read-only", action="store_true", help="no token at all: nobody can act from the page"
+    )
+    dashboard.add_argument(
+        "--refresh",
+        type=_positive_seconds,
+        default=2.0,
+        metavar="SECONDS",
+        help="seconds between page refreshes (default 2)",
+    )
+    dashboard.set_defaults(func=_dashboard)
 
     migrate = sub.add_parser(
         "migrate-sessions",

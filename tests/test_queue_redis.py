@@ -89,6 +89,7 @@ def test_keys_share_one_hash_slot_and_acked_entries_are_deleted(client):
         f"{base}:dead",
         f"{base}:ids",
         f"{base}:dedupe:u:x",
+        f"{base}:rates",  # the throughput ring
     }
     # The XAUTOCLAIM cursor is only stored once it moved away from the start.
     assert core <= keys - retry_records <= core | {f"{base}:cursors"}

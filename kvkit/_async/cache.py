@@ -19,10 +19,12 @@ from .._keys import (
     validate_cache_keys,
     validate_namespace_name,
 )
+from .._metrics import FAILED_OPEN, Meter
 from .._serde import Codec
 from .._ttl import TTL, TTLResolver, remaining_seconds, seconds_to_ms
 from .._types import CacheStats
 from .backends.base import AsyncCacheDriver
+from .metered import metered
 
 __all__ = ["AsyncCacheService"]
 
@@ -61,6 +63,12 @@ class _KeyLocks:
             self._locks[key] = (lock, refs - 1)
 
 
+@metered(
+    "cache",
+    *("get", "add", "delete", "exists", "get_many", "set_many", "delete_many", "incr"),
+    *("ttl", "touch", "clear", "get_or_set"),
+    _set="set",
+)
 class AsyncCacheService:
     """A cache view: one key prefix on one backend. Implements :class:`kvkit.AsyncCache`.
 
@@ -80,6 +88,7 @@ class AsyncCacheService:
         where: str,
         flights: _KeyLocks | None = None,
         guard: Any = None,
+        totals: CacheStats | None = None,
     ) -> None:
         self._driver = driver
         self._prefix = prefix
@@ -93,6 +102,10 @@ class AsyncCacheService:
         # shared by every thread of a sync client (held for map updates only).
         self._guard = guard if guard is not None else threading.Lock()
         self._stats = CacheStats()
+        # Hits and misses of every view of the client together (its metrics).
+        self._totals = totals if totals is not None else CacheStats()
+
+    _meter: Meter | None = None  # set by the client's metrics recorder
 
     def __repr__(self) -> str:
         return f"<kvkit cache {self._prefix!r} on {self._where}>"
@@ -116,6 +129,8 @@ class AsyncCacheService:
         self._stats.errors += 1
         if not self._fail_open:
             raise exc
+        if self._meter is not None:
+            FAILED_OPEN.set(exc)  # the operation returns, yet it failed
         log.warning("cache %s failed open on %s: %s", op, self._where, exc)
 
     # -- reads ---------------------------------------------------------------------------------
@@ -135,8 +150,10 @@ class AsyncCacheService:
             return default
         if raw is None:
             self._stats.misses += 1
+            self._totals.misses += 1
             return default
         self._stats.hits += 1
+        self._totals.hits += 1
         return self._codec.decode(key, raw)
 
     async def exists(self, key: str) -> bool:
@@ -161,6 +178,8 @@ class AsyncCacheService:
         out = self._codec.decode_many(names, raws)
         self._stats.hits += len(out)
         self._stats.misses += len(names) - len(out)
+        self._totals.hits += len(out)
+        self._totals.misses += len(names) - len(out)
         return out
 
     async def ttl(self, key: str) -> float | None:
@@ -357,8 +376,10 @@ class AsyncCacheService:
             return _MISSING
         if raw is None:
             self._stats.misses += 1
+            self._totals.misses += 1
             return _MISSING
         self._stats.hits += 1
+        self._totals.hits += 1
         return self._codec.decode(key, raw)
 
     async def _fill(
@@ -453,7 +474,8 @@ class AsyncCacheService:
             InvalidArgument: ``name`` is empty, too long, or contains ``:``, ``{`` or ``}``.
         """
         validate_namespace_name(name)
-        return AsyncCacheService(
+        # type(self): a child of a measured view is measured too (see metered.py).
+        child = type(self)(
             self._driver,
             prefix=f"{self._prefix}{NAMESPACE_MARK}{name}:",
             lock_prefix=self._lock_prefix,
@@ -463,4 +485,7 @@ class AsyncCacheService:
             where=self._where,
             flights=self._flights,
             guard=self._guard,
+            totals=self._totals,
         )
+        child._meter = self._meter
+        return child

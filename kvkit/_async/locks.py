@@ -50,6 +50,7 @@ from .._lock_base import (
     validate_lock_name,
 )
 from .backends.base import AsyncLockDriver
+from .metered import metered
 
 __all__ = ["AsyncLockService", "held_locks"]
 
@@ -160,6 +161,7 @@ async def _renew(
     return renewed
 
 
+@metered("lock", "acquire", "release", "extend", "locked")
 # SYNC-TEXT: "async with lock:" -> "with lock:"
 class AsyncLockService:
     """A distributed lock, made by ``client.lock(name)``; see :class:`kvkit.AsyncLock`.

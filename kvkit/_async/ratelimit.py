@@ -13,6 +13,7 @@ from typing import Any
 
 from .._errors import BackendError
 from .._keys import validate_key
+from .._metrics import FAILED_OPEN, Meter
 from .._ratelimit_base import (
     LimitSpec,
     Rate,
@@ -24,6 +25,7 @@ from .._ratelimit_base import (
     validate_limiter_name,
 )
 from .backends.base import AsyncLimiterDriver
+from .metered import metered
 
 __all__ = ["AsyncRateLimiterService", "limiter_parts"]
 
@@ -41,6 +43,7 @@ def limiter_parts(name: Any, rate: Any, algorithm: Any, burst: Any) -> tuple[str
     return checked, parsed, make_spec(parsed, algorithm, burst)
 
 
+@metered("limiter", "hit", "peek", "reset")
 class AsyncRateLimiterService:
     """A named rate limit on the cache role's backend. Implements :class:`kvkit.AsyncRateLimiter`.
 
@@ -48,6 +51,8 @@ class AsyncRateLimiterService:
     Each key (a user id, an IP address, ...) has its own allowance; the state lives under
     ``{prefix}:limit:{name}:{key}``.
     """
+
+    _meter: Meter | None = None  # set by the client's metrics recorder
 
     def __init__(
         self,
@@ -101,6 +106,8 @@ class AsyncRateLimiterService:
         """Re-raise ``exc``, or (``fail_open``) log it and allow: the backend is down."""
         if not self._fail_open:
             raise exc
+        if self._meter is not None:
+            FAILED_OPEN.set(exc)  # the operation returns, yet it failed
         # Keys are often personal data (user ids, IP addresses): the log names the limiter
         # only, and a key echoed in a server's message is blanked out.
         reason = str(exc).replace(key, "<key>")

@@ -29,6 +29,7 @@ import time
 from collections import deque
 
 from .._compat import Notifier
+from .._queue_base import RATE_BUCKET_MS, RATE_BUCKETS
 from .._queue_types import RawMessage
 from .engine import compact
 
@@ -46,10 +47,17 @@ def _wall_ms() -> int:
 class _Entry:
     """One message in the stream."""
 
-    __slots__ = ("eid", "enqueued_ms", "id", "needs", "payload", "prior")
+    __slots__ = ("eid", "enqueued_ms", "id", "needs", "payload", "prior", "since")
 
     def __init__(
-        self, eid: int, id: str, payload: bytes, enqueued_ms: int, prior: int, needs: set[str]
+        self,
+        eid: int,
+        id: str,
+        payload: bytes,
+        enqueued_ms: int,
+        prior: int,
+        needs: set[str],
+        since: float,
     ) -> None:
         self.eid = eid
         self.id = id
@@ -57,6 +65,7 @@ class _Entry:
         self.enqueued_ms = enqueued_ms
         self.prior = prior  # deliveries before this entry existed (nack/redelay)
         self.needs = needs  # groups that have not acknowledged it yet
+        self.since = since  # when this entry became ready (monotonic): its ready age
 
 
 class _Lease:
@@ -134,11 +143,13 @@ class MemoryQueue:
         self._eids = itertools.count(1)
         self._seq = itertools.count(1)
         self._dedupe_checks = 0
+        # Throughput: bucket number -> [pushed, acknowledged], the last RATE_BUCKETS only.
+        self._rates: dict[int, list[int]] = {}
 
     # -- helpers (caller holds the lock) ------------------------------------------------------
-    def _add(self, id: str, payload: bytes, enqueued_ms: int, prior: int) -> None:
+    def _add(self, id: str, payload: bytes, enqueued_ms: int, prior: int, since: float) -> None:
         eid = next(self._eids)
-        self._entries[eid] = _Entry(eid, id, payload, enqueued_ms, prior, set(self._groups))
+        self._entries[eid] = _Entry(eid, id, payload, enqueued_ms, prior, set(self._groups), since)
         self._index[id] = eid
         for group in self._groups.values():
             group.ready.append(eid)
@@ -173,7 +184,7 @@ class MemoryQueue:
         promoted = False
         while delayed and delayed[0][0] <= now:
             _, _, item = heapq.heappop(delayed)
-            self._add(item.id, item.payload, item.enqueued_ms, item.prior)
+            self._add(item.id, item.payload, item.enqueued_ms, item.prior, now)
             promoted = True
         return promoted
 
@@ -210,6 +221,16 @@ class MemoryQueue:
             if lease is not None and lease.stamp == stamp:
                 return
             heapq.heappop(expiry)
+
+    def _tally(self, column: int, count: int) -> None:
+        """Count ``count`` messages pushed (column 0) or acknowledged (1) in this bucket."""
+        bucket = _wall_ms() // RATE_BUCKET_MS
+        row = self._rates.get(bucket)
+        if row is None:
+            row = self._rates[bucket] = [0, 0]
+            for old in [b for b in self._rates if b <= bucket - RATE_BUCKETS]:
+                del self._rates[old]
+        row[column] += count
 
     def _bury(self, group: str, entry: _Entry, deliveries: int, reason: str) -> None:
         self._dead[next(self._seq)] = _Dead(
@@ -248,8 +269,9 @@ class MemoryQueue:
                     )
             else:
                 for id, payload in items:
-                    self._add(id, compact(payload), enqueued, 0)
+                    self._add(id, compact(payload), enqueued, 0, now)
                 self._trim(maxlen)
+            self._tally(0, len(items))
         # Delayed pushes wake waiters too: they must shorten their wait to the due time.
         self.notifier.notify()
         return None
@@ -382,6 +404,8 @@ class MemoryQueue:
                     continue
                 acked += 1
                 self._done(group, eid)
+            if acked:
+                self._tally(1, acked)
             return acked
 
     def nack(
@@ -420,7 +444,7 @@ class MemoryQueue:
                 item = _Delayed(entry.id, entry.payload, entry.enqueued_ms, prior)
                 heapq.heappush(self._delayed, (due, next(self._seq), item))
             else:
-                self._add(entry.id, entry.payload, entry.enqueued_ms, prior)
+                self._add(entry.id, entry.payload, entry.enqueued_ms, prior, monotonic())
                 self._trim(maxlen)
         self.notifier.notify()
         return 1
@@ -468,16 +492,25 @@ class MemoryQueue:
         """Move dead letters (all, or those with the given ids) back, deliveries reset."""
         with self.lock:
             moved = 0
+            now = monotonic()
             for seq, dead in list(self._dead.items()):
                 if ids is None or dead.id in ids:
                     del self._dead[seq]
-                    self._add(dead.id, dead.payload, dead.enqueued_ms, 0)
+                    self._add(dead.id, dead.payload, dead.enqueued_ms, 0, now)
                     moved += 1
             if moved:
                 self._trim(maxlen)
         if moved:
             self.notifier.notify()
         return moved
+
+    def delete_dead(self, ids: set[str] | None) -> int:
+        """Delete dead letters (all, or those with the given ids); return how many."""
+        with self.lock:
+            doomed = [seq for seq, d in self._dead.items() if ids is None or d.id in ids]
+            for seq in doomed:
+                del self._dead[seq]
+            return len(doomed)
 
     def purge(self, dead: bool) -> int:
         """Delete every message (and the dead letters if ``dead``); return how many."""
@@ -517,28 +550,44 @@ class MemoryQueue:
 
     def stats(
         self, group: str, consumer_idle_ms: int, maxlen: int | None
-    ) -> tuple[int, int, int, int, int, float | None]:
-        """Return ``(ready, pending, delayed, dead, consumers, oldest_pending_s)``."""
+    ) -> tuple[int, int, int, int, int, float | None, float | None]:
+        """``(ready, pending, delayed, dead, consumers, oldest_pending_s, oldest_ready_s)``."""
         with self.lock:
             now = monotonic()
             promoted = self._promote(now)
             if promoted:
                 self._trim(maxlen)
             grp = self._groups.get(group)
+            entries = self._entries
             if grp is None:
-                ready, pending, consumers, oldest = len(self._entries), 0, 0, None
+                ready, pending, consumers, oldest = len(entries), 0, 0, None
+                first = next(iter(entries.values()), None)
             else:
                 self._gc(grp, now, consumer_idle_ms)
-                entries = self._entries
                 ready = sum(1 for eid in grp.ready if eid in entries)
+                first = next((entries[eid] for eid in grp.ready if eid in entries), None)
                 pending = len(grp.pel)
                 # Consumers holding messages: what every backend can count alike.
                 consumers = len({lease.consumer for lease in grp.pel.values()})
                 oldest = max((now - lease.since for lease in grp.pel.values()), default=None)
-            result = (ready, pending, len(self._delayed), len(self._dead), consumers, oldest)
+            ready_age = None if first is None else max(0.0, now - first.since)
+            result = (
+                ready,
+                pending,
+                len(self._delayed),
+                len(self._dead),
+                consumers,
+                oldest,
+                ready_age,
+            )
         if promoted:
             self.notifier.notify()
         return result
+
+    def throughput(self) -> tuple[int, list[tuple[int, int, int]]]:
+        """``(now in ms, [(bucket, pushed, acknowledged), ...])`` of the recent buckets."""
+        with self.lock:
+            return _wall_ms(), [(b, row[0], row[1]) for b, row in self._rates.items()]
 
 
 class QueueSpace:
@@ -557,3 +606,8 @@ class QueueSpace:
                 if queue is None:
                     queue = self._queues[key] = MemoryQueue()
         return queue
+
+    def keys(self, prefix: str) -> list[str]:
+        """The keys of the queues whose key starts with ``prefix``."""
+        with self._lock:
+            return [key for key in self._queues if key.startswith(prefix)]

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from .._errors import ConfigError, KVKitError
+from .._errors import ConfigError, InvalidArgument, KVKitError
 from .._lock_base import LockInfo, lock_prefix
+from .._metrics import Recorder
 from .._serde import Codec, Serializer
 from .._settings import ROLES, Settings
 from .._ttl import TTLResolver
@@ -97,6 +98,9 @@ class Client(RedisServiceMixin):
         self._cache_ttl = TTLResolver(settings.cache_ttl, settings.temp_ttl, settings.long_ttl)
         self._cache: CacheService | None = None
         self._sessions: SessionService | None = None
+        self._metrics = Recorder(settings.metrics)
+        # Names given to queue(), newest last, bounded: the queues this client knows.
+        self._queue_names: dict[str, None] = {}
 
     @classmethod
     def from_env(cls, prefix: str = "KVKIT_", environ: Any = None) -> Client:
@@ -114,7 +118,10 @@ class Client(RedisServiceMixin):
         if self._cache is None:
             settings = self.settings
             backend = self._role_backend["cache"]
-            self._cache = CacheService(
+            self._cache = self._metrics.build(
+                CacheService,
+                "cache",
+                backend.url,
                 backend.cache_driver(),
                 prefix=f"{settings.prefix}:cache:",
                 lock_prefix=f"{settings.prefix}:lock:",
@@ -122,6 +129,7 @@ class Client(RedisServiceMixin):
                 codec=self._codec,
                 fail_open=settings.cache_fail_open,
                 where=backend.url.redacted,
+                totals=self._metrics.cache_totals,
             )
         return self._cache
 
@@ -133,7 +141,10 @@ class Client(RedisServiceMixin):
 
             settings = self.settings
             backend = self._role_backend["sessions"]
-            self._sessions = SessionService(
+            self._sessions = self._metrics.build(
+                SessionService,
+                "sessions",
+                backend.url,
                 backend.session_driver(),
                 prefix=f"{settings.prefix}:session:",
                 ttl=settings.session_ttl,
@@ -160,7 +171,10 @@ class Client(RedisServiceMixin):
         from .queue import QueueService
 
         backend = self._role_backend["queues"]
-        return QueueService(
+        queue = self._metrics.build(
+            QueueService,
+            "queue",
+            backend.url,
             backend.queue_driver(),
             name=name,
             prefix=f"{self.settings.prefix}:queue:",
@@ -168,6 +182,55 @@ class Client(RedisServiceMixin):
             where=backend.url.redacted,
             **queue_options(options),
         )
+        known = self._queue_names
+        if name not in known:
+            known[name] = None
+            if len(known) > _KNOWN_QUEUES:
+                del known[next(iter(known))]
+        return queue
+
+    def queue_names(self, *, limit: int = 1000, discover: bool = True) -> list[str]:
+        """Return the names of the queues under this client's prefix, sorted.
+
+        The queues this client opened with :meth:`queue` (the last 1000), plus, with
+        ``discover``, the queues found on the queues role's backend: any that holds
+        messages, delayed messages or dead letters, whoever created it. On Redis that
+        SCANs the keyspace (every primary on Cluster), never ``KEYS``: it walks every key
+        of the database, so call it now and then, not per request.
+
+        Args:
+            limit: Return at most this many names.
+            discover: Look for queues on the backend (``False``: no I/O).
+
+        Raises:
+            InvalidArgument: ``limit`` is not a positive int.
+            BackendError: the backend failed.
+        """
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidArgument(f"limit must be a positive int, got {limit!r}")
+        found = set(list(self._queue_names)[-limit:])
+        if discover:
+            driver = self._role_backend["queues"].queue_driver()
+            found.update(driver.names(f"{self.settings.prefix}:queue:", limit))
+        return sorted(found)[:limit]
+
+    # -- metrics ----------------------------------------------------------------------------------
+    @property
+    def metrics(self) -> Recorder:
+        """The recorder of this client's operation metrics (for exporters; see ``kvkit.ext``)."""
+        return self._metrics
+
+    def metrics_snapshot(self) -> dict[str, Any]:
+        """Return this client's operation metrics as a plain dict (no I/O).
+
+        ``{"enabled", "bounds", "operations", "cache"}``: ``operations`` holds one dict per
+        ``(service, op, backend)`` seen so far, with ``count``, ``ok``, ``error``, ``sum``
+        (seconds), ``buckets`` (counts per latency bucket: ``bounds`` are their upper
+        bounds in seconds, the last bucket is unbounded) and ``p50``/``p99`` estimated
+        from them; ``cache`` holds ``hits``, ``misses`` and ``hit_ratio`` of every cache
+        view of the client. Empty (``enabled`` false) with ``Settings.metrics=False``.
+        """
+        return self._metrics.snapshot()
 
     def rate_limiter(
         self,
@@ -201,7 +264,10 @@ class Client(RedisServiceMixin):
 
         checked, parsed, spec = limiter_parts(name, rate, algorithm, burst)
         backend = self._role_backend["cache"]
-        return RateLimiterService(
+        return self._metrics.build(
+            RateLimiterService,
+            "limiter",
+            backend.url,
             backend.limiter_driver(),
             name=checked,
             rate=parsed,
@@ -228,7 +294,10 @@ class Client(RedisServiceMixin):
             InvalidArgument: a bad name, ``ttl``, ``timeout`` or ``auto_renew``.
         """
         backend = self._role_backend["cache"]
-        return LockService(
+        return self._metrics.build(
+            LockService,
+            "lock",
+            backend.url,
             backend.lock_driver(),
             name=name,
             prefix=lock_prefix(self.settings.prefix),
@@ -320,6 +389,10 @@ class Client(RedisServiceMixin):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+# How many queue names a client remembers from queue() (the oldest are forgotten).
+_KNOWN_QUEUES = 1000
 
 
 def _make_backend(url: ParsedURL, settings: Settings) -> Backend:

@@ -93,6 +93,7 @@ def health_client(client: Client) -> Client:
         socket_timeout=min(settings.socket_timeout, PROBE_TIMEOUT),
         connect_timeout=min(settings.connect_timeout, PROBE_TIMEOUT),
         retries=0,
+        metrics=False,  # its operations are the checks', not the application's
     )
     return type(client)(settings=probe)
 

@@ -52,6 +52,7 @@ from .._lock_base import (
     validate_lock_name,
 )
 from .backends.base import LockDriver
+from .metered import metered
 
 __all__ = ["LockService", "held_locks"]
 
@@ -162,6 +163,7 @@ def _renew(
     return renewed
 
 
+@metered("lock", "acquire", "release", "extend", "locked")
 class LockService:
     """A distributed lock, made by ``client.lock(name)``; see :class:`kvkit.Lock`.
 

@@ -238,12 +238,20 @@ class Queue(Protocol):
         """Counts of ready, pending, delayed and dead messages, and consumers."""
         ...
 
+    def throughput(self, window: float = 300.0) -> list[dict[str, Any]]:
+        """Messages pushed (``in``) and acknowledged (``out``) per 5-second bucket."""
+        ...
+
     def dead_letters(self, count: int = 100) -> list[Message]:
         """The oldest dead letters."""
         ...
 
     def requeue_dead(self, ids: Iterable[str] | None = None) -> int:
         """Move dead letters back to the queue; return how many."""
+        ...
+
+    def delete_dead(self, ids: Iterable[str] | None = None) -> int:
+        """Delete dead letters (all, or those with these ids) without requeueing them."""
         ...
 
     def purge(self, *, dead: bool = False) -> int:

@@ -38,19 +38,24 @@ from .._backoff import backoff_delay
 from .._compat import Workers, call, sleep, wait_notified
 from .._errors import AuthenticationError, BackendError, DecodeError, InvalidArgument
 from .._keys import validate_key
+from .._metrics import Meter
 from .._queue_base import (
     MAX_BATCH,
     ConsumeRun,
     check_count,
     checked_delay_ms,
+    failure_reason,
+    message_ids,
     new_ids,
     positive_ms,
     receipt_lease,
+    throughput_series,
     wait_seconds,
 )
 from .._queue_types import Message, QueueStats, RawMessage, new_message
 from .._serde import Codec
 from .backends.base import QueueDriver
+from .metered import metered
 
 __all__ = ["Processing", "QueueService"]
 
@@ -90,23 +95,33 @@ class Processing:
         self._message = self._queue.pop(self._timeout)
         return self._message
 
-    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
         message, self._message = self._message, None
         if message is None:
             return
         if exc_type is None:
             self._queue.ack(message)
             return
+        queue = self._queue
         try:
-            self._queue.nack(message)
-        except BackendError as exc:
+            # The block's error is kept as the reason if the message ends up dead.
+            queue._nack(message, None, failure_reason(queue.max_deliveries, exc))
+        except BackendError as error:
             # Keep the caller's exception; the lease expires and the message comes back.
             log.warning(
-                "queue %r: could not give message %s back: %s", self._queue.name, message.id, exc
+                "queue %r: could not give message %s back: %s", queue.name, message.id, error
             )
 
 
 # -- the service ------------------------------------------------------------------------------
+@metered(
+    "queue",
+    *("push", "push_many", "pop", "pop_many", "ack", "extend", "stats", "dead_letters"),
+    *("requeue_dead", "delete_dead", "purge", "expire_keys", "throughput"),
+    _nack="nack",
+)
 class QueueService:
     """One queue. Implements :class:`kvkit.Queue`; obtain it from ``client.queue(name)``.
 
@@ -165,7 +180,9 @@ class QueueService:
         self._fixed_consumer = None if consumer is None else validate_key(consumer, "consumer")
         self._consumer = ""
         self._consumer_pid = -1
-        self._dead_reason = f"max_deliveries ({self._max_deliveries}) exceeded"
+        self._dead_reason = failure_reason(self._max_deliveries, None)
+
+    _meter: Meter | None = None  # set by the client's metrics recorder
 
     def __repr__(self) -> str:
         return f"<kvkit queue {self._name!r} group={self._group!r} on {self._where}>"
@@ -283,7 +300,7 @@ class QueueService:
             InvalidArgument: bad ``timeout``.
             BackendError: the backend failed.
         """
-        messages = self.pop_many(1, timeout)
+        messages = self._pop_many(1, timeout)
         return messages[0] if messages else None
 
     def pop_many(self, count: int, timeout: float | None = 0) -> list[Message]:
@@ -302,6 +319,9 @@ class QueueService:
         Raises:
             InvalidArgument: bad ``count`` (at most :data:`MAX_BATCH`) or ``timeout``.
         """
+        return self._pop_many(count, timeout)
+
+    def _pop_many(self, count: int, timeout: float | None) -> list[Message]:
         count = check_count(count, "count", maximum=MAX_BATCH)
         wait = wait_seconds(timeout)
         deadline = None if wait is None else monotonic() + wait
@@ -434,6 +454,10 @@ class QueueService:
         Raises:
             InvalidArgument: bad ``delay`` or argument type.
         """
+        self._nack(message_or_id, delay, self._dead_reason)
+
+    def _nack(self, message_or_id: Message | str, delay: Any, reason: str) -> None:
+        """:meth:`nack`; ``reason`` is kept if the message goes to the dead letters."""
         delay_ms = checked_delay_ms(delay)
         target = self._target(message_or_id)
         if target is None:
@@ -448,7 +472,7 @@ class QueueService:
             delay_ms=delay_ms,
             max_deliveries=self._max_deliveries,
             counted=True,
-            reason=self._dead_reason,
+            reason=reason,
             maxlen=self._maxlen,
         )
         if result == 2:
@@ -456,7 +480,7 @@ class QueueService:
                 "queue %r: message %s moved to the dead-letter queue: %s",
                 self._name,
                 message_id,
-                self._dead_reason,
+                reason,
             )
 
     def _give_back(self, messages: list[Message]) -> None:
@@ -646,7 +670,7 @@ class QueueService:
                 exc_info=exc,
             )
             try:
-                self.nack(message, delay=delay)
+                self._nack(message, delay, failure_reason(self._max_deliveries, exc))
             except BackendError as nack_exc:
                 log.warning(
                     "queue %r: could not nack message %s (its lease will expire): %s",
@@ -714,6 +738,26 @@ class QueueService:
         values = self._driver.stats(self._key, self._group, _CONSUMER_IDLE_MS, self._maxlen)
         return QueueStats(*values)
 
+    def throughput(self, window: float = 300.0) -> list[dict[str, Any]]:
+        """Messages pushed and acknowledged per 5-second bucket over the last ``window`` s.
+
+        Counted by the store itself (every producer and consumer of the queue, in any
+        process), in a ring of 64 buckets: about five minutes of history.
+
+        Args:
+            window: Seconds to cover, at most about 320.
+
+        Returns:
+            ``[{"t": bucket start (Unix seconds), "in": pushed, "out": acknowledged}, ...]``
+            oldest first, empty buckets included; the last one is still filling.
+
+        Raises:
+            InvalidArgument: ``window`` is not a positive number of seconds.
+        """
+        seconds = positive_ms(window, "window") / 1000.0
+        now_ms, rows = self._driver.throughput(self._key)
+        return throughput_series(now_ms, rows, seconds)
+
     def dead_letters(self, count: int = 100) -> list[Message]:
         """Return up to ``count`` dead letters, oldest first (they stay in the DLQ).
 
@@ -756,18 +800,28 @@ class QueueService:
         Raises:
             InvalidArgument: ``ids`` is not an iterable of str.
         """
-        wanted: set[str] | None = None
-        if ids is not None:
-            if isinstance(ids, (str, bytes)) or not hasattr(ids, "__iter__"):
-                raise InvalidArgument(f"ids must be an iterable of str, not {type(ids).__name__!r}")
-            wanted = set()
-            for message_id in ids:
-                if not isinstance(message_id, str):
-                    raise InvalidArgument(f"ids must be str, not {type(message_id).__name__!r}")
-                wanted.add(message_id)
-            if not wanted:
-                return 0
+        wanted = message_ids(ids)
+        if wanted is not None and not wanted:
+            return 0
         return self._driver.requeue_dead(self._key, wanted, self._maxlen)
+
+    def delete_dead(self, ids: Iterable[str] | None = None) -> int:
+        """Delete dead letters for good (they are not requeued).
+
+        Args:
+            ids: Message ids to delete; ``None`` deletes every dead letter (like
+                ``purge(dead=True)`` does, without touching the live messages).
+
+        Returns:
+            How many were deleted.
+
+        Raises:
+            InvalidArgument: ``ids`` is not an iterable of str.
+        """
+        wanted = message_ids(ids)
+        if wanted is not None and not wanted:
+            return 0
+        return self._driver.delete_dead(self._key, wanted)
 
     def purge(self, *, dead: bool = False) -> int:
         """Delete every message of the queue: ready, in flight and delayed.

@@ -15,6 +15,7 @@ from typing import Any
 
 from .._errors import BackendError
 from .._keys import validate_key
+from .._metrics import FAILED_OPEN, Meter
 from .._ratelimit_base import (
     LimitSpec,
     Rate,
@@ -26,6 +27,7 @@ from .._ratelimit_base import (
     validate_limiter_name,
 )
 from .backends.base import LimiterDriver
+from .metered import metered
 
 __all__ = ["RateLimiterService", "limiter_parts"]
 
@@ -43,6 +45,7 @@ def limiter_parts(name: Any, rate: Any, algorithm: Any, burst: Any) -> tuple[str
     return checked, parsed, make_spec(parsed, algorithm, burst)
 
 
+@metered("limiter", "hit", "peek", "reset")
 class RateLimiterService:
     """A named rate limit on the cache role's backend. Implements :class:`kvkit.RateLimiter`.
 
@@ -50,6 +53,8 @@ class RateLimiterService:
     Each key (a user id, an IP address, ...) has its own allowance; the state lives under
     ``{prefix}:limit:{name}:{key}``.
     """
+
+    _meter: Meter | None = None  # set by the client's metrics recorder
 
     def __init__(
         self,
@@ -103,6 +108,8 @@ class RateLimiterService:
         """Re-raise ``exc``, or (``fail_open``) log it and allow: the backend is down."""
         if not self._fail_open:
             raise exc
+        if self._meter is not None:
+            FAILED_OPEN.set(exc)  # the operation returns, yet it failed
         # Keys are often personal data (user ids, IP addresses): the log names the limiter
         # only, and a key echoed in a server's message is blanked out.
         reason = str(exc).replace(key, "<key>")

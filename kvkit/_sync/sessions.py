@@ -91,10 +91,16 @@ from .._sessions_base import (
 )
 from .._ttl import TTL, TTLResolver, remaining_seconds, seconds_to_ms
 from .backends.base import SessionDriver
+from .metered import metered
 
 __all__ = ["SessionService"]
 
 
+@metered(
+    "sessions",
+    *("create", "get", "set", "update", "delete", "touch", "rotate", "ttl", "exists"),
+    *("user_sessions", "delete_user"),
+)
 class SessionService:
     """The session store of a client. Implements :class:`kvkit.SessionStore`.
 

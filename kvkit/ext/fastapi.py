@@ -93,6 +93,7 @@ __all__ = [
     "get_redis_service",
     "get_redis_sessions",
     "health_router",
+    "metrics_router",
 ]
 
 log = logging.getLogger("kvkit.ext.fastapi")
@@ -406,3 +407,42 @@ class RateLimit:
             raise HTTPException(status_code=429, detail="rate limit exceeded", headers=headers)
         response.headers.update(headers)
         return decision
+
+
+# -- metrics --------------------------------------------------------------------------------
+def metrics_router(
+    *,
+    path: str = "/metrics",
+    registry: Any = None,
+    include_in_schema: bool = False,
+    **collector_options: Any,
+) -> APIRouter:
+    """Return a router serving ``GET /metrics`` in the Prometheus text format.
+
+    The app's client's metrics (see :mod:`kvkit.ext.prometheus`); the queue gauges are
+    read at scrape time, on the app's event loop, within their time limit. Needs
+    ``pip install 'kvkit-sdk[prometheus]'``.
+
+    Args:
+        path: The route.
+        registry: A ``prometheus_client`` registry whose metrics are served too (e.g.
+            ``prometheus_client.REGISTRY`` for the process metrics).
+        include_in_schema: Whether the route appears in the OpenAPI schema.
+        **collector_options: Passed to :class:`kvkit.ext.prometheus.KVKitCollector`
+            (``queues``, ``discover``, ``max_queues``, ``timeout``).
+
+    Raises:
+        ImportError: prometheus-client is not installed (the message says how to get it).
+    """
+    from .prometheus import CONTENT_TYPE_LATEST, collector_for, exposition
+
+    router = APIRouter(include_in_schema=include_in_schema)
+
+    @router.get(path, summary="kvkit metrics (Prometheus text format)")
+    async def metrics(client: RedisServiceDep) -> Response:
+        collector = collector_for(client, **collector_options)
+        reading = await collector.reader.aread() if collector.queues else None
+        body = exposition(collector, reading, registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"})
+
+    return router

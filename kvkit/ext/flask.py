@@ -33,8 +33,8 @@ Configuration
 ``KVKIT_PREFIX``, ``KVKIT_CACHE_TTL``, ``KVKIT_SESSION_TTL``, ``KVKIT_TEMP_CACHE_TTL``,
 ``KVKIT_LONG_CACHE_TTL``, ``KVKIT_SESSION_MAX_AGE``, ``KVKIT_MAX_CONNECTIONS``,
 ``KVKIT_SOCKET_TIMEOUT``, ``KVKIT_CONNECT_TIMEOUT``, ``KVKIT_RETRIES``,
-``KVKIT_CACHE_FAIL_OPEN`` (values may be ``str``, numbers, ``bool`` or, for durations, a
-``timedelta``), plus ``KVKIT_SERVER_SESSIONS`` (default true). Unset keys keep the
+``KVKIT_CACHE_FAIL_OPEN``, ``KVKIT_METRICS`` (values may be ``str``, numbers, ``bool`` or,
+for durations, a ``timedelta``), plus ``KVKIT_SERVER_SESSIONS`` (default true). Unset keys keep the
 Settings defaults (``memory://``). An invalid value, or an unknown ``KVKIT_*`` key (a typo),
 raises :class:`kvkit.ConfigError` naming the key. The environment is not read: load it
 into the config yourself if you want it (``app.config.from_prefixed_env()`` or
@@ -140,6 +140,7 @@ __all__ = [
     "health_blueprint",
     "login_session",
     "logout_session",
+    "metrics_blueprint",
     "rate_limit",
     "regenerate_session",
 ]
@@ -855,3 +856,50 @@ def rate_limit(
         return limited  # type: ignore[return-value]
 
     return decorator
+
+
+# -- metrics -------------------------------------------------------------------------------------
+def metrics_blueprint(
+    name: str = "kvkit_metrics",
+    *,
+    url_prefix: str | None = None,
+    path: str = "/metrics",
+    registry: Any = None,
+    **collector_options: Any,
+) -> Blueprint:
+    """Return a blueprint serving ``GET /metrics`` in the Prometheus text format.
+
+    The app's client's metrics (see :mod:`kvkit.ext.prometheus`), queue gauges read at
+    scrape time within their time limit; needs ``pip install 'kvkit-sdk[prometheus]'``.
+
+    Args:
+        name: The blueprint's name.
+        url_prefix: Prefix of the route.
+        path: The route.
+        registry: A ``prometheus_client`` registry whose metrics are served too (e.g.
+            ``prometheus_client.REGISTRY`` for the process metrics).
+        **collector_options: Passed to :class:`kvkit.ext.prometheus.KVKitCollector`
+            (``queues``, ``discover``, ``max_queues``, ``timeout``).
+
+    Raises:
+        ImportError: prometheus-client is not installed (the message says how to get it).
+    """
+    from .prometheus import CONTENT_TYPE_LATEST, collector_for, exposition
+
+    blueprint = Blueprint(name, __name__, url_prefix=url_prefix)
+
+    @blueprint.record
+    def skip_sessions(state: BlueprintSetupState) -> None:
+        # A scrape carries no session cookie worth loading, and must not depend on it.
+        prefix = (state.url_prefix or "").rstrip("/")
+        state.app.extensions.setdefault(_SESSIONLESS_PATHS, set()).add(prefix + path)
+
+    @blueprint.get(path)
+    def metrics() -> Response:
+        client = _state_of(current_app._get_current_object()).client  # type: ignore[attr-defined]
+        body = exposition(collector_for(client, **collector_options), None, registry)
+        response = Response(body, content_type=CONTENT_TYPE_LATEST)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    return blueprint

@@ -13,6 +13,7 @@ policy. Services (cache, sessions, queues) never build backend commands themselv
 from __future__ import annotations
 
 import abc
+import time
 from typing import TYPE_CHECKING, Any
 
 from ..._errors import ConfigError
@@ -234,6 +235,14 @@ class AsyncQueueDriver(abc.ABC):
     async def requeue_dead(self, key: str, ids: set[str] | None, maxlen: int | None) -> int:
         """Move dead letters (all, or with these ids) back to the queue."""
 
+    async def delete_dead(self, key: str, ids: set[str] | None) -> int:
+        """Delete dead letters (all, or those with these message ids); return how many.
+
+        Raises:
+            NotImplementedError: the driver cannot delete single dead letters.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot delete dead letters")
+
     @abc.abstractmethod
     async def purge(self, key: str, group: str, dead: bool) -> int:
         """Delete every message (and the dead letters if ``dead``); return how many."""
@@ -241,8 +250,29 @@ class AsyncQueueDriver(abc.ABC):
     @abc.abstractmethod
     async def stats(
         self, key: str, group: str, consumer_idle_ms: int, maxlen: int | None
-    ) -> tuple[int, int, int, int, int, float | None]:
-        """``(ready, pending, delayed, dead, consumers, oldest_pending_s)``."""
+    ) -> tuple[int, int, int, int, int, float | None, float | None]:
+        """``(ready, pending, delayed, dead, consumers, oldest_pending_s, oldest_ready_s)``.
+
+        ``oldest_ready_s``: seconds since the oldest message still waiting for ``group``
+        became ready (pushed, given back or due), ``None`` when none waits. Drivers that
+        cannot tell may return the first six items only.
+        """
+
+    async def throughput(self, key: str) -> tuple[int, list[tuple[int, int, int]]]:
+        """``(store clock in Unix ms, [(bucket, pushed, acknowledged), ...])``.
+
+        Buckets are ``RATE_BUCKET_MS`` long (``bucket * RATE_BUCKET_MS`` is the start, in
+        Unix ms) and the last ``RATE_BUCKETS`` are kept (:mod:`kvkit._queue_base`).
+        Drivers that do not count return no buckets.
+        """
+        return int(time.time() * 1000), []
+
+    async def names(self, prefix: str, limit: int) -> list[str]:
+        """Names of up to ``limit`` queues stored under ``prefix`` (``{prefix}{NAME}...``).
+
+        Drivers that cannot list their queues return none.
+        """
+        return []
 
     @abc.abstractmethod
     async def gc(self, key: str, group: str, consumer_idle_ms: int) -> None:

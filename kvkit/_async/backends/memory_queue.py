@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from ..._compat import await_notified
 from ..._memory.queues import QueueSpace
+from ..._queue_base import queue_name_of
 from ..._queue_types import RawMessage
 from .base import AsyncQueueDriver
 
@@ -110,13 +111,23 @@ class AsyncMemoryQueueDriver(AsyncQueueDriver):
     async def requeue_dead(self, key: str, ids: set[str] | None, maxlen: int | None) -> int:
         return self._space.queue(key).requeue_dead(ids, maxlen)
 
+    async def delete_dead(self, key: str, ids: set[str] | None) -> int:
+        return self._space.queue(key).delete_dead(ids)
+
     async def purge(self, key: str, group: str, dead: bool) -> int:
         return self._space.queue(key).purge(dead)
 
     async def stats(
         self, key: str, group: str, consumer_idle_ms: int, maxlen: int | None
-    ) -> tuple[int, int, int, int, int, float | None]:
+    ) -> tuple[int, int, int, int, int, float | None, float | None]:
         return self._space.queue(key).stats(group, consumer_idle_ms, maxlen)
+
+    async def throughput(self, key: str) -> tuple[int, list[tuple[int, int, int]]]:
+        return self._space.queue(key).throughput()
+
+    async def names(self, prefix: str, limit: int) -> list[str]:
+        found = (queue_name_of(key, prefix) for key in self._space.keys(prefix))
+        return sorted({name for name in found if name is not None})[:limit]
 
     async def gc(self, key: str, group: str, consumer_idle_ms: int) -> None:
         self._space.queue(key).gc(group, consumer_idle_ms)

@@ -25,6 +25,10 @@ the name in braces is a Cluster hash tag, so every key of a queue is in one slot
 ``{prefix}{NAME}:dedupe:r:<token>``       retry record of one push (expires after 120 s)
 ``{prefix}{NAME}:gen``                    generation counter; ``purge`` increments it,
                                           which voids all dedupe records
+``{prefix}{NAME}:rates``                  hash: a ring of 64 five-second buckets of
+                                          messages pushed and acknowledged (the
+                                          dashboard's throughput); ``b<slot>`` bucket
+                                          number, ``i<slot>`` pushed, ``o<slot>`` acked
 ========================================  ==================================================
 
 Every step that touches more than one key, or reads then writes, is one Lua script, so it
@@ -56,10 +60,13 @@ from typing import Any
 from redis.exceptions import NoScriptError, ResponseError
 
 from ..._errors import BackendError
+from ..._keys import glob_escape
+from ..._queue_base import queue_name_of
 from ..._queue_types import RawMessage
 from ..._redis_queue_base import (
     ACK,
     DEAD_LETTER,
+    DROP_DEAD,
     EXPIRE,
     EXTEND,
     GC,
@@ -69,6 +76,7 @@ from ..._redis_queue_base import (
     RECLAIM,
     REQUEUE,
     STATS,
+    THROUGHPUT,
     UNREAD,
     as_text,
     field_text,
@@ -77,6 +85,7 @@ from ..._redis_queue_base import (
     raw_messages,
     stored_count,
     stream_entries,
+    throughput_rows,
 )
 from .base import AsyncQueueDriver
 from .redis_runner import AsyncRedisRunner
@@ -175,7 +184,10 @@ class AsyncRedisQueueDriver(AsyncQueueDriver):
         if delay_ms:
             self._delayed(stream, delay_ms)
         original = await self._b.eval(
-            PUSH, [stream, delayed, ids, record, f"{key}:gen"], args, idempotent=True
+            PUSH,
+            [stream, delayed, ids, record, f"{key}:gen", f"{key}:rates"],
+            args,
+            idempotent=True,
         )
         if original is None or dedupe is None:
             return None
@@ -353,7 +365,9 @@ class AsyncRedisQueueDriver(AsyncQueueDriver):
         args: list[Any] = [group, len(receipts), joined, ",".join(receipts), *lookups]
         try:
             # Retry-safe: a repeat finds the entries acknowledged (it may count 0).
-            return int(await self._b.eval(ACK, [stream, ids], args, idempotent=True))
+            return int(
+                await self._b.eval(ACK, [stream, ids, f"{key}:rates"], args, idempotent=True)
+            )
         except BackendError as exc:
             if is_nogroup(exc):
                 return 0
@@ -464,10 +478,24 @@ class AsyncRedisQueueDriver(AsyncQueueDriver):
             if not start or (ids is not None and moved >= len(wanted)):
                 return moved
 
+    async def delete_dead(self, key: str, ids: set[str] | None) -> int:
+        dead = queue_keys(key)[2]
+        wanted = sorted(ids) if ids is not None else []
+        start = "-"
+        deleted = 0
+        while True:
+            args: list[Any] = [start, _REQUEUE_BATCH, "1" if ids is None else "0", *wanted]
+            # A repeat after a lost reply finds those already gone: safe to retry.
+            count, start = await self._b.eval(DROP_DEAD, [dead], args, idempotent=True)
+            deleted += int(count)
+            start = as_text(start)
+            if not start or (ids is not None and deleted >= len(wanted)):
+                return deleted
+
     async def expire(self, key: str, ttl_ms: int, message_ids: list[str]) -> None:
         # The generation counter and the retry records of these pushes, which would
         # otherwise live their full window, are the queue's keys too.
-        keys = [*queue_keys(key), f"{key}:gen"]
+        keys = [*queue_keys(key), f"{key}:gen", f"{key}:rates"]
         keys.extend(f"{key}:dedupe:r:{message_id}" for message_id in message_ids)
         await self._b.eval(EXPIRE, keys, [ttl_ms], idempotent=True)
 
@@ -477,14 +505,47 @@ class AsyncRedisQueueDriver(AsyncQueueDriver):
 
     async def stats(
         self, key: str, group: str, consumer_idle_ms: int, maxlen: int | None
-    ) -> tuple[int, int, int, int, int, float | None]:
+    ) -> tuple[int, int, int, int, int, float | None, float | None]:
         stream, delayed, dead, ids, _ = queue_keys(key)
         args: list[Any] = [group, consumer_idle_ms, maxlen or 0]
-        ready, pending, n_delayed, n_dead, consumers, oldest = await self._b.eval(
+        ready, pending, n_delayed, n_dead, consumers, oldest, waiting = await self._b.eval(
             STATS, [stream, delayed, dead, ids], args, idempotent=True
         )
         oldest_s = None if int(oldest) < 0 else int(oldest) / 1000.0
-        return int(ready), int(pending), int(n_delayed), int(n_dead), int(consumers), oldest_s
+        waiting_s = None if int(waiting) < 0 else int(waiting) / 1000.0
+        return (
+            int(ready),
+            int(pending),
+            int(n_delayed),
+            int(n_dead),
+            int(consumers),
+            oldest_s,
+            waiting_s,
+        )
+
+    async def throughput(self, key: str) -> tuple[int, list[tuple[int, int, int]]]:
+        reply = await self._b.eval(THROUGHPUT, [f"{key}:rates"], [], idempotent=True)
+        return throughput_rows(reply)
+
+    async def names(self, prefix: str, limit: int) -> list[str]:
+        # Every queue has a stream, a delayed set or a dead-letter stream under
+        # {prefix}{NAME}:...; other keys of the queue (records, counters) name it too.
+        pattern = glob_escape(prefix) + "{*}:*"
+
+        async def sweep(r: Any) -> list[str]:
+            found: set[str] = set()
+            # Cluster: SCAN every primary (each has its own cursor); a plain client has one.
+            extra = {"target_nodes": r.PRIMARIES} if hasattr(r, "PRIMARIES") else {}
+            async for raw in r.scan_iter(match=pattern, count=1000, **extra):
+                # No early break: an abandoned async SCAN iterator would be finalized later,
+                # on whatever loop runs then. The scan is bounded by the keyspace anyway.
+                name = queue_name_of(as_text(raw), prefix)
+                if name is not None and len(found) < limit:
+                    found.add(name)
+            return sorted(found)
+
+        result: list[str] = await self._b.run(sweep, idempotent=True)
+        return result
 
     async def gc(self, key: str, group: str, consumer_idle_ms: int) -> None:
         await self._b.eval(GC, [queue_keys(key)[0]], [group, consumer_idle_ms], idempotent=True)

@@ -1,4 +1,4 @@
--- KEYS: stream, ids
+-- KEYS: stream, ids, rates
 -- ARGV: group, n, the n receipts' message ids joined by ',', the n receipts joined by ',',
 -- then ids to look up. (Joined: one argument instead of n each. Arguments are much of what
 -- an ack costs: parsing them on the server, handing them to Lua, packing them here.)
@@ -74,4 +74,5 @@ for i = 5, #ARGV do
     finish(stream, ids, group, groups, eid, ARGV[i])
   end
 end
+tally(KEYS[3], 'o', acked)
 return acked

@@ -118,3 +118,17 @@ local function promote(stream, delayed, dead, ids, now, limit, maxlen)
   if #due > 0 then trim(stream, ids, maxlen) end
   return #due
 end
+-- Throughput ring (key `rates`): RATE_SLOTS slots of RATE_MS each, like RATE_BUCKET_MS and
+-- RATE_BUCKETS in kvkit/_queue_base.py. Slot s holds its bucket number (b<s>) and the
+-- messages pushed (i<s>) and acknowledged (o<s>) in it; a slot is reset when a newer
+-- bucket takes it over, so the hash never grows beyond 3 * RATE_SLOTS fields.
+local RATE_MS, RATE_SLOTS = 5000, 64
+local function tally(rates, column, n)
+  if n <= 0 then return end
+  local b = math.floor(now_ms() / RATE_MS)
+  local s = fmt(b % RATE_SLOTS)
+  if redis.call('HGET', rates, 'b' .. s) ~= fmt(b) then
+    redis.call('HSET', rates, 'b' .. s, fmt(b), 'i' .. s, 0, 'o' .. s, 0)
+  end
+  redis.call('HINCRBY', rates, column .. s, n)
+end

@@ -1,4 +1,4 @@
--- KEYS: stream, delayed, ids, dedupe record, generation
+-- KEYS: stream, delayed, ids, dedupe record, generation, rates
 -- ARGV: dedupe_ms, maxlen, delay_ms, then id, payload pairs
 -- A dedupe record holds "generation:message id"; purge bumps the generation, which voids
 -- every record without having to find them (no SCAN, so it works on Cluster too).
@@ -24,4 +24,5 @@ else
   for i = 4, #ARGV, 2 do add_new(KEYS[1], KEYS[3], ARGV[i], ARGV[i + 1]) end
   trim(KEYS[1], KEYS[3], tonumber(ARGV[2]))
 end
+tally(KEYS[6], 'i', (#ARGV - 3) / 2)
 return false
