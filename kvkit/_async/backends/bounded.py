@@ -21,6 +21,9 @@ from ..._compat import AsyncGate, acurrent_loop
 from ..._loops import LoopLocal
 from .redis import AsyncRedisBackend
 
+if True:  # ASYNC
+    from ..._autopipeline import AutoPipeline, GatedLender, PoolLender
+
 if TYPE_CHECKING:
     from ..._settings import Settings
     from ..._urls import ParsedURL
@@ -54,6 +57,17 @@ class AsyncBoundedRedisBackend(AsyncRedisBackend):
 
     def _build(self) -> Any:
         return self._build_client()
+
+    if True:  # ASYNC
+
+        def _new_pipe(self) -> AutoPipeline:
+            # The pipeline's connection holds a gate slot like any other operation's.
+            lender = GatedLender(
+                PoolLender(self.client.connection_pool),
+                self._gates.get(acurrent_loop()),
+                self.socket_timeout,
+            )
+            return AutoPipeline(lender, timeout=self.socket_timeout)
 
     def _build_client(self) -> Any:
         """Create the redis-py client (no I/O)."""

@@ -26,6 +26,15 @@ from ..._redis_kwargs import tls_kwargs
 from .bounded import AsyncBoundedRedisBackend
 from .redis import AsyncRedisCacheDriver
 
+if True:  # ASYNC
+    from redis.exceptions import AskError, MovedError
+
+    from ..._autopipeline import AutoPipeline, GatedLender, NodeLender
+    from ..._compat import acurrent_loop
+    from ..._loops import LoopLocal
+    from ..._pipeline import command_key, pack_command
+    from .redis import AsyncRedisBackend
+
 if TYPE_CHECKING:
     from ..._settings import Settings
     from ..._urls import ParsedURL
@@ -56,7 +65,7 @@ class AsyncClusterCacheDriver(AsyncRedisCacheDriver):
             return []
         groups = group_by_slot(keys)
         if len(groups) == 1:
-            return list(await self._b.run(lambda r: r.mget(keys), idempotent=True))
+            return list(await self._b.command("MGET", *keys, idempotent=True))
 
         async def fetch(r: Any) -> Any:
             pipe = r.pipeline(transaction=False)
@@ -147,6 +156,11 @@ class AsyncClusterBackend(AsyncBoundedRedisBackend):
     def __init__(self, url: ParsedURL, settings: Settings) -> None:
         super().__init__(url, settings)
         self._cache = AsyncClusterCacheDriver(self)
+        if True:  # ASYNC
+            # Per event loop: one auto-pipeline per node, {node name: (node, pipeline)}.
+            self._node_pipes: LoopLocal[dict[str, tuple[Any, AutoPipeline]]] = LoopLocal(
+                dict, _abandon_all
+            )
 
     def _build_client(self) -> Any:
         url = self.url
@@ -183,6 +197,70 @@ class AsyncClusterBackend(AsyncBoundedRedisBackend):
 
         return await super().run(ready, idempotent=idempotent)
 
+    # SYNC-TEXT: " With auto-pipelining on, a keyed command joins the pipeline of the node
+    #   that serves its slot; a MOVED/ASK reply (the command did not run) sends it through
+    #   redis-py, which follows the redirection and refreshes its slot map." -> ""
     async def command(self, *args: Any, idempotent: bool) -> Any:
-        """Run one command under :meth:`run`'s policy, routed to its key's slot by redis-py."""
+        """Run one command under :meth:`run`'s policy, routed to its key's slot by redis-py.
+
+        With auto-pipelining on, a keyed command joins the pipeline of the node that serves
+        its slot; a MOVED/ASK reply (the command did not run) sends it through redis-py,
+        which follows the redirection and refreshes its slot map.
+        """
+        if True:  # ASYNC
+            key = command_key(args) if self.auto_pipeline else None
+            if key is not None:
+                packed = pack_command(args)
+                try:
+                    # The pipeline's lender holds the gate slot, not each command.
+                    return await AsyncRedisBackend.run(
+                        self, lambda r: self._on_node(r, key, packed), idempotent=idempotent
+                    )
+                except _Redirected:
+                    pass
         return await self.run(lambda r: r.execute_command(*args), idempotent=idempotent)
+
+    if True:  # ASYNC
+
+        async def _on_node(self, client: Any, key: Any, packed: bytes) -> Any:
+            await aprepare_cluster(client)
+            node = client.get_node_from_key(key)
+            pipes = self._node_pipes.get(acurrent_loop())
+            entry = pipes.get(node.name)
+            if entry is None or entry[0] is not node:
+                # A node object redis-py replaced (new slot map) gets a pipeline of its own;
+                # the old one drains and gives its connections back by itself.
+                lender = GatedLender(
+                    NodeLender(node), self._gates.get(acurrent_loop()), self.socket_timeout
+                )
+                entry = pipes[node.name] = (node, AutoPipeline(lender, timeout=self.socket_timeout))
+            try:
+                return await entry[1].call(packed)
+            except (MovedError, AskError) as exc:
+                raise _Redirected from exc
+
+        async def aclose(self) -> None:
+            here = acurrent_loop()
+            for loop, pipes in self._node_pipes.take_idle(here):
+                for _, pipe in pipes.values():
+                    if loop is here:
+                        await pipe.aclose()
+                    else:
+                        pipe.abandon()
+            await super().aclose()
+
+        def discard(self) -> None:
+            for _, pipes in self._node_pipes.take_all():
+                _abandon_all(pipes)
+            super().discard()
+
+
+if True:  # ASYNC
+
+    class _Redirected(Exception):
+        """A pipelined command got MOVED/ASK: it did not run; redis-py must route it."""
+
+    def _abandon_all(pipes: dict[str, tuple[Any, AutoPipeline]]) -> None:
+        """Forget the node pipelines of a closed event loop (their sockets go with it)."""
+        for _, pipe in pipes.values():
+            pipe.abandon()

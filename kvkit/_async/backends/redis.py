@@ -27,12 +27,16 @@ from ..._errors import BackendError
 from ..._keys import glob_escape
 from ..._loops import LoopLocal, release_elsewhere
 from ..._lua import LuaScript
+from ..._pipeline import pack_command
 from ..._redis_compat import adrop_client
 from ..._redis_errors import REDIS_ERRORS, is_retryable, translate
 from ..._redis_kwargs import connection_kwargs, tls_kwargs
 from .base import AsyncBackend, AsyncCacheDriver, AsyncQueueDriver, AsyncSessionDriver
 from .redis_queue import AsyncRedisQueueDriver
 from .redis_sessions import AsyncRedisSessionDriver
+
+if True:  # ASYNC
+    from ..._autopipeline import AutoPipeline, PoolLender
 
 if TYPE_CHECKING:
     from ..._settings import Settings
@@ -68,6 +72,13 @@ async def _raw_command(pool: Any, args: tuple[Any, ...]) -> Any:
         raise
     finally:
         await pool.release(conn)
+
+
+if True:  # ASYNC
+
+    def _abandon(pipe: AutoPipeline) -> None:
+        """Forget the pipeline of a closed event loop (its sockets go with its pool)."""
+        pipe.abandon()
 
 
 def maint_notifications_off() -> dict[str, Any]:
@@ -203,9 +214,14 @@ class AsyncRedisBackend(AsyncBackend):
         self.connect_timeout: float = options.get("connect_timeout", settings.connect_timeout)
         self.retries: int = options.get("retries", settings.retries)
         self.max_connections: int = options.get("max_connections", settings.max_connections)
+        # sync: Accepted for URLs shared with async clients; threads do not pipeline.
+        self.auto_pipeline: bool = options.get("auto_pipeline", True)
         # async: One redis-py client (and pool) per event loop: see kvkit._loops.
         # sync: One redis-py client (and pool) for all threads: see kvkit._loops.
         self._clients: LoopLocal[Any] = LoopLocal(self._build, self._drop)
+        if True:  # ASYNC
+            # One auto-pipeline per event loop, borrowing from that loop's pool.
+            self._pipes: LoopLocal[AutoPipeline] = LoopLocal(self._new_pipe, _abandon)
         self._cache = AsyncRedisCacheDriver(self)
 
     # -- connection management ---------------------------------------------------------
@@ -273,11 +289,33 @@ class AsyncRedisBackend(AsyncBackend):
     def redis(self) -> Any:
         return self.client
 
+    if True:  # ASYNC
+
+        def _new_pipe(self) -> AutoPipeline:
+            return AutoPipeline(
+                PoolLender(self.client.connection_pool), timeout=self.socket_timeout
+            )
+
+    # SYNC-TEXT: "override this. With auto-pipelining on (the default), it shares a
+    #   connection and its writes with the commands other tasks of the event loop issue
+    #   meanwhile." -> "override this."
     async def command(self, *args: Any, idempotent: bool) -> Any:
         """Run one raw command (no response parsing) under :meth:`run`'s policy.
 
-        Backends without a single connection pool (Cluster) override this.
+        Never a blocking command (``BLPOP``, ``XREADGROUP BLOCK``): those need a connection
+        of their own (:meth:`run`). Backends without a single connection pool (Cluster)
+        override this.
+
+        With auto-pipelining on (the default), it shares a connection and its writes with
+        the commands other tasks of the event loop issue meanwhile.
         """
+        if True:  # ASYNC
+            if self.auto_pipeline:
+                packed = pack_command(args)
+                return await self.run(
+                    lambda r: self._pipes.get(acurrent_loop()).call(packed),
+                    idempotent=idempotent,
+                )
         return await self.run(
             lambda r: _raw_command(r.connection_pool, args), idempotent=idempotent
         )
@@ -346,6 +384,12 @@ class AsyncRedisBackend(AsyncBackend):
 
     async def aclose(self) -> None:
         here = acurrent_loop()
+        if True:  # ASYNC
+            for loop, pipe in self._pipes.take_idle(here):
+                if loop is here:
+                    await pipe.aclose()
+                else:
+                    pipe.abandon()
         # async: Pools of loops still running in other threads are left to those loops.
         for loop, client in self._clients.take_idle(here):
             if loop is here:
@@ -356,12 +400,18 @@ class AsyncRedisBackend(AsyncBackend):
                 self._drop(client)
 
     def discard(self) -> None:
+        if True:  # ASYNC
+            for _, pipe in self._pipes.take_all():
+                pipe.abandon()
         for loop, client in self._clients.take_all():
             release_elsewhere(loop, self._drop, client)
 
 
 class AsyncFakeRedisBackend(AsyncRedisBackend):
-    """``fakeredis://[NAME]``: the Redis driver over a fakeredis server (private or shared)."""
+    """``fakeredis://[NAME]``: the Redis driver over a fakeredis server (private or shared).
+
+    No auto-pipelining: fakeredis answers in-process, there is no round trip to share.
+    """
 
     kind = "fakeredis"
 
@@ -369,6 +419,7 @@ class AsyncFakeRedisBackend(AsyncRedisBackend):
         from ..._fakeredis import fake_server
 
         super().__init__(url, settings)
+        self.auto_pipeline = False
         self._server = fake_server(url.name)
 
     def _build(self) -> Any:

@@ -58,7 +58,7 @@ class ClusterCacheDriver(RedisCacheDriver):
             return []
         groups = group_by_slot(keys)
         if len(groups) == 1:
-            return list(self._b.run(lambda r: r.mget(keys), idempotent=True))
+            return list(self._b.command("MGET", *keys, idempotent=True))
 
         def fetch(r: Any) -> Any:
             pipe = r.pipeline(transaction=False)

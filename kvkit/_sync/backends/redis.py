@@ -198,6 +198,8 @@ class RedisBackend(Backend):
         self.connect_timeout: float = options.get("connect_timeout", settings.connect_timeout)
         self.retries: int = options.get("retries", settings.retries)
         self.max_connections: int = options.get("max_connections", settings.max_connections)
+        # Accepted for URLs shared with async clients; threads do not pipeline.
+        self.auto_pipeline: bool = options.get("auto_pipeline", True)
         # One redis-py client (and pool) for all threads: see kvkit._loops.
         self._clients: LoopLocal[Any] = LoopLocal(self._build, self._drop)
         self._cache = RedisCacheDriver(self)
@@ -261,7 +263,9 @@ class RedisBackend(Backend):
     def command(self, *args: Any, idempotent: bool) -> Any:
         """Run one raw command (no response parsing) under :meth:`run`'s policy.
 
-        Backends without a single connection pool (Cluster) override this.
+        Never a blocking command (``BLPOP``, ``XREADGROUP BLOCK``): those need a connection
+        of their own (:meth:`run`). Backends without a single connection pool (Cluster)
+        override this.
         """
         return self.run(lambda r: _raw_command(r.connection_pool, args), idempotent=idempotent)
 
@@ -339,7 +343,10 @@ class RedisBackend(Backend):
 
 
 class FakeRedisBackend(RedisBackend):
-    """``fakeredis://[NAME]``: the Redis driver over a fakeredis server (private or shared)."""
+    """``fakeredis://[NAME]``: the Redis driver over a fakeredis server (private or shared).
+
+    No auto-pipelining: fakeredis answers in-process, there is no round trip to share.
+    """
 
     kind = "fakeredis"
 
@@ -347,6 +354,7 @@ class FakeRedisBackend(RedisBackend):
         from ..._fakeredis import fake_server
 
         super().__init__(url, settings)
+        self.auto_pipeline = False
         self._server = fake_server(url.name)
 
     def _build(self) -> Any:
