@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from redis.exceptions import ConnectionError, MaxConnectionsError, TimeoutError
@@ -226,7 +227,7 @@ class AutoPipeline:
         # Packed commands not written yet: for ``_link``, or for the next link when there
         # is none (then their waiters wait in ``_unlinked``, in the same order).
         self._pending: list[bytes] = []
-        self._unlinked: list[asyncio.Future[Any]] = []
+        self._unlinked: list[Any] = []
         self._flush_scheduled = False
         self._borrowing = False
         self._closed = False
@@ -258,28 +259,44 @@ class AutoPipeline:
         return future
 
     def call_many(
-        self, commands: list[bytes], *, setup: tuple[object, bytes] | None = None
+        self,
+        commands: list[bytes],
+        *,
+        setup: tuple[object, bytes, Callable[[BaseException], None]] | None = None,
     ) -> list[asyncio.Future[Any]]:
         """Queue commands back to back on one connection; one future per command.
 
         Args:
             commands: Packed commands.
-            setup: ``(token, packed)``: a command that must have run on the connection
-                before ``commands`` (e.g. turning client tracking on). It is written first
-                unless the connection was already set up with the same ``token``; its
-                future is then the first of the returned list (else that slot is None).
+            setup: ``(token, packed, on_error)``: a command that must have run on the
+                connection before ``commands`` (turning client tracking on). It is written
+                first unless the connection was set up with the same ``token`` already.
+                Its reply goes to no caller: an error reply forgets the token (the next
+                call sends it again) and calls ``on_error`` at once, in the callback that
+                reads it, before any reply written after it reaches its caller.
         """
-        out: list[Any] = []
         if setup is not None:
-            token, packed = setup
-            if self._setup is token:
-                out.append(None)
-            else:
+            token, packed, on_error = setup
+            if self._setup is not token:
                 self._setup = token
-                out.append(self.call(packed))
-        for packed in commands:
-            out.append(self.call(packed))
-        return out
+                self._push(_SetupWaiter(self, token, on_error), packed)
+        return [self.call(packed) for packed in commands]
+
+    def _push(self, waiter: Any, packed: bytes) -> None:
+        """Queue a command whose waiter is not a future (its result goes to no caller)."""
+        link = self._link
+        if link is None:
+            self._unlinked.append(waiter)
+            self._pending.append(packed)
+            if not self._borrowing and not self._closed:
+                self._borrowing = True
+                self._spawn(self._borrow())
+            return
+        link.queue.push(waiter)
+        self._pending.append(packed)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
 
     def _queue_unlinked(self, future: asyncio.Future[Any], packed: bytes) -> None:
         if self._closed:
@@ -405,6 +422,32 @@ class AutoPipeline:
         self._draining.clear()
         self._unlinked.clear()
         self._pending.clear()
+
+
+class _SetupWaiter:
+    """The waiter of a setup command written by :meth:`AutoPipeline.call_many`."""
+
+    __slots__ = ("_done", "_on_error", "_pipe", "_token")
+
+    def __init__(
+        self, pipe: AutoPipeline, token: object, on_error: Callable[[BaseException], None]
+    ) -> None:
+        self._pipe = pipe
+        self._token = token
+        self._on_error = on_error
+        self._done = False
+
+    def done(self) -> bool:
+        return self._done
+
+    def set_result(self, result: Any, /) -> None:
+        self._done = True
+
+    def set_exception(self, exception: BaseException, /) -> None:
+        self._done = True
+        if self._pipe._setup is self._token:
+            self._pipe._setup = None
+        self._on_error(exception)
 
 
 def _fresh(exc: BaseException) -> BaseException:

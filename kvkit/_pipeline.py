@@ -28,6 +28,7 @@ from redis.exceptions import ConnectionError, InvalidResponse, ReadOnlyError
 
 __all__ = [
     "HIREDIS",
+    "Push",
     "PyReplyReader",
     "ReplyQueue",
     "Waiter",
@@ -124,13 +125,23 @@ def command_key(args: tuple[Any, ...]) -> Any:
 _NOT_ENOUGH = False  # what gets() returns until a whole reply has been fed
 
 
+class Push(list):  # type: ignore[type-arg]
+    """A RESP3 push message (``>``) from :class:`PyReplyReader`: no command's reply."""
+
+
+# Out-of-band messages a reader may return between replies (never a command's reply).
+PUSH_TYPES: tuple[type, ...] = (Push,) + (
+    (_hiredis.PushNotification,) if getattr(_hiredis, "PushNotification", None) else ()
+)
+
+
 class PyReplyReader:
-    """A pure-Python incremental RESP2 parser with hiredis ``Reader``'s interface.
+    """A pure-Python incremental RESP2/RESP3 parser with hiredis ``Reader``'s interface.
 
     ``feed(data)`` appends bytes; ``gets()`` returns the next whole reply, or ``False``
     while it is incomplete. Bulk strings come out as ``bytes``, nulls as ``None``, errors
-    as the redis-py exception instances of :func:`parse_error`. Push replies (``>``) are
-    read like arrays.
+    as the redis-py exception instances of :func:`parse_error`, maps as dicts, sets as
+    lists, push messages (``>``) as :class:`Push` -- what hiredis returns.
     """
 
     __slots__ = ("_buf", "_pos")
@@ -179,15 +190,37 @@ class PyReplyReader:
             return line, pos
         if kind == b"-":
             return parse_error(line.decode("utf-8", "replace")), pos
-        if kind in (b"*", b">"):
+        if kind in (b"*", b">", b"~", b"%", b"|"):
             count = int(line)
             if count < 0:
                 return None, pos
+            if kind in (b"%", b"|"):
+                count *= 2
             items = []
             for _ in range(count):
                 item, pos = self._parse(pos)
                 items.append(item)
-            return items, pos
+            if kind == b"|":  # attributes annotate the reply that follows them
+                return self._parse(pos)
+            if kind == b"%":
+                return dict(zip(items[::2], items[1::2], strict=True)), pos
+            return (Push(items) if kind == b">" else items), pos
+        if kind in (b"=", b"!"):
+            size = int(line)
+            if len(self._buf) < pos + size + 2:
+                raise _Incomplete
+            data = bytes(self._buf[pos : pos + size])
+            if kind == b"!":
+                return parse_error(data.decode("utf-8", "replace")), pos + size + 2
+            return data[4:], pos + size + 2  # "txt:" / "mkd:" format prefix
+        if kind == b"_":
+            return None, pos
+        if kind == b"#":
+            return line == b"t", pos
+        if kind == b",":
+            return float(line), pos
+        if kind == b"(":
+            return int(line), pos
         raise InvalidResponse(f"protocol error, got {kind + line!r} as reply type byte")
 
 
@@ -254,6 +287,10 @@ class ReplyQueue:
             reply = reader.gets()
             if reply is False:
                 return
+            if isinstance(reply, PUSH_TYPES):
+                # Out of band (RESP3), e.g. "tracking-redir-broken": no command's reply.
+                # The near cache learns of a lost invalidation channel from the channel.
+                continue
             if not waiters:
                 raise ConnectionError("a reply arrived that no command was waiting for")
             waiter = waiters.popleft()

@@ -19,21 +19,21 @@ from typing import TYPE_CHECKING, Any
 from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.cluster import RedisCluster as AsyncRedisClusterClient
 from redis.crc import key_slot
+from redis.exceptions import AskError, MaxConnectionsError, MovedError
 
+from ..._compat import acurrent_loop
+from ..._errors import BackendError
 from ..._keys import glob_escape
-from ..._redis_compat import adrop_client, aprepare_cluster
+from ..._redis_compat import adrop_client, anode_pool, aprepare_cluster
 from ..._redis_kwargs import tls_kwargs
 from .bounded import AsyncBoundedRedisBackend
-from .redis import AsyncRedisCacheDriver
+from .redis import AsyncRedisBackend, AsyncRedisCacheDriver, _flusher, _raw_replies
 
 if True:  # ASYNC
-    from redis.exceptions import AskError, MovedError
-
     from ..._autopipeline import AutoPipeline, GatedLender, NodeLender
-    from ..._compat import acurrent_loop
     from ..._loops import LoopLocal
     from ..._pipeline import command_key, pack_command
-    from .redis import AsyncRedisBackend
+    from .redis import _outcome
 
 if TYPE_CHECKING:
     from ..._settings import Settings
@@ -57,12 +57,38 @@ def group_by_slot(keys: list[str]) -> dict[int, list[int]]:
     return groups
 
 
+class _GatedPool:
+    """A node's connections behind the backend's gate: one slot per connection lent."""
+
+    def __init__(self, pool: Any, gate: Any, timeout: float) -> None:
+        self._pool = pool
+        self._gate = gate
+        self._timeout = timeout
+
+    async def get_connection(self) -> Any:
+        if not await self._gate.acquire(self._timeout):
+            raise MaxConnectionsError("no connection available")
+        try:
+            return await self._pool.get_connection()
+        except BaseException:
+            self._gate.release()
+            raise
+
+    async def release(self, connection: Any) -> None:
+        try:
+            await self._pool.release(connection)
+        finally:
+            self._gate.release()
+
+
 class AsyncClusterCacheDriver(AsyncRedisCacheDriver):
     """Cache primitives on Cluster: multi-key operations split by hash slot."""
 
     async def get_many(self, keys: list[str]) -> list[bytes | None]:
         if not keys:
             return []
+        if self.near is not None:
+            return await self._b.near_read(keys)
         groups = group_by_slot(keys)
         if len(groups) == 1:
             return list(await self._b.command("MGET", *keys, idempotent=True))
@@ -82,9 +108,7 @@ class AsyncClusterCacheDriver(AsyncRedisCacheDriver):
                 out[index] = value
         return out
 
-    async def set_many(self, items: list[tuple[str, bytes]], ttl_ms: int | None) -> None:
-        if not items:
-            return
+    async def _set_many(self, items: list[tuple[str, bytes]], ttl_ms: int | None) -> None:
         groups = group_by_slot([key for key, _ in items])
 
         async def write(r: Any) -> Any:
@@ -102,9 +126,7 @@ class AsyncClusterCacheDriver(AsyncRedisCacheDriver):
 
         await self._b.run(write, idempotent=True)
 
-    async def delete_many(self, keys: list[str]) -> int:
-        if not keys:
-            return 0
+    async def _delete_many(self, keys: list[str]) -> int:
         groups = group_by_slot(keys)
 
         async def delete(r: Any) -> Any:
@@ -115,7 +137,7 @@ class AsyncClusterCacheDriver(AsyncRedisCacheDriver):
 
         return sum(int(n) for n in await self._b.run(delete, idempotent=True))
 
-    async def clear(self, prefix: str) -> int:
+    async def _clear(self, prefix: str) -> int:
         pattern = glob_escape(prefix) + "*"
 
         async def unlink(r: Any, batch: list[bytes]) -> int:
@@ -180,6 +202,55 @@ class AsyncClusterBackend(AsyncBoundedRedisBackend):
         ]
         return AsyncRedisClusterClient(startup_nodes=nodes, **kwargs)
 
+    # -- near cache: one invalidation channel per node ----------------------------------------
+    async def near_read(self, keys: list[str]) -> list[bytes | None]:
+        """Tracked reads grouped by node, each through that node's channel."""
+
+        async def read(client: Any) -> list[bytes | None]:
+            await aprepare_cluster(client)
+            groups: dict[str, tuple[Any, list[int]]] = {}
+            for index, key in enumerate(keys):
+                node = client.get_node_from_key(key)
+                groups.setdefault(node.name, (node, []))[1].append(index)
+            out: list[bytes | None] = [None] * len(keys)
+            for node, indexes in groups.values():
+                part = [keys[i] for i in indexes]
+                try:
+                    values = await self._near_read(client, part, node.host, node.port)
+                except BackendError as exc:
+                    if not isinstance(exc.__cause__, (MovedError, AskError)):
+                        raise
+                    # The slot moved: read through redis-py (it follows the redirection
+                    # and refreshes its map); not cached this time.
+                    values = [await self.command("GET", k, idempotent=True) for k in part]
+                for index, value in zip(indexes, values, strict=True):
+                    out[index] = value
+            return out
+
+        # No gate slot per read: the connections it uses hold theirs (see _replies).
+        values: list[bytes | None] = await AsyncRedisBackend.run(self, read, idempotent=True)
+        return values
+
+    async def _replies(
+        self, client: Any, key: str, commands: list[bytes], setup: tuple[object, bytes] | None
+    ) -> list[Any]:
+        node = client.get_node_from_key(key)
+        near = self.near
+        assert near is not None
+        if True:  # ASYNC
+            if self.auto_pipeline:
+                futures = self._node_pipe(node).call_many(
+                    commands, setup=None if setup is None else (*setup, _flusher(near))
+                )
+                return [await _outcome(future) for future in futures]
+        pool = _GatedPool(anode_pool(node), self._gates.get(acurrent_loop()), self.socket_timeout)
+        if setup is None:
+            return await _raw_replies(pool, commands)
+        replies = await _raw_replies(pool, [setup[1], *commands])
+        if isinstance(replies[0], Exception):
+            near.flush()
+        return replies[1:]
+
     def _drop(self, client: Any) -> None:
         adrop_client(client)
         # redis.asyncio's RedisCluster warns "Unclosed RedisCluster client" when it is
@@ -222,9 +293,7 @@ class AsyncClusterBackend(AsyncBoundedRedisBackend):
 
     if True:  # ASYNC
 
-        async def _on_node(self, client: Any, key: Any, packed: bytes) -> Any:
-            await aprepare_cluster(client)
-            node = client.get_node_from_key(key)
+        def _node_pipe(self, node: Any) -> AutoPipeline:
             pipes = self._node_pipes.get(acurrent_loop())
             entry = pipes.get(node.name)
             if entry is None or entry[0] is not node:
@@ -234,8 +303,13 @@ class AsyncClusterBackend(AsyncBoundedRedisBackend):
                     NodeLender(node), self._gates.get(acurrent_loop()), self.socket_timeout
                 )
                 entry = pipes[node.name] = (node, AutoPipeline(lender, timeout=self.socket_timeout))
+            return entry[1]
+
+        async def _on_node(self, client: Any, key: Any, packed: bytes) -> Any:
+            await aprepare_cluster(client)
+            pipe = self._node_pipe(client.get_node_from_key(key))
             try:
-                return await entry[1].call(packed)
+                return await pipe.call(packed)
             except (MovedError, AskError) as exc:
                 raise _Redirected from exc
 
