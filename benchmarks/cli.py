@@ -26,6 +26,7 @@ from . import (  # noqa: F401  (they register their rows)
     cache_redis,
     e2e,
     imports,
+    near,
     queues,
     scaling,
     sessions,
@@ -66,7 +67,8 @@ def _parser() -> argparse.ArgumentParser:
         "--only",
         default="",
         help="comma-separated groups/modes/tags: cache, memory, sessions, queues, e2e, "
-        "scaling, import, sync, async, concurrent, threads, timed, peers, many, fakeredis",
+        "scaling, import, sync, async, concurrent, threads, timed, peers, many, fakeredis, "
+        "near, ceiling",
     )
     parser.add_argument("--rounds", type=int, help="rounds per row (default 7, quick 3)")
     parser.add_argument(
