@@ -7,7 +7,7 @@ connection side of that; the bookkeeping without I/O lives in :mod:`kvkit._pipel
 
 How a connection is used:
 
-* It is *borrowed* from the backend's own pool (through a :class:`Lender`) when the first
+* It is *borrowed* from the backend's own pool (through a :class:`AsyncLender`) when the first
   command arrives, and given back as soon as nothing is in flight and nothing is queued,
   so the pool's bound (``max_connections``) and its wait-then-``BackendTimeout``
   contract hold unchanged, and operations that need a connection of their own (a
@@ -25,8 +25,7 @@ How a connection is used:
   (drained, then given back) and a fresh one borrowed, so callers waiting for a pool
   connection are never starved by the pipeline.
 
-The sync client has no counterpart: threads would hand every reply across a thread
-switch, which costs more than the round trip it saves (see the README's benchmarks).
+The sync client's counterpart, for threads, is :mod:`kvkit._threadpipeline`.
 """
 
 from __future__ import annotations
@@ -40,13 +39,23 @@ from redis.exceptions import ConnectionError, MaxConnectionsError, TimeoutError
 
 from ._pipeline import ReplyQueue
 
-__all__ = ["AutoPipeline", "GatedLender", "Lender", "NodeLender", "PoolLender"]
+__all__ = [
+    "ON_BY_DEFAULT",
+    "AsyncAutoPipeline",
+    "AsyncGatedLender",
+    "AsyncLender",
+    "AsyncNodeLender",
+    "AsyncPoolLender",
+]
 
 HOLD = 0.05
 """Seconds a busy pipeline keeps one borrowed connection before it rotates to another."""
 
+ON_BY_DEFAULT = True
+"""Async clients pipeline unless ``?auto_pipeline=false``: tasks share round trips for free."""
 
-class Lender(Protocol):
+
+class AsyncLender(Protocol):
     """Lends connected redis.asyncio connections to a pipeline (a pool, a Cluster node)."""
 
     async def borrow(self) -> Any:
@@ -56,7 +65,7 @@ class Lender(Protocol):
         """Return ``connection``; ``broken``: its state is unknown, disconnect it first."""
 
 
-class PoolLender:
+class AsyncPoolLender:
     """Lends connections of a redis.asyncio connection pool (waiting like ``get_connection``)."""
 
     def __init__(self, pool: Any) -> None:
@@ -73,7 +82,7 @@ class PoolLender:
             await self.pool.release(connection)
 
 
-class GatedLender:
+class AsyncGatedLender:
     """Takes one of the backend's gate slots for as long as a connection is lent.
 
     The Sentinel and Cluster backends bound their operations with a gate of
@@ -81,7 +90,7 @@ class GatedLender:
     connection is one more operation holding a connection, so it holds a slot too.
     """
 
-    def __init__(self, inner: Lender, gate: Any, timeout: float) -> None:
+    def __init__(self, inner: AsyncLender, gate: Any, timeout: float) -> None:
         self.inner = inner
         self.gate = gate
         self.timeout = timeout
@@ -102,7 +111,7 @@ class GatedLender:
             self.gate.release()
 
 
-class NodeLender:
+class AsyncNodeLender:
     """Lends connections of one redis.asyncio Cluster node (its free list, then new ones)."""
 
     def __init__(self, node: Any) -> None:
@@ -142,7 +151,9 @@ def _where(connection: Any) -> str:
 class _Link(asyncio.Protocol):
     """One borrowed connection while the pipeline writes to it (its transport's protocol)."""
 
-    def __init__(self, pipe: AutoPipeline, connection: Any, transport: asyncio.Transport) -> None:
+    def __init__(
+        self, pipe: AsyncAutoPipeline, connection: Any, transport: asyncio.Transport
+    ) -> None:
         self.pipe = pipe
         self.connection = connection
         self.transport = transport
@@ -208,7 +219,7 @@ class _Link(asyncio.Protocol):
             self.arm(loop, timeout)
 
 
-class AutoPipeline:
+class AsyncAutoPipeline:
     """Coalesces the commands of one event loop's tasks onto borrowed connections.
 
     Args:
@@ -218,7 +229,7 @@ class AutoPipeline:
         hold: Seconds a continuously busy connection is kept before rotating.
     """
 
-    def __init__(self, lender: Lender, *, timeout: float, hold: float = HOLD) -> None:
+    def __init__(self, lender: AsyncLender, *, timeout: float, hold: float = HOLD) -> None:
         self._loop = asyncio.get_running_loop()
         self._lender = lender
         self._timeout = timeout
@@ -425,12 +436,12 @@ class AutoPipeline:
 
 
 class _SetupWaiter:
-    """The waiter of a setup command written by :meth:`AutoPipeline.call_many`."""
+    """The waiter of a setup command written by :meth:`AsyncAutoPipeline.call_many`."""
 
     __slots__ = ("_done", "_on_error", "_pipe", "_token")
 
     def __init__(
-        self, pipe: AutoPipeline, token: object, on_error: Callable[[BaseException], None]
+        self, pipe: AsyncAutoPipeline, token: object, on_error: Callable[[BaseException], None]
     ) -> None:
         self._pipe = pipe
         self._token = token

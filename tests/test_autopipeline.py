@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -188,3 +190,81 @@ def test_sync_clients_accept_the_option(redis_url):
         client.cache.set("k", 1)
         assert client.cache.get("k") == 1
         client.cache.clear()
+
+
+# --------------------------------------------------------------------------- sync, opt-in
+
+
+def _threads(n: int, work) -> list[BaseException]:
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            work(i)
+        except BaseException as exc:  # reported by the caller
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
+def test_sync_threads_share_round_trips_when_asked(redis_url):
+    """?auto_pipeline=true: 32 threads share a connection; everyone gets their own value."""
+    settings = _settings(f"{redis_url}?auto_pipeline=true")
+    with kvkit.Client(settings=settings) as client:
+        cache = client.cache
+        cache.set_many({f"k{i}": i for i in range(32)})
+
+        def work(i: int) -> None:
+            for n in range(200):
+                assert cache.get(f"k{(i + n) % 32}") == (i + n) % 32
+
+        assert _threads(32, work) == []
+        pipe = client.backend()._pipes.get(None)
+        assert pipe.shared > 0  # commands did meet and share the connection
+        cache.clear()
+    assert client.backend()._pipes.get(None)._readers == set()  # readers gave back
+
+
+def test_sync_pipeline_is_off_by_default(redis_url):
+    """Sync clients do not pipeline unless asked (it costs below ~16 threads)."""
+    with kvkit.Client(settings=_settings(redis_url)) as client:
+        assert client.backend().auto_pipeline is False
+
+
+def test_sync_pipeline_retries_idempotent_reads_after_a_lost_reply(proxy):
+    """A reply lost on the shared connection fails everyone on it; reads are retried."""
+    settings = _settings(f"{proxy.url}?auto_pipeline=true", socket_timeout=1.0)
+    with kvkit.Client(settings=settings) as client:
+        cache = client.cache
+        cache.set_many({f"k{i}": i for i in range(16)})
+        proxy.delay = 0.002  # keep commands in flight together
+
+        def work(i: int) -> None:
+            for _ in range(20):
+                assert cache.get(f"k{i}") == i
+
+        proxy.lose_replies = 2
+        assert _threads(16, work) == []
+        proxy.delay = 0
+        cache.clear()
+
+
+def test_sync_pipeline_times_out_then_recovers(proxy):
+    """No reply within socket_timeout: BackendTimeout in every waiting thread, then fine."""
+    settings = _settings(f"{proxy.url}?auto_pipeline=true", socket_timeout=0.3, retries=0)
+    with kvkit.Client(settings=settings) as client:
+        cache = client.cache
+        cache.set("k", 1)
+        proxy.delay = 1.0
+        errors = _threads(8, lambda i: cache.get("k"))
+        assert errors and all(isinstance(e, kvkit.BackendTimeout) for e in errors)
+        proxy.delay = 0
+        time.sleep(1.2)  # the held-back replies arrive and the broken connections go
+        assert _threads(8, lambda i: cache.get("k")) == []
+        assert cache.get("k") == 1
+        cache.clear()

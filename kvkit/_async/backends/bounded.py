@@ -17,12 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import MaxConnectionsError
 
+from ..._autopipeline import AsyncAutoPipeline, AsyncGatedLender, AsyncPoolLender
 from ..._compat import AsyncGate, acurrent_loop
 from ..._loops import LoopLocal
 from .redis import AsyncRedisBackend
-
-if True:  # ASYNC
-    from ..._autopipeline import AutoPipeline, GatedLender, PoolLender
 
 if TYPE_CHECKING:
     from ..._settings import Settings
@@ -58,16 +56,14 @@ class AsyncBoundedRedisBackend(AsyncRedisBackend):
     def _build(self) -> Any:
         return self._build_client()
 
-    if True:  # ASYNC
-
-        def _new_pipe(self) -> AutoPipeline:
-            # The pipeline's connection holds a gate slot like any other operation's.
-            lender = GatedLender(
-                PoolLender(self.client.connection_pool),
-                self._gates.get(acurrent_loop()),
-                self.socket_timeout,
-            )
-            return AutoPipeline(lender, timeout=self.socket_timeout)
+    def _new_pipe(self) -> AsyncAutoPipeline:
+        # The pipeline's connection holds a gate slot like any other operation's.
+        lender = AsyncGatedLender(
+            AsyncPoolLender(self.client.connection_pool),
+            self._gates.get(acurrent_loop()),
+            self.socket_timeout,
+        )
+        return AsyncAutoPipeline(lender, timeout=self.socket_timeout)
 
     def _build_client(self) -> Any:
         """Create the redis-py client (no I/O)."""

@@ -30,7 +30,7 @@ from .bounded import AsyncBoundedRedisBackend
 from .redis import AsyncRedisBackend, AsyncRedisCacheDriver, _flusher, _raw_replies
 
 if True:  # ASYNC
-    from ..._autopipeline import AutoPipeline, GatedLender, NodeLender
+    from ..._autopipeline import AsyncAutoPipeline, AsyncGatedLender, AsyncNodeLender
     from ..._loops import LoopLocal
     from ..._pipeline import command_key, pack_command
     from .redis import _outcome
@@ -180,7 +180,7 @@ class AsyncClusterBackend(AsyncBoundedRedisBackend):
         self._cache = AsyncClusterCacheDriver(self)
         if True:  # ASYNC
             # Per event loop: one auto-pipeline per node, {node name: (node, pipeline)}.
-            self._node_pipes: LoopLocal[dict[str, tuple[Any, AutoPipeline]]] = LoopLocal(
+            self._node_pipes: LoopLocal[dict[str, tuple[Any, AsyncAutoPipeline]]] = LoopLocal(
                 dict, _abandon_all
             )
 
@@ -293,16 +293,17 @@ class AsyncClusterBackend(AsyncBoundedRedisBackend):
 
     if True:  # ASYNC
 
-        def _node_pipe(self, node: Any) -> AutoPipeline:
+        def _node_pipe(self, node: Any) -> AsyncAutoPipeline:
             pipes = self._node_pipes.get(acurrent_loop())
             entry = pipes.get(node.name)
             if entry is None or entry[0] is not node:
                 # A node object redis-py replaced (new slot map) gets a pipeline of its own;
                 # the old one drains and gives its connections back by itself.
-                lender = GatedLender(
-                    NodeLender(node), self._gates.get(acurrent_loop()), self.socket_timeout
+                lender = AsyncGatedLender(
+                    AsyncNodeLender(node), self._gates.get(acurrent_loop()), self.socket_timeout
                 )
-                entry = pipes[node.name] = (node, AutoPipeline(lender, timeout=self.socket_timeout))
+                pipe = AsyncAutoPipeline(lender, timeout=self.socket_timeout)
+                entry = pipes[node.name] = (node, pipe)
             return entry[1]
 
         async def _on_node(self, client: Any, key: Any, packed: bytes) -> Any:
@@ -334,7 +335,7 @@ if True:  # ASYNC
     class _Redirected(Exception):
         """A pipelined command got MOVED/ASK: it did not run; redis-py must route it."""
 
-    def _abandon_all(pipes: dict[str, tuple[Any, AutoPipeline]]) -> None:
+    def _abandon_all(pipes: dict[str, tuple[Any, AsyncAutoPipeline]]) -> None:
         """Forget the node pipelines of a closed event loop (their sockets go with it)."""
         for _, pipe in pipes.values():
             pipe.abandon()

@@ -21,6 +21,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, ResponseError
 
+from ..._autopipeline import ON_BY_DEFAULT, AsyncAutoPipeline, AsyncPoolLender
 from ..._backoff import backoff_delay
 from ..._compat import acurrent_loop, asleep
 from ..._counters import IncrRefused
@@ -37,9 +38,6 @@ from ..._redis_kwargs import connection_kwargs, tls_kwargs
 from .base import AsyncBackend, AsyncCacheDriver, AsyncQueueDriver, AsyncSessionDriver
 from .redis_queue import AsyncRedisQueueDriver
 from .redis_sessions import AsyncRedisSessionDriver
-
-if True:  # ASYNC
-    from ..._autopipeline import AutoPipeline, PoolLender
 
 if TYPE_CHECKING:
     from ..._settings import Settings
@@ -77,11 +75,10 @@ async def _raw_command(pool: Any, args: tuple[Any, ...]) -> Any:
         await pool.release(conn)
 
 
-if True:  # ASYNC
-
-    def _abandon(pipe: AutoPipeline) -> None:
-        """Forget the pipeline of a closed event loop (its sockets go with its pool)."""
-        pipe.abandon()
+# SYNC-TEXT: "of a closed event loop (its sockets go with its pool)" -> "(nothing to close)"
+def _abandon(pipe: AsyncAutoPipeline) -> None:
+    """Forget the pipeline of a closed event loop (its sockets go with its pool)."""
+    pipe.abandon()
 
 
 async def _raw_replies(pool: Any, commands: list[bytes]) -> list[Any]:
@@ -328,8 +325,9 @@ class AsyncRedisBackend(AsyncBackend):
         self.connect_timeout: float = options.get("connect_timeout", settings.connect_timeout)
         self.retries: int = options.get("retries", settings.retries)
         self.max_connections: int = options.get("max_connections", settings.max_connections)
-        # sync: Accepted for URLs shared with async clients; threads do not pipeline.
-        self.auto_pipeline: bool = options.get("auto_pipeline", True)
+        # async: Tasks share round trips unless ?auto_pipeline=false.
+        # sync: Threads share round trips only with ?auto_pipeline=true (see ON_BY_DEFAULT).
+        self.auto_pipeline: bool = options.get("auto_pipeline", ON_BY_DEFAULT)
         size = self._near_cache_size(settings)
         self.near: NearCache | None = NearCache(size) if size else None
         # Invalidation channels by server ((None, None): the URL's own server).
@@ -338,9 +336,9 @@ class AsyncRedisBackend(AsyncBackend):
         # async: One redis-py client (and pool) per event loop: see kvkit._loops.
         # sync: One redis-py client (and pool) for all threads: see kvkit._loops.
         self._clients: LoopLocal[Any] = LoopLocal(self._build, self._drop)
-        if True:  # ASYNC
-            # One auto-pipeline per event loop, borrowing from that loop's pool.
-            self._pipes: LoopLocal[AutoPipeline] = LoopLocal(self._new_pipe, _abandon)
+        # async: One auto-pipeline per event loop, borrowing from that loop's pool.
+        # sync: One auto-pipeline for all threads, borrowing from the pool.
+        self._pipes: LoopLocal[AsyncAutoPipeline] = LoopLocal(self._new_pipe, _abandon)
         self._cache = AsyncRedisCacheDriver(self)
 
     # -- connection management ---------------------------------------------------------
@@ -408,16 +406,12 @@ class AsyncRedisBackend(AsyncBackend):
     def redis(self) -> Any:
         return self.client
 
-    if True:  # ASYNC
+    def _new_pipe(self) -> AsyncAutoPipeline:
+        return AsyncAutoPipeline(
+            AsyncPoolLender(self.client.connection_pool), timeout=self.socket_timeout
+        )
 
-        def _new_pipe(self) -> AutoPipeline:
-            return AutoPipeline(
-                PoolLender(self.client.connection_pool), timeout=self.socket_timeout
-            )
-
-    # SYNC-TEXT: "override this. With auto-pipelining on (the default), it shares a
-    #   connection and its writes with the commands other tasks of the event loop issue
-    #   meanwhile." -> "override this."
+    # SYNC-TEXT: "other tasks of the event loop issue" -> "other threads issue"
     async def command(self, *args: Any, idempotent: bool) -> Any:
         """Run one raw command (no response parsing) under :meth:`run`'s policy.
 
@@ -425,16 +419,14 @@ class AsyncRedisBackend(AsyncBackend):
         of their own (:meth:`run`). Backends without a single connection pool (Cluster)
         override this.
 
-        With auto-pipelining on (the default), it shares a connection and its writes with
-        the commands other tasks of the event loop issue meanwhile.
+        With auto-pipelining on, it shares a connection and its writes with the commands
+        other tasks of the event loop issue meanwhile.
         """
-        if True:  # ASYNC
-            if self.auto_pipeline:
-                packed = pack_command(args)
-                return await self.run(
-                    lambda r: self._pipes.get(acurrent_loop()).call(packed),
-                    idempotent=idempotent,
-                )
+        if self.auto_pipeline:
+            packed = pack_command(args)
+            return await self.run(
+                lambda r: self._pipes.get(acurrent_loop()).call(packed), idempotent=idempotent
+            )
         return await self.run(
             lambda r: _raw_command(r.connection_pool, args), idempotent=idempotent
         )
@@ -604,12 +596,11 @@ class AsyncRedisBackend(AsyncBackend):
     async def aclose(self) -> None:
         self._close_channels()
         here = acurrent_loop()
-        if True:  # ASYNC
-            for loop, pipe in self._pipes.take_idle(here):
-                if loop is here:
-                    await pipe.aclose()
-                else:
-                    pipe.abandon()
+        for loop, pipe in self._pipes.take_idle(here):
+            if loop is here:
+                await pipe.aclose()
+            else:
+                pipe.abandon()
         # async: Pools of loops still running in other threads are left to those loops.
         for loop, client in self._clients.take_idle(here):
             if loop is here:
@@ -627,9 +618,8 @@ class AsyncRedisBackend(AsyncBackend):
 
     def discard(self) -> None:
         self._close_channels()
-        if True:  # ASYNC
-            for _, pipe in self._pipes.take_all():
-                pipe.abandon()
+        for _, pipe in self._pipes.take_all():
+            pipe.abandon()
         for loop, client in self._clients.take_all():
             release_elsewhere(loop, self._drop, client)
 

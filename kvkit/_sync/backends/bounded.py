@@ -21,6 +21,7 @@ from redis.exceptions import MaxConnectionsError
 
 from ..._compat import Gate, current_loop
 from ..._loops import LoopLocal
+from ..._threadpipeline import AutoPipeline, GatedLender, PoolLender
 from .redis import RedisBackend
 
 if TYPE_CHECKING:
@@ -50,6 +51,15 @@ class BoundedRedisBackend(RedisBackend):
 
     def _build(self) -> Any:
         return self._build_client()
+
+    def _new_pipe(self) -> AutoPipeline:
+        # The pipeline's connection holds a gate slot like any other operation's.
+        lender = GatedLender(
+            PoolLender(self.client.connection_pool),
+            self._gates.get(current_loop()),
+            self.socket_timeout,
+        )
+        return AutoPipeline(lender, timeout=self.socket_timeout)
 
     def _build_client(self) -> Any:
         """Create the redis-py client (no I/O)."""

@@ -36,6 +36,7 @@ from ..._pipeline import pack_command
 from ..._redis_compat import drop_client
 from ..._redis_errors import REDIS_ERRORS, is_retryable, translate
 from ..._redis_kwargs import connection_kwargs, tls_kwargs
+from ..._threadpipeline import ON_BY_DEFAULT, AutoPipeline, PoolLender
 from .base import Backend, CacheDriver, QueueDriver, SessionDriver
 from .redis_queue import RedisQueueDriver
 from .redis_sessions import RedisSessionDriver
@@ -74,6 +75,11 @@ def _raw_command(pool: Any, args: tuple[Any, ...]) -> Any:
         raise
     finally:
         pool.release(conn)
+
+
+def _abandon(pipe: AutoPipeline) -> None:
+    """Forget the pipeline (nothing to close)."""
+    pipe.abandon()
 
 
 def _raw_replies(pool: Any, commands: list[bytes]) -> list[Any]:
@@ -305,8 +311,8 @@ class RedisBackend(Backend):
         self.connect_timeout: float = options.get("connect_timeout", settings.connect_timeout)
         self.retries: int = options.get("retries", settings.retries)
         self.max_connections: int = options.get("max_connections", settings.max_connections)
-        # Accepted for URLs shared with async clients; threads do not pipeline.
-        self.auto_pipeline: bool = options.get("auto_pipeline", True)
+        # Threads share round trips only with ?auto_pipeline=true (see ON_BY_DEFAULT).
+        self.auto_pipeline: bool = options.get("auto_pipeline", ON_BY_DEFAULT)
         size = self._near_cache_size(settings)
         self.near: NearCache | None = NearCache(size) if size else None
         # Invalidation channels by server ((None, None): the URL's own server).
@@ -314,6 +320,8 @@ class RedisBackend(Backend):
         self._channels_lock = threading.Lock()
         # One redis-py client (and pool) for all threads: see kvkit._loops.
         self._clients: LoopLocal[Any] = LoopLocal(self._build, self._drop)
+        # One auto-pipeline for all threads, borrowing from the pool.
+        self._pipes: LoopLocal[AutoPipeline] = LoopLocal(self._new_pipe, _abandon)
         self._cache = RedisCacheDriver(self)
 
     # -- connection management ---------------------------------------------------------
@@ -372,13 +380,24 @@ class RedisBackend(Backend):
     def redis(self) -> Any:
         return self.client
 
+    def _new_pipe(self) -> AutoPipeline:
+        return AutoPipeline(PoolLender(self.client.connection_pool), timeout=self.socket_timeout)
+
     def command(self, *args: Any, idempotent: bool) -> Any:
         """Run one raw command (no response parsing) under :meth:`run`'s policy.
 
         Never a blocking command (``BLPOP``, ``XREADGROUP BLOCK``): those need a connection
         of their own (:meth:`run`). Backends without a single connection pool (Cluster)
         override this.
+
+        With auto-pipelining on, it shares a connection and its writes with the commands
+        other threads issue meanwhile.
         """
+        if self.auto_pipeline:
+            packed = pack_command(args)
+            return self.run(
+                lambda r: self._pipes.get(current_loop()).call(packed), idempotent=idempotent
+            )
         return self.run(lambda r: _raw_command(r.connection_pool, args), idempotent=idempotent)
 
     def eval(self, script: LuaScript, keys: list[str], args: list[Any], *, idempotent: bool) -> Any:
@@ -534,6 +553,11 @@ class RedisBackend(Backend):
     def close(self) -> None:
         self._close_channels()
         here = current_loop()
+        for loop, pipe in self._pipes.take_idle(here):
+            if loop is here:
+                pipe.close()
+            else:
+                pipe.abandon()
         for loop, client in self._clients.take_idle(here):
             if loop is here:
                 # Closing a broken connection must not raise.
@@ -550,6 +574,8 @@ class RedisBackend(Backend):
 
     def discard(self) -> None:
         self._close_channels()
+        for _, pipe in self._pipes.take_all():
+            pipe.abandon()
         for loop, client in self._clients.take_all():
             release_elsewhere(loop, self._drop, client)
 
