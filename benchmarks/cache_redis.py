@@ -40,9 +40,9 @@ _MANY = ("many",)
 # --------------------------------------------------------------------------- sync
 
 
-def _sync_single(env: Env, op: str, codec: str) -> Case:
+def _sync_single(env: Env, op: str, codec: str, options: str = "") -> Case:
     dumps, loads = CODECS[codec]()
-    client = kvkit_sync(env)
+    client = kvkit_sync(env, options)
     cache = client.cache
     raw = redis_sync(env)
     cache.set(KEY, VALUE, ttl=TTL)

@@ -303,12 +303,13 @@ def write_scaling_png(path: Path, results: list[Result], meta: dict[str, Any]) -
         label = "kvkit (auto-pipelined)" if mode == "concurrent" else "kvkit"
         ax.plot(xs, [r.kvkit_rate for r in mine], "o-", color="#2e7d32", label=label)
         if unpiped:
+            option = unpiped[0].comparison.name.partition("[")[2].rstrip("]")
             ax.plot(
                 [_concurrency(r) for r in unpiped],
                 [r.kvkit_rate for r in unpiped],
                 "^-",
                 color="#81c784",
-                label="kvkit, auto_pipeline=false",
+                label=f"kvkit, {option}",
             )
         ax.plot(
             xs,
