@@ -253,13 +253,16 @@ class AutoPipeline:
         return link
 
     def _fail(self, link: _Link, error: BaseException) -> None:
-        """Fail ``link`` and its waiters (caller holds the lock); its reader returns it."""
+        """Mark ``link`` failed (caller holds the lock) and wake its reader.
+
+        Only the reader thread fails the waiters (and gives the connection back): it is
+        the only thread that dispatches replies, so no waiter can be answered twice.
+        """
         if link.broken is not None:
             return
         link.broken = error
         if self._link is link:
             self._link = None
-        link.queue.fail_all(lambda: _copy(error))
         with contextlib.suppress(OSError):
             link.sock.shutdown(socket.SHUT_RDWR)  # wakes the reader at once
 
@@ -302,6 +305,9 @@ class AutoPipeline:
                     else ConnectionError(f"bad reply stream: {exc}"),
                 )
         finally:
+            error = link.broken
+            if error is not None:
+                queue.fail_all(lambda: _copy(error))
             self._give_back(link)
 
     def _give_back(self, link: _Link) -> None:
