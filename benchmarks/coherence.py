@@ -1,6 +1,6 @@
 """Near-cache coherence: how soon a near-cached reader sees another process's writes.
 
-    python -m benchmarks.coherence [--url URL] [--writes 1000] [--flavour sync,async]
+    python -m benchmarks.coherence [--url URL] [--writes 1000] [--flavour sync,async,plain]
 
 A *writer process* (a kvkit client without near cache) sets one key to 1, 2, ... N, a few
 milliseconds apart, and records ``time.monotonic()`` right after each write's reply. The
@@ -14,7 +14,9 @@ first saw that value *or a newer one* (p50/p99/max over all writes; a negative d
 seen before the writer had its reply -- counts as 0), values never seen as such
 (overwritten before the reader looked: their successor's sighting counts), and
 *regressions*: reads that returned an older value after a newer one had been seen (must
-be 0). Without ``--url`` a private redis-server is started on a free port.
+be 0). The ``plain`` flavour is the control: the same sync reader without near cache
+(every read a round trip), i.e. what the machine's scheduling alone costs. Without
+``--url`` a private redis-server is started on a free port.
 """
 
 from __future__ import annotations
@@ -80,13 +82,13 @@ def _go(proc: subprocess.Popen[str]) -> None:
     proc.stdin.flush()
 
 
-def _sync_reader(url: str, prefix: str, writes: int) -> dict[str, Any]:
-    settings = kvkit.Settings(url=f"{url}?near_cache=1000", prefix=prefix)
+def _sync_reader(url: str, prefix: str, writes: int, near: bool = True) -> dict[str, Any]:
+    settings = kvkit.Settings(url=f"{url}?near_cache=1000" if near else url, prefix=prefix)
     proc = _start_writer(url, prefix, writes)
     with kvkit.Client(settings=settings) as client:
         cache = client.cache
         deadline = time.monotonic() + 5
-        while cache.stats.near_hits == 0 and time.monotonic() < deadline:
+        while near and cache.stats.near_hits == 0 and time.monotonic() < deadline:
             cache.get(KEY)
             time.sleep(0.01)
         seen: dict[int, float] = {}
@@ -175,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.coherence")
     parser.add_argument("--url", help="Redis server (default: a private redis-server)")
     parser.add_argument("--writes", type=int, default=1000)
-    parser.add_argument("--flavour", default="sync,async")
+    parser.add_argument("--flavour", default="sync,async,plain")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--writer", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -189,7 +191,12 @@ def main(argv: list[str] | None = None) -> int:
         if url is None:
             raise SystemExit("no Redis server: redis-server not on PATH and no --url")
         for flavour in [f.strip() for f in args.flavour.split(",") if f.strip()]:
-            reader = {"sync": _sync_reader, "async": _async_reader}[flavour]
+            reader = {
+                "sync": _sync_reader,
+                "async": _async_reader,
+                # The control: the same reader without near cache (a round trip per read).
+                "plain": lambda *a: _sync_reader(*a, near=False),
+            }[flavour]
             prefix = "kvcoh" + uuid.uuid4().hex[:8]
             results[flavour] = reader(url, prefix, args.writes)
             print(flavour, json.dumps(results[flavour]), flush=True)

@@ -50,6 +50,10 @@ log = logging.getLogger("kvkit.near_cache")
 PING_INTERVAL = 1.0
 """Seconds of silence after which the channel PINGs (a half-open connection is noticed)."""
 
+POLL_WAIT = 0.002
+"""Seconds the read path waits for the channel's lock before it leaves the work to the
+thread (which then holds the lock only while it reads what has already arrived)."""
+
 _CHANNELS: weakref.WeakSet[InvalidationChannel] = weakref.WeakSet()
 
 
@@ -127,6 +131,7 @@ class InvalidationChannel:
         self._connection: Any = None
         self._session: tuple[object, int] | None = None
         self._ping_sent: float | None = None
+        self._heard = 0.0  # when the last message arrived
         _CHANNELS.add(self)
 
     # -- for readers -------------------------------------------------------------------------
@@ -141,8 +146,11 @@ class InvalidationChannel:
         return self._session
 
     def poll(self) -> None:
-        """Apply invalidations that have arrived, if nobody else is reading them now."""
-        if self._connection is None or not self._lock.acquire(blocking=False):
+        """Apply invalidations that have arrived (called now and then by the read path)."""
+        # Wait briefly rather than skip when the channel's thread holds the lock: that
+        # thread may be holding it while it waits for the GIL, which this (busy) thread
+        # holds -- blocking here hands the GIL over and lets the thread finish at once.
+        if self._connection is None or not self._lock.acquire(timeout=POLL_WAIT):
             return
         try:
             self._drain()
@@ -218,6 +226,7 @@ class InvalidationChannel:
             self._store.flush()
             self._connection = connection
             self._ping_sent = None
+            self._heard = time.monotonic()
             self._session = (object(), client_id)
 
     def _listen(self) -> None:
@@ -237,9 +246,10 @@ class InvalidationChannel:
                 self._keep_alive(connection)
 
     def _keep_alive(self, connection: Any) -> None:
+        """PING after a silent interval; no PONG within the socket timeout is a loss."""
         now = time.monotonic()
         if self._ping_sent is None:
-            if not connection.can_read(0):
+            if now - self._heard >= PING_INTERVAL:
                 connection.send_command("PING")
                 self._ping_sent = now
         elif now - self._ping_sent > max(self._timeout, PING_INTERVAL):
@@ -253,6 +263,7 @@ class InvalidationChannel:
         store = self._store
         while connection.can_read(0):
             message = connection.read_response()
+            self._heard = time.monotonic()
             if isinstance(message, list) and message and message[0] == b"pong":
                 self._ping_sent = None
                 continue
