@@ -51,9 +51,10 @@ HOLD = 0.05
 ON_BY_DEFAULT = False
 """Sync clients pipeline only with ``?auto_pipeline=true``.
 
-Measured (``benchmarks`` scaling rows, 2 cores): sharing pays from about 16 threads on a
-pool of 20 (1.3-1.9x at 32), but costs 10-20 % at 1-8 threads, where the reader
-thread's switch under the GIL outweighs the round trips it saves.
+Measured on 2 cores against the default sync path, same threads: about even at 1 thread
+(alone, a command is exchanged directly), 5-10 % slower at 2-4 threads, where the reader
+thread's switch under the GIL outweighs the round trips it saves; 1.3x at 8 threads and
+1.4-1.7x at 16-32, where threads would otherwise queue for the pool's 20 connections.
 """
 
 IDLE = 0.02
