@@ -101,6 +101,16 @@ def channel_connector(
     return connect
 
 
+def _wait_readable(sock: Any, timeout: float) -> bool:
+    """Whether ``sock`` became readable within ``timeout`` (poll(): no FD_SETSIZE limit)."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(timeout * 1000))
+    readable, _, _ = select.select([sock], [], [], timeout)  # pragma: no cover - Windows
+    return bool(readable)
+
+
 def _socket(connection: Any) -> Any:
     # Works around: redis-py's sync connection keeps its socket in the private ``_sock``;
     # the thread waits on it with select() without holding the connection's lock.
@@ -237,7 +247,7 @@ class InvalidationChannel:
             sock = _socket(connection)
             if sock is None:
                 raise ConnectionError("connection closed")
-            readable, _, _ = select.select([sock], [], [], PING_INTERVAL)
+            readable = _wait_readable(sock, PING_INTERVAL)
             with self._lock:
                 if self._connection is not connection:
                     return

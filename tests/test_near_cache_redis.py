@@ -271,6 +271,8 @@ def test_a_reader_never_sees_an_older_value_after_a_newer_one(redis_url, flavour
                 thread.start()
                 while not done.is_set():
                     seen.append(reader.cache.get("n"))
+                    # Near hits never release the GIL: let the writer thread run.
+                    time.sleep(0.0001)
                 thread.join()
                 wait_until(lambda: reader.cache.get("n") == 1000, timeout=5, what="the last value")
                 assert reader.cache.stats.near_hits > 0
@@ -367,3 +369,18 @@ def test_memory_backend_ignores_the_near_cache_setting():
         client.cache.set("k", 1)
         assert client.cache.get("k") == 1
         assert client.cache.stats.near_hits == 0
+
+
+@pytest.mark.slow
+def test_an_idle_channel_stays_quiet(redis_server):
+    """An idle invalidation channel PINGs about once a second, not in a loop."""
+    with kvkit.Client(settings=_settings(redis_server.url, _prefix())) as client:
+        client.cache.set("k", 1)
+        _warm(client, "k")
+        with redis_server.client() as admin:
+            before = admin.info("commandstats").get("cmdstat_ping", {}).get("calls", 0)
+            time.sleep(1.5)
+            after = admin.info("commandstats").get("cmdstat_ping", {}).get("calls", 0)
+        assert after - before <= 3
+        assert client.cache.get("k") == 1
+        client.cache.clear()
