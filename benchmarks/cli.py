@@ -29,6 +29,7 @@ from . import (  # noqa: F401  (they register their rows)
     imports,
     locks,
     metrics,
+    near,
     queues,
     ratelimit,
     scaling,
@@ -71,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
         default="",
         help="comma-separated groups/modes/tags: cache, memory, sessions, queues, ratelimit, "
         "locks, e2e, scaling, import, sync, async, concurrent, threads, timed, peers, many, "
-        "fakeredis, asgi, metrics",
+        "fakeredis, asgi, metrics, near, ceiling",
     )
     parser.add_argument("--rounds", type=int, help="rounds per row (default 7, quick 3)")
     parser.add_argument(

@@ -115,14 +115,20 @@ def settings(url: str) -> kvkit.Settings:
     return kvkit.Settings(url=url, prefix=PREFIX)
 
 
-def kvkit_sync(env: Env) -> kvkit.Client:
-    """A sync kvkit client on the benchmark server."""
-    return kvkit.Client(settings=settings(_url(env)))
+def kvkit_sync(env: Env, options: str = "") -> kvkit.Client:
+    """A sync kvkit client on the benchmark server (``options``: a URL query to add)."""
+    url = _url(env)
+    if options:
+        url += ("&" if "?" in url else "?") + options
+    return kvkit.Client(settings=settings(url))
 
 
-def kvkit_async(env: Env) -> kvkit.AsyncClient:
-    """An async kvkit client on the benchmark server."""
-    return kvkit.AsyncClient(settings=settings(_url(env)))
+def kvkit_async(env: Env, options: str = "") -> kvkit.AsyncClient:
+    """An async kvkit client on the benchmark server (``options``: a URL query to add)."""
+    url = _url(env)
+    if options:
+        url += ("&" if "?" in url else "?") + options
+    return kvkit.AsyncClient(settings=settings(url))
 
 
 def host_port(env: Env) -> tuple[str, int, int, str | None]:

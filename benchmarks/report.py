@@ -290,12 +290,28 @@ def write_scaling_png(path: Path, results: list[Result], meta: dict[str, Any]) -
     ]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, (mode, title, base_name) in zip(axes, panels, strict=True):
-        mine = sorted((r for r in rows if r.comparison.mode == mode), key=_concurrency)
+        modal = [r for r in rows if r.comparison.mode == mode]
+        mine = sorted(
+            (r for r in modal if "auto_pipeline" not in r.comparison.name), key=_concurrency
+        )
+        unpiped = sorted(
+            (r for r in modal if "auto_pipeline" in r.comparison.name), key=_concurrency
+        )
         if not mine:
             ax.set_visible(False)
             continue
         xs = [_concurrency(r) for r in mine]
-        ax.plot(xs, [r.kvkit_rate for r in mine], "o-", color="#2e7d32", label="kvkit")
+        label = "kvkit (auto-pipelined)" if mode == "concurrent" else "kvkit"
+        ax.plot(xs, [r.kvkit_rate for r in mine], "o-", color="#2e7d32", label=label)
+        if unpiped:
+            option = unpiped[0].comparison.name.partition("[")[2].rstrip("]")
+            ax.plot(
+                [_concurrency(r) for r in unpiped],
+                [r.kvkit_rate for r in unpiped],
+                "^-",
+                color="#81c784",
+                label=f"kvkit, {option}",
+            )
         ax.plot(
             xs,
             [r.baseline_rate for r in mine],

@@ -11,7 +11,14 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["adrop_client", "aprepare_cluster", "drop_client", "prepare_cluster"]
+__all__ = [
+    "adrop_client",
+    "anode_pool",
+    "aprepare_cluster",
+    "drop_client",
+    "node_pool",
+    "prepare_cluster",
+]
 
 
 # --- dropping a redis client without awaiting (redis.asyncio connections are loop-bound)
@@ -91,3 +98,39 @@ async def aprepare_cluster(client: Any) -> None:
 
 def prepare_cluster(client: Any) -> None:
     """Do nothing: the sync RedisCluster loads the slot map in its constructor and on errors."""
+
+
+# --- a pool-like view of one Cluster node's connections (for one-off exchanges)
+class _AsyncNodePool:
+    """``get_connection()``/``release()`` over a redis.asyncio ClusterNode's connections."""
+
+    def __init__(self, node: Any) -> None:
+        self.node = node
+
+    async def get_connection(self) -> Any:
+        connection = self.node.acquire_connection()
+        try:
+            if not connection.is_connected:
+                await connection.connect()
+        except BaseException:
+            self.node.release(connection)
+            raise
+        return connection
+
+    async def release(self, connection: Any) -> None:
+        self.node.release(connection)
+
+
+def anode_pool(node: Any) -> Any:
+    """A pool-like object (``await get_connection()``, ``await release(c)``) for ``node``.
+
+    Works around: a redis.asyncio ClusterNode has no connection pool object, only
+    ``acquire_connection()`` (which may hand out an unconnected connection) and a
+    synchronous ``release()``; kvkit's raw exchanges expect redis-py's pool interface.
+    """
+    return _AsyncNodePool(node)
+
+
+def node_pool(node: Any) -> Any:
+    """The sync redis-py ClusterNode's own pool (its ``redis_connection``'s): no workaround."""
+    return node.redis_connection.connection_pool

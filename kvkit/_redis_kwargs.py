@@ -16,7 +16,7 @@ __all__ = ["connection_kwargs", "maint_notifications_off", "tls_kwargs"]
 
 
 def connection_kwargs(
-    url: ParsedURL, *, socket_timeout: float, connect_timeout: float
+    url: ParsedURL, *, socket_timeout: float, connect_timeout: float, health_checks: bool = True
 ) -> dict[str, Any]:
     """Keyword arguments every redis-py client or pool of ``url`` takes.
 
@@ -24,6 +24,8 @@ def connection_kwargs(
         url: The parsed backend URL (credentials and options).
         socket_timeout: Seconds a command may wait for its reply.
         connect_timeout: Seconds a connection attempt may take.
+        health_checks: ``False`` for a subscribed connection, where redis-py's PING
+            check would read a Pub/Sub message as its reply (0 s interval: off).
 
     Returns:
         ``username``, ``password``, ``socket_timeout``, ``socket_connect_timeout``,
@@ -35,7 +37,9 @@ def connection_kwargs(
         "password": url.password,
         "socket_timeout": socket_timeout,
         "socket_connect_timeout": connect_timeout,
-        "health_check_interval": url.options.get("health_check_interval", 30),
+        "health_check_interval": url.options.get("health_check_interval", 30)
+        if health_checks
+        else 0,
         "client_name": url.options.get("client_name"),
     }
 

@@ -98,6 +98,10 @@ class Settings:
             backend is unreachable.
         metrics: Whether the client records operation metrics (counts, latencies, cache
             hits and misses; see ``client.metrics_snapshot()``).
+        near_cache: Entries of the in-process near cache in front of cache reads on Redis
+            (0: off), kept coherent by Redis client tracking; a URL's ``?near_cache=N``
+            overrides it. No effect on ``memory://`` (already in-process) and
+            ``fakeredis://`` (no client tracking); refused on ``redis+sentinel://``.
     """
 
     url: str | None = attrs.field(default=None, validator=_check_url, repr=_redacted)
@@ -116,6 +120,7 @@ class Settings:
     retries: int = attrs.field(default=3, validator=_check_int(0))
     cache_fail_open: bool = attrs.field(default=False, validator=_check_bool)
     metrics: bool = attrs.field(default=True, validator=_check_bool)
+    near_cache: int = attrs.field(default=0, validator=_check_int(0))
 
     def __attrs_post_init__(self) -> None:
         missing = _missing_role_urls(self.url, self.cache_url, self.session_url, self.queue_url)
@@ -153,8 +158,8 @@ class Settings:
         ``{prefix}QUEUE_URL``, ``{prefix}PREFIX``, ``{prefix}CACHE_TTL``,
         ``{prefix}SESSION_TTL``, ``{prefix}TEMP_CACHE_TTL``, ``{prefix}LONG_CACHE_TTL``,
         ``{prefix}SESSION_MAX_AGE``, ``{prefix}MAX_CONNECTIONS``, ``{prefix}SOCKET_TIMEOUT``,
-        ``{prefix}CONNECT_TIMEOUT``, ``{prefix}RETRIES``, ``{prefix}CACHE_FAIL_OPEN`` and
-        ``{prefix}METRICS``.
+        ``{prefix}CONNECT_TIMEOUT``, ``{prefix}RETRIES``, ``{prefix}CACHE_FAIL_OPEN``,
+        ``{prefix}METRICS`` and ``{prefix}NEAR_CACHE``.
         Unset or empty variables keep the defaults. With ``prefix="REDIS_"`` this reads the
         original ``RedisService`` variables. ``memory://`` is used only when none of the
         four URL variables is set; a role URL set without the others and without
@@ -271,4 +276,5 @@ _ENV_FIELDS: tuple[tuple[str, str, Any], ...] = (
     ("RETRIES", "retries", int),
     ("CACHE_FAIL_OPEN", "cache_fail_open", _env_bool),
     ("METRICS", "metrics", _env_bool),
+    ("NEAR_CACHE", "near_cache", int),
 )

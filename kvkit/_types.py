@@ -19,6 +19,8 @@ class CacheStats:
         sets: Values written.
         deletes: Keys deleted.
         errors: Backend errors (including those absorbed by ``cache_fail_open``).
+        near_hits: The hits served by the near cache without a round trip (counted in
+            ``hits`` too; always 0 without a near cache).
     """
 
     hits: int = 0
@@ -26,6 +28,7 @@ class CacheStats:
     sets: int = 0
     deletes: int = 0
     errors: int = 0
+    near_hits: int = 0
 
     @property
     def hit_rate(self) -> float:
@@ -35,7 +38,7 @@ class CacheStats:
 
     def reset(self) -> None:
         """Set every counter back to zero."""
-        self.hits = self.misses = self.sets = self.deletes = self.errors = 0
+        self.hits = self.misses = self.sets = self.deletes = self.errors = self.near_hits = 0
 
     def to_dict(self) -> dict[str, int]:
         """Return the counters as a dict."""

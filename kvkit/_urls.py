@@ -124,6 +124,13 @@ _REDIS_OPTIONS: dict[str, Callable[[str, str], Any]] = {
     "retries": lambda n, r: _int(n, r, 0),
     "health_check_interval": _non_negative_float,
     "client_name": _client_name,
+    # Async clients share round trips between concurrent tasks unless this is false.
+    "auto_pipeline": _bool,
+}
+# Entries of the in-process near cache in front of cache reads (0: off). Not on Sentinel:
+# a failover moves the master without closing the invalidation connection to the old one.
+_NEAR_CACHE_OPTIONS: dict[str, Callable[[str, str], Any]] = {
+    "near_cache": lambda n, r: _int(n, r, 0),
 }
 # Credentials given as query options, as redis-py accepts them: they become
 # ParsedURL.username/password (never options) and their values are never shown.
@@ -140,7 +147,15 @@ _MEMORY_OPTIONS: dict[str, Callable[[str, str], Any]] = {"maxsize": lambda n, r:
 # Options whose values redact_url() shows: kvkit's own, none of them secret. A third-party
 # scheme's options are hidden (kvkit cannot know whether they hold a token).
 _SHOWN_OPTIONS = frozenset(
-    [*_REDIS_OPTIONS, *_TLS_OPTIONS, *_ALIASES, *_MEMORY_OPTIONS, "db", "sentinel_auth"]
+    [
+        *_REDIS_OPTIONS,
+        *_NEAR_CACHE_OPTIONS,
+        *_TLS_OPTIONS,
+        *_ALIASES,
+        *_MEMORY_OPTIONS,
+        "db",
+        "sentinel_auth",
+    ]
 )
 
 
@@ -244,6 +259,8 @@ def _builtin(scheme: str, family: str, description: str, tls: bool = False) -> N
         if family == "sentinel":
             # Also send the URL's user/password to the Sentinels (when they require auth).
             options["sentinel_auth"] = _bool
+        else:
+            options.update(_NEAR_CACHE_OPTIONS)
         impl = {
             "cluster": "cluster:{}ClusterBackend",
             "sentinel": "sentinel:{}SentinelBackend",

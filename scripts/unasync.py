@@ -95,6 +95,8 @@ RULES: list[tuple[str, str, str]] = [
     (NAMES, r"\bawait_notified\b", "wait_notified"),
     (NAMES, r"\badrop_client\b", "drop_client"),
     (NAMES, r"\baprepare_cluster\b", "prepare_cluster"),
+    (NAMES, r"\banode_pool\b", "node_pool"),
+    (NAMES, r"\b_autopipeline\b", "_threadpipeline"),
     (NAMES, r"\baclose\b", "close"),
     (NAMES, r"__aenter__", "__enter__"),
     (NAMES, r"__aexit__", "__exit__"),

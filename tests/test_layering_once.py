@@ -126,7 +126,14 @@ def test_tools_and_services_use_no_driver_or_private_attribute():
 
 def test_compat_holds_generic_pairs_only():
     """redis-py workarounds live in kvkit._redis_compat, not in the generic kvkit._compat."""
-    redis_pairs = {"adrop_client", "drop_client", "aprepare_cluster", "prepare_cluster"}
+    redis_pairs = {
+        "adrop_client",
+        "drop_client",
+        "aprepare_cluster",
+        "prepare_cluster",
+        "anode_pool",
+        "node_pool",
+    }
     assert not redis_pairs & set(_compat.__all__)
     assert redis_pairs == set(_redis_compat.__all__)
     for name in redis_pairs:

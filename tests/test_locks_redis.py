@@ -21,6 +21,7 @@ import time
 import uuid
 from pathlib import Path
 
+import attrs
 import pytest
 
 import kvkit
@@ -246,6 +247,9 @@ async def test_cancel_between_script_and_reply_leaves_no_lock(redis_url, monkeyp
         return await original(self, *args, **kwargs)
 
     monkeypatch.setattr(Connection, "read_response", slow_reply)
+    # The hook sits in redis-py's connection, which only the direct path uses: auto-pipelined
+    # commands share a borrowed connection (their cancellation is tested with the pipeline).
+    settings = attrs.evolve(settings, url=redis_url + "?auto_pipeline=false")
     async with kvkit.AsyncClient(settings=settings) as client:
         async with client.lock("warm-up"):  # loads the scripts: no NOSCRIPT round below
             pass
@@ -288,6 +292,8 @@ async def test_release_cancelled_before_its_script_was_sent_still_releases(redis
         return await original(self, *args, **kwargs)
 
     monkeypatch.setattr(Connection, "send_packed_command", slow_send)
+    # As above: the hook is on the direct (not auto-pipelined) path.
+    settings = attrs.evolve(settings, url=redis_url + "?auto_pipeline=false")
     async with kvkit.AsyncClient(settings=settings) as client:
         lock = client.lock("job", ttl=30)
         assert await lock.acquire()

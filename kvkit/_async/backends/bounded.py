@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import MaxConnectionsError
 
+from ..._autopipeline import AsyncAutoPipeline, AsyncGatedLender, AsyncPoolLender
 from ..._compat import AsyncGate, acurrent_loop
 from ..._loops import LoopLocal
 from .redis import AsyncRedisBackend
@@ -55,9 +56,26 @@ class AsyncBoundedRedisBackend(AsyncRedisBackend):
     def _build(self) -> Any:
         return self._build_client()
 
+    def _new_pipe(self) -> AsyncAutoPipeline:
+        # The pipeline's connection holds a gate slot like any other operation's.
+        lender = AsyncGatedLender(
+            AsyncPoolLender(self.client.connection_pool),
+            self._gates.get(acurrent_loop()),
+            self.socket_timeout,
+        )
+        return AsyncAutoPipeline(lender, timeout=self.socket_timeout)
+
     def _build_client(self) -> Any:
         """Create the redis-py client (no I/O)."""
         raise NotImplementedError
+
+    async def _pipelined(self, packed: bytes, *, idempotent: bool) -> Any:
+        # The pipeline's borrowed connection holds a gate slot of its own. Taking a slot per
+        # command as well would let the callers waiting on the pipeline hold every slot while
+        # the pipeline waits for one: nothing would move until the timeout.
+        return await AsyncRedisBackend.run(
+            self, lambda r: self._pipes.get(acurrent_loop()).call(packed), idempotent=idempotent
+        )
 
     async def run(self, op: Callable[[Any], Awaitable[Any]], *, idempotent: bool) -> Any:
         """Run ``op`` like :meth:`AsyncRedisBackend.run`, at most ``max_connections`` at once.

@@ -19,14 +19,23 @@ from typing import TYPE_CHECKING, Any
 from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.cluster import RedisCluster as AsyncRedisClusterClient
 from redis.crc import key_slot
+from redis.exceptions import AskError, MaxConnectionsError, MovedError
 
+from ..._compat import acurrent_loop
+from ..._errors import BackendError
 from ..._keys import glob_escape
-from ..._redis_compat import adrop_client, aprepare_cluster
+from ..._redis_compat import adrop_client, anode_pool, aprepare_cluster
 from ..._redis_kwargs import tls_kwargs
 from .base import AsyncLockDriver
 from .bounded import AsyncBoundedRedisBackend
-from .redis import AsyncRedisCacheDriver
+from .redis import AsyncRedisBackend, AsyncRedisCacheDriver, _flusher, _raw_replies
 from .redis_lock import AsyncClusterLockDriver
+
+if True:  # ASYNC
+    from ..._autopipeline import AsyncAutoPipeline, AsyncGatedLender, AsyncNodeLender
+    from ..._loops import LoopLocal
+    from ..._pipeline import command_key, pack_command
+    from .redis import _outcome
 
 if TYPE_CHECKING:
     from ..._settings import Settings
@@ -50,15 +59,41 @@ def group_by_slot(keys: list[str]) -> dict[int, list[int]]:
     return groups
 
 
+class _GatedPool:
+    """A node's connections behind the backend's gate: one slot per connection lent."""
+
+    def __init__(self, pool: Any, gate: Any, timeout: float) -> None:
+        self._pool = pool
+        self._gate = gate
+        self._timeout = timeout
+
+    async def get_connection(self) -> Any:
+        if not await self._gate.acquire(self._timeout):
+            raise MaxConnectionsError("no connection available")
+        try:
+            return await self._pool.get_connection()
+        except BaseException:
+            self._gate.release()
+            raise
+
+    async def release(self, connection: Any) -> None:
+        try:
+            await self._pool.release(connection)
+        finally:
+            self._gate.release()
+
+
 class AsyncClusterCacheDriver(AsyncRedisCacheDriver):
     """Cache primitives on Cluster: multi-key operations split by hash slot."""
 
     async def get_many(self, keys: list[str]) -> list[bytes | None]:
         if not keys:
             return []
+        if self.near is not None:
+            return await self._b.near_read(keys)
         groups = group_by_slot(keys)
         if len(groups) == 1:
-            return list(await self._b.run(lambda r: r.mget(keys), idempotent=True))
+            return list(await self._b.command("MGET", *keys, idempotent=True))
 
         async def fetch(r: Any) -> Any:
             pipe = r.pipeline(transaction=False)
@@ -75,9 +110,7 @@ class AsyncClusterCacheDriver(AsyncRedisCacheDriver):
                 out[index] = value
         return out
 
-    async def set_many(self, items: list[tuple[str, bytes]], ttl_ms: int | None) -> None:
-        if not items:
-            return
+    async def _set_many(self, items: list[tuple[str, bytes]], ttl_ms: int | None) -> None:
         groups = group_by_slot([key for key, _ in items])
 
         async def write(r: Any) -> Any:
@@ -95,9 +128,7 @@ class AsyncClusterCacheDriver(AsyncRedisCacheDriver):
 
         await self._b.run(write, idempotent=True)
 
-    async def delete_many(self, keys: list[str]) -> int:
-        if not keys:
-            return 0
+    async def _delete_many(self, keys: list[str]) -> int:
         groups = group_by_slot(keys)
 
         async def delete(r: Any) -> Any:
@@ -108,7 +139,7 @@ class AsyncClusterCacheDriver(AsyncRedisCacheDriver):
 
         return sum(int(n) for n in await self._b.run(delete, idempotent=True))
 
-    async def clear(self, prefix: str) -> int:
+    async def _clear(self, prefix: str) -> int:
         pattern = glob_escape(prefix) + "*"
 
         async def unlink(r: Any, batch: list[bytes]) -> int:
@@ -149,6 +180,11 @@ class AsyncClusterBackend(AsyncBoundedRedisBackend):
     def __init__(self, url: ParsedURL, settings: Settings) -> None:
         super().__init__(url, settings)
         self._cache = AsyncClusterCacheDriver(self)
+        if True:  # ASYNC
+            # Per event loop: one auto-pipeline per node, {node name: (node, pipeline)}.
+            self._node_pipes: LoopLocal[dict[str, tuple[Any, AsyncAutoPipeline]]] = LoopLocal(
+                dict, _abandon_all
+            )
 
     def lock_driver(self) -> AsyncLockDriver:
         return AsyncClusterLockDriver(self)
@@ -171,6 +207,55 @@ class AsyncClusterBackend(AsyncBoundedRedisBackend):
         ]
         return AsyncRedisClusterClient(startup_nodes=nodes, **kwargs)
 
+    # -- near cache: one invalidation channel per node ----------------------------------------
+    async def near_read(self, keys: list[str]) -> list[bytes | None]:
+        """Tracked reads grouped by node, each through that node's channel."""
+
+        async def read(client: Any) -> list[bytes | None]:
+            await aprepare_cluster(client)
+            groups: dict[str, tuple[Any, list[int]]] = {}
+            for index, key in enumerate(keys):
+                node = client.get_node_from_key(key)
+                groups.setdefault(node.name, (node, []))[1].append(index)
+            out: list[bytes | None] = [None] * len(keys)
+            for node, indexes in groups.values():
+                part = [keys[i] for i in indexes]
+                try:
+                    values = await self._near_read(client, part, node.host, node.port)
+                except BackendError as exc:
+                    if not isinstance(exc.__cause__, (MovedError, AskError)):
+                        raise
+                    # The slot moved: read through redis-py (it follows the redirection
+                    # and refreshes its map); not cached this time.
+                    values = [await self.command("GET", k, idempotent=True) for k in part]
+                for index, value in zip(indexes, values, strict=True):
+                    out[index] = value
+            return out
+
+        # No gate slot per read: the connections it uses hold theirs (see _replies).
+        values: list[bytes | None] = await AsyncRedisBackend.run(self, read, idempotent=True)
+        return values
+
+    async def _replies(
+        self, client: Any, key: str, commands: list[bytes], setup: tuple[object, bytes] | None
+    ) -> list[Any]:
+        node = client.get_node_from_key(key)
+        near = self.near
+        assert near is not None
+        if True:  # ASYNC
+            if self.auto_pipeline:
+                futures = self._node_pipe(node).call_many(
+                    commands, setup=None if setup is None else (*setup, _flusher(near))
+                )
+                return [await _outcome(future) for future in futures]
+        pool = _GatedPool(anode_pool(node), self._gates.get(acurrent_loop()), self.socket_timeout)
+        if setup is None:
+            return await _raw_replies(pool, commands)
+        replies = await _raw_replies(pool, [setup[1], *commands])
+        if isinstance(replies[0], Exception):
+            near.flush()
+        return replies[1:]
+
     def _drop(self, client: Any) -> None:
         adrop_client(client)
         # redis.asyncio's RedisCluster warns "Unclosed RedisCluster client" when it is
@@ -188,6 +273,74 @@ class AsyncClusterBackend(AsyncBoundedRedisBackend):
 
         return await super().run(ready, idempotent=idempotent)
 
+    # SYNC-TEXT: " With auto-pipelining on, a keyed command joins the pipeline of the node
+    #   that serves its slot; a MOVED/ASK reply (the command did not run) sends it through
+    #   redis-py, which follows the redirection and refreshes its slot map." -> ""
     async def command(self, *args: Any, idempotent: bool) -> Any:
-        """Run one command under :meth:`run`'s policy, routed to its key's slot by redis-py."""
+        """Run one command under :meth:`run`'s policy, routed to its key's slot by redis-py.
+
+        With auto-pipelining on, a keyed command joins the pipeline of the node that serves
+        its slot; a MOVED/ASK reply (the command did not run) sends it through redis-py,
+        which follows the redirection and refreshes its slot map.
+        """
+        if True:  # ASYNC
+            key = command_key(args) if self.auto_pipeline else None
+            if key is not None:
+                packed = pack_command(args)
+                try:
+                    # The pipeline's lender holds the gate slot, not each command.
+                    return await AsyncRedisBackend.run(
+                        self, lambda r: self._on_node(r, key, packed), idempotent=idempotent
+                    )
+                except _Redirected:
+                    pass
         return await self.run(lambda r: r.execute_command(*args), idempotent=idempotent)
+
+    if True:  # ASYNC
+
+        def _node_pipe(self, node: Any) -> AsyncAutoPipeline:
+            pipes = self._node_pipes.get(acurrent_loop())
+            entry = pipes.get(node.name)
+            if entry is None or entry[0] is not node:
+                # A node object redis-py replaced (new slot map) gets a pipeline of its own;
+                # the old one drains and gives its connections back by itself.
+                lender = AsyncGatedLender(
+                    AsyncNodeLender(node), self._gates.get(acurrent_loop()), self.socket_timeout
+                )
+                pipe = AsyncAutoPipeline(lender, timeout=self.socket_timeout)
+                entry = pipes[node.name] = (node, pipe)
+            return entry[1]
+
+        async def _on_node(self, client: Any, key: Any, packed: bytes) -> Any:
+            await aprepare_cluster(client)
+            pipe = self._node_pipe(client.get_node_from_key(key))
+            try:
+                return await pipe.call(packed)
+            except (MovedError, AskError) as exc:
+                raise _Redirected from exc
+
+        async def aclose(self) -> None:
+            here = acurrent_loop()
+            for loop, pipes in self._node_pipes.take_idle(here):
+                for _, pipe in pipes.values():
+                    if loop is here:
+                        await pipe.aclose()
+                    else:
+                        pipe.abandon()
+            await super().aclose()
+
+        def discard(self) -> None:
+            for _, pipes in self._node_pipes.take_all():
+                _abandon_all(pipes)
+            super().discard()
+
+
+if True:  # ASYNC
+
+    class _Redirected(Exception):
+        """A pipelined command got MOVED/ASK: it did not run; redis-py must route it."""
+
+    def _abandon_all(pipes: dict[str, tuple[Any, AsyncAutoPipeline]]) -> None:
+        """Forget the node pipelines of a closed event loop (their sockets go with it)."""
+        for _, pipe in pipes.values():
+            pipe.abandon()

@@ -19,6 +19,7 @@ from redis.asyncio.sentinel import Sentinel as AsyncSentinelManager
 from redis.backoff import NoBackoff
 
 from ..._compat import acurrent_loop
+from ..._errors import ConfigError
 from ..._loops import LoopLocal, release_elsewhere
 from ..._redis_compat import adrop_client
 from ..._redis_errors import REDIS_ERRORS
@@ -48,6 +49,16 @@ class AsyncSentinelBackend(AsyncBoundedRedisBackend):
         # async: One Sentinel manager per event loop, like the master clients built from it.
         # sync: One Sentinel manager for all threads, like the master client built from it.
         self._managers: LoopLocal[Any] = LoopLocal(self._new_manager, self._drop_manager)
+
+    def _near_cache_size(self, settings: Settings) -> int:
+        if settings.near_cache:
+            # After a failover the invalidation connection may stay open to the old master,
+            # which no longer sees the writes: invalidations would be lost without notice.
+            raise ConfigError(
+                "near_cache is not available on redis+sentinel:// (a failover would "
+                "silently stop its invalidations); set Settings.near_cache=0 for this URL"
+            )
+        return 0
 
     def _new_manager(self) -> Any:
         url = self.url

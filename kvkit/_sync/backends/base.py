@@ -23,13 +23,22 @@ from ..._queue_types import RawMessage
 from ..._sessions_base import SessionRecord
 
 if TYPE_CHECKING:
+    from ..._near_cache import NearCache
     from ..._ratelimit_base import LimitSpec, RawDecision
     from ..._settings import Settings
     from ..._urls import ParsedURL
 
 
 class CacheDriver(abc.ABC):
-    """Storage primitives of the cache. Keys are full keys; TTLs are ms (None: none)."""
+    """Storage primitives of the cache. Keys are full keys; TTLs are ms (None: none).
+
+    Attributes:
+        near: The driver's near cache, if it has one: the service serves hits from it
+            (``near.get(key)``) before calling :meth:`get`/:meth:`get_many`, which fill it;
+            the driver keeps it coherent with every write.
+    """
+
+    near: NearCache | None = None
 
     @abc.abstractmethod
     def get(self, key: str) -> bytes | None:

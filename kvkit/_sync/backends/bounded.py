@@ -21,6 +21,7 @@ from redis.exceptions import MaxConnectionsError
 
 from ..._compat import Gate, current_loop
 from ..._loops import LoopLocal
+from ..._threadpipeline import AutoPipeline, GatedLender, PoolLender
 from .redis import RedisBackend
 
 if TYPE_CHECKING:
@@ -51,9 +52,26 @@ class BoundedRedisBackend(RedisBackend):
     def _build(self) -> Any:
         return self._build_client()
 
+    def _new_pipe(self) -> AutoPipeline:
+        # The pipeline's connection holds a gate slot like any other operation's.
+        lender = GatedLender(
+            PoolLender(self.client.connection_pool),
+            self._gates.get(current_loop()),
+            self.socket_timeout,
+        )
+        return AutoPipeline(lender, timeout=self.socket_timeout)
+
     def _build_client(self) -> Any:
         """Create the redis-py client (no I/O)."""
         raise NotImplementedError
+
+    def _pipelined(self, packed: bytes, *, idempotent: bool) -> Any:
+        # The pipeline's borrowed connection holds a gate slot of its own. Taking a slot per
+        # command as well would let the callers waiting on the pipeline hold every slot while
+        # the pipeline waits for one: nothing would move until the timeout.
+        return RedisBackend.run(
+            self, lambda r: self._pipes.get(current_loop()).call(packed), idempotent=idempotent
+        )
 
     def run(self, op: Callable[[Any], Any], *, idempotent: bool) -> Any:
         """Run ``op`` like :meth:`RedisBackend.run`, at most ``max_connections`` at once.

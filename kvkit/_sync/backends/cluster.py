@@ -21,13 +21,16 @@ from typing import TYPE_CHECKING, Any
 from redis.cluster import ClusterNode
 from redis.cluster import RedisCluster as RedisClusterClient
 from redis.crc import key_slot
+from redis.exceptions import AskError, MaxConnectionsError, MovedError
 
+from ..._compat import current_loop
+from ..._errors import BackendError
 from ..._keys import glob_escape
-from ..._redis_compat import drop_client, prepare_cluster
+from ..._redis_compat import drop_client, node_pool, prepare_cluster
 from ..._redis_kwargs import tls_kwargs
 from .base import LockDriver
 from .bounded import BoundedRedisBackend
-from .redis import RedisCacheDriver
+from .redis import RedisBackend, RedisCacheDriver, _raw_replies
 from .redis_lock import ClusterLockDriver
 
 if TYPE_CHECKING:
@@ -52,15 +55,41 @@ def group_by_slot(keys: list[str]) -> dict[int, list[int]]:
     return groups
 
 
+class _GatedPool:
+    """A node's connections behind the backend's gate: one slot per connection lent."""
+
+    def __init__(self, pool: Any, gate: Any, timeout: float) -> None:
+        self._pool = pool
+        self._gate = gate
+        self._timeout = timeout
+
+    def get_connection(self) -> Any:
+        if not self._gate.acquire(self._timeout):
+            raise MaxConnectionsError("no connection available")
+        try:
+            return self._pool.get_connection()
+        except BaseException:
+            self._gate.release()
+            raise
+
+    def release(self, connection: Any) -> None:
+        try:
+            self._pool.release(connection)
+        finally:
+            self._gate.release()
+
+
 class ClusterCacheDriver(RedisCacheDriver):
     """Cache primitives on Cluster: multi-key operations split by hash slot."""
 
     def get_many(self, keys: list[str]) -> list[bytes | None]:
         if not keys:
             return []
+        if self.near is not None:
+            return self._b.near_read(keys)
         groups = group_by_slot(keys)
         if len(groups) == 1:
-            return list(self._b.run(lambda r: r.mget(keys), idempotent=True))
+            return list(self._b.command("MGET", *keys, idempotent=True))
 
         def fetch(r: Any) -> Any:
             pipe = r.pipeline(transaction=False)
@@ -77,9 +106,7 @@ class ClusterCacheDriver(RedisCacheDriver):
                 out[index] = value
         return out
 
-    def set_many(self, items: list[tuple[str, bytes]], ttl_ms: int | None) -> None:
-        if not items:
-            return
+    def _set_many(self, items: list[tuple[str, bytes]], ttl_ms: int | None) -> None:
         groups = group_by_slot([key for key, _ in items])
 
         def write(r: Any) -> Any:
@@ -97,9 +124,7 @@ class ClusterCacheDriver(RedisCacheDriver):
 
         self._b.run(write, idempotent=True)
 
-    def delete_many(self, keys: list[str]) -> int:
-        if not keys:
-            return 0
+    def _delete_many(self, keys: list[str]) -> int:
         groups = group_by_slot(keys)
 
         def delete(r: Any) -> Any:
@@ -110,7 +135,7 @@ class ClusterCacheDriver(RedisCacheDriver):
 
         return sum(int(n) for n in self._b.run(delete, idempotent=True))
 
-    def clear(self, prefix: str) -> int:
+    def _clear(self, prefix: str) -> int:
         pattern = glob_escape(prefix) + "*"
 
         def unlink(r: Any, batch: list[bytes]) -> int:
@@ -172,6 +197,49 @@ class ClusterBackend(BoundedRedisBackend):
             for host, port in url.hosts
         ]
         return RedisClusterClient(startup_nodes=nodes, **kwargs)
+
+    # -- near cache: one invalidation channel per node ----------------------------------------
+    def near_read(self, keys: list[str]) -> list[bytes | None]:
+        """Tracked reads grouped by node, each through that node's channel."""
+
+        def read(client: Any) -> list[bytes | None]:
+            prepare_cluster(client)
+            groups: dict[str, tuple[Any, list[int]]] = {}
+            for index, key in enumerate(keys):
+                node = client.get_node_from_key(key)
+                groups.setdefault(node.name, (node, []))[1].append(index)
+            out: list[bytes | None] = [None] * len(keys)
+            for node, indexes in groups.values():
+                part = [keys[i] for i in indexes]
+                try:
+                    values = self._near_read(client, part, node.host, node.port)
+                except BackendError as exc:
+                    if not isinstance(exc.__cause__, (MovedError, AskError)):
+                        raise
+                    # The slot moved: read through redis-py (it follows the redirection
+                    # and refreshes its map); not cached this time.
+                    values = [self.command("GET", k, idempotent=True) for k in part]
+                for index, value in zip(indexes, values, strict=True):
+                    out[index] = value
+            return out
+
+        # No gate slot per read: the connections it uses hold theirs (see _replies).
+        values: list[bytes | None] = RedisBackend.run(self, read, idempotent=True)
+        return values
+
+    def _replies(
+        self, client: Any, key: str, commands: list[bytes], setup: tuple[object, bytes] | None
+    ) -> list[Any]:
+        node = client.get_node_from_key(key)
+        near = self.near
+        assert near is not None
+        pool = _GatedPool(node_pool(node), self._gates.get(current_loop()), self.socket_timeout)
+        if setup is None:
+            return _raw_replies(pool, commands)
+        replies = _raw_replies(pool, [setup[1], *commands])
+        if isinstance(replies[0], Exception):
+            near.flush()
+        return replies[1:]
 
     def _drop(self, client: Any) -> None:
         drop_client(client)

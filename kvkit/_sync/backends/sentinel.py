@@ -21,6 +21,7 @@ from redis.retry import Retry
 from redis.sentinel import Sentinel as SentinelManager
 
 from ..._compat import current_loop
+from ..._errors import ConfigError
 from ..._loops import LoopLocal, release_elsewhere
 from ..._redis_compat import drop_client
 from ..._redis_errors import REDIS_ERRORS
@@ -49,6 +50,16 @@ class SentinelBackend(BoundedRedisBackend):
         super().__init__(url, settings)
         # One Sentinel manager for all threads, like the master client built from it.
         self._managers: LoopLocal[Any] = LoopLocal(self._new_manager, self._drop_manager)
+
+    def _near_cache_size(self, settings: Settings) -> int:
+        if settings.near_cache:
+            # After a failover the invalidation connection may stay open to the old master,
+            # which no longer sees the writes: invalidations would be lost without notice.
+            raise ConfigError(
+                "near_cache is not available on redis+sentinel:// (a failover would "
+                "silently stop its invalidations); set Settings.near_cache=0 for this URL"
+            )
+        return 0
 
     def _new_manager(self) -> Any:
         url = self.url
