@@ -43,10 +43,9 @@ local function slide(key, idle, deadline, index, now)
   end
   if at >= FOREVER then redis.call('PERSIST', key)
   else redis.call('PEXPIREAT', key, num(at)) end
-  -- Last use, on the server's clock (for "your devices" pages). A session stored before
-  -- kvkit recorded its creation time gets this first use as its creation time.
+  -- Last use, on the server's clock (for "your devices" pages). (A session stored before
+  -- kvkit recorded creation times gets its first read as creation time: see get.lua.)
   redis.call('HSET', key, '_s', num(now))
-  redis.call('HSETNX', key, '_c', num(now))
   if index then
     redis.call('ZADD', index, num(at), key)
     fix_index(index, now)
