@@ -44,7 +44,6 @@ __all__ = [
     "AsyncAutoPipeline",
     "AsyncGatedLender",
     "AsyncLender",
-    "AsyncNodeLender",
     "AsyncPoolLender",
 ]
 
@@ -56,7 +55,7 @@ ON_BY_DEFAULT = True
 
 
 class AsyncLender(Protocol):
-    """Lends connected redis.asyncio connections to a pipeline (a pool, a Cluster node)."""
+    """Lends connected redis.asyncio connections (a pool, a Cluster node's ``anode_pool``)."""
 
     async def borrow(self) -> Any:
         """Return a connected connection, waiting like any pool user would."""
@@ -109,31 +108,6 @@ class AsyncGatedLender:
             await self.inner.give_back(connection, broken=broken)
         finally:
             self.gate.release()
-
-
-class AsyncNodeLender:
-    """Lends connections of one redis.asyncio Cluster node (its free list, then new ones)."""
-
-    def __init__(self, node: Any) -> None:
-        self.node = node
-
-    async def borrow(self) -> Any:
-        connection = self.node.acquire_connection()
-        try:
-            if not connection.is_connected:
-                await connection.connect()
-        except BaseException:
-            await connection.disconnect(nowait=True)
-            self.node.release(connection)
-            raise
-        return connection
-
-    async def give_back(self, connection: Any, *, broken: bool) -> None:
-        try:
-            if broken:
-                await connection.disconnect(nowait=True)
-        finally:
-            self.node.release(connection)
 
 
 def _transport(connection: Any) -> asyncio.Transport:

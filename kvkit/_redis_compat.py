@@ -113,6 +113,8 @@ class _AsyncNodePool:
             if not connection.is_connected:
                 await connection.connect()
         except BaseException:
+            # A half-made connection must not go back to the node's free list as it is.
+            await connection.disconnect(nowait=True)
             self.node.release(connection)
             raise
         return connection

@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any
 from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.cluster import RedisCluster as AsyncRedisClusterClient
 from redis.crc import key_slot
-from redis.exceptions import AskError, MaxConnectionsError, MovedError
+from redis.exceptions import AskError, MovedError
 
+from ..._autopipeline import AsyncGatedLender, AsyncLender, AsyncPoolLender
 from ..._compat import acurrent_loop
 from ..._errors import BackendError
 from ..._keys import glob_escape
@@ -28,14 +29,13 @@ from ..._redis_compat import adrop_client, anode_pool, aprepare_cluster
 from ..._redis_kwargs import tls_kwargs
 from .base import AsyncLockDriver
 from .bounded import AsyncBoundedRedisBackend
-from .redis import AsyncRedisBackend, AsyncRedisCacheDriver, _flusher, _raw_replies
+from .redis import AsyncRedisBackend, AsyncRedisCacheDriver
 from .redis_lock import AsyncClusterLockDriver
 
 if True:  # ASYNC
-    from ..._autopipeline import AsyncAutoPipeline, AsyncGatedLender, AsyncNodeLender
+    from ..._autopipeline import AsyncAutoPipeline
     from ..._loops import LoopLocal
     from ..._pipeline import command_key, pack_command
-    from .redis import _outcome
 
 if TYPE_CHECKING:
     from ..._settings import Settings
@@ -57,30 +57,6 @@ def group_by_slot(keys: list[str]) -> dict[int, list[int]]:
     for index, key in enumerate(keys):
         groups.setdefault(key_slot(key.encode()), []).append(index)
     return groups
-
-
-class _GatedPool:
-    """A node's connections behind the backend's gate: one slot per connection lent."""
-
-    def __init__(self, pool: Any, gate: Any, timeout: float) -> None:
-        self._pool = pool
-        self._gate = gate
-        self._timeout = timeout
-
-    async def get_connection(self) -> Any:
-        if not await self._gate.acquire(self._timeout):
-            raise MaxConnectionsError("no connection available")
-        try:
-            return await self._pool.get_connection()
-        except BaseException:
-            self._gate.release()
-            raise
-
-    async def release(self, connection: Any) -> None:
-        try:
-            await self._pool.release(connection)
-        finally:
-            self._gate.release()
 
 
 class AsyncClusterCacheDriver(AsyncRedisCacheDriver):
@@ -236,25 +212,17 @@ class AsyncClusterBackend(AsyncBoundedRedisBackend):
         values: list[bytes | None] = await AsyncRedisBackend.run(self, read, idempotent=True)
         return values
 
-    async def _replies(
-        self, client: Any, key: str, commands: list[bytes], setup: tuple[object, bytes] | None
-    ) -> list[Any]:
+    if True:  # ASYNC
+
+        def _reply_pipe(self, client: Any, key: str) -> AsyncAutoPipeline:
+            return self._node_pipe(client.get_node_from_key(key))
+
+    def _reply_lender(self, client: Any, key: str) -> AsyncLender:
+        # The node's connections, each holding a gate slot like any operation's.
         node = client.get_node_from_key(key)
-        near = self.near
-        assert near is not None
-        if True:  # ASYNC
-            if self.auto_pipeline:
-                futures = self._node_pipe(node).call_many(
-                    commands, setup=None if setup is None else (*setup, _flusher(near))
-                )
-                return [await _outcome(future) for future in futures]
-        pool = _GatedPool(anode_pool(node), self._gates.get(acurrent_loop()), self.socket_timeout)
-        if setup is None:
-            return await _raw_replies(pool, commands)
-        replies = await _raw_replies(pool, [setup[1], *commands])
-        if isinstance(replies[0], Exception):
-            near.flush()
-        return replies[1:]
+        return AsyncGatedLender(
+            AsyncPoolLender(anode_pool(node)), self._gates.get(acurrent_loop()), self.socket_timeout
+        )
 
     def _drop(self, client: Any) -> None:
         adrop_client(client)
@@ -305,7 +273,9 @@ class AsyncClusterBackend(AsyncBoundedRedisBackend):
                 # A node object redis-py replaced (new slot map) gets a pipeline of its own;
                 # the old one drains and gives its connections back by itself.
                 lender = AsyncGatedLender(
-                    AsyncNodeLender(node), self._gates.get(acurrent_loop()), self.socket_timeout
+                    AsyncPoolLender(anode_pool(node)),
+                    self._gates.get(acurrent_loop()),
+                    self.socket_timeout,
                 )
                 pipe = AsyncAutoPipeline(lender, timeout=self.socket_timeout)
                 entry = pipes[node.name] = (node, pipe)

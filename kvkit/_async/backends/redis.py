@@ -21,7 +21,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, ResponseError
 
-from ..._autopipeline import ON_BY_DEFAULT, AsyncAutoPipeline, AsyncPoolLender
+from ..._autopipeline import ON_BY_DEFAULT, AsyncAutoPipeline, AsyncLender, AsyncPoolLender
 from ..._backoff import backoff_delay
 from ..._compat import acurrent_loop, asleep
 from ..._counters import IncrRefused
@@ -90,13 +90,14 @@ def _abandon(pipe: AsyncAutoPipeline) -> None:
     pipe.abandon()
 
 
-async def _raw_replies(pool: Any, commands: list[bytes]) -> list[Any]:
-    """Send packed commands in one write on a pooled connection; read all their replies.
+async def _raw_replies(lender: AsyncLender, commands: list[bytes]) -> list[Any]:
+    """Send packed commands in one write on a lent connection; read all their replies.
 
     Error replies come back in the list (as exceptions), so every reply is read and the
     connection stays clean; anything else that goes wrong discards the connection.
     """
-    conn = await pool.get_connection()
+    conn = await lender.borrow()
+    broken = True
     try:
         await conn.send_packed_command([b"".join(commands)])
         replies: list[Any] = []
@@ -105,12 +106,10 @@ async def _raw_replies(pool: Any, commands: list[bytes]) -> list[Any]:
                 replies.append(await conn.read_response())
             except ResponseError as exc:
                 replies.append(exc)
+        broken = False
         return replies
-    except BaseException:
-        await conn.disconnect(nowait=True)
-        raise
     finally:
-        await pool.release(conn)
+        await lender.give_back(conn, broken=broken)
 
 
 def _values(replies: list[Any]) -> list[bytes | None]:
@@ -535,18 +534,28 @@ class AsyncRedisBackend(AsyncBackend):
         assert near is not None
         if True:  # ASYNC
             if self.auto_pipeline:
-                pipe = self._pipes.get(acurrent_loop())
-                futures = pipe.call_many(
+                futures = self._reply_pipe(client, key).call_many(
                     commands,
                     setup=None if setup is None else (*setup, _flusher(near)),
                 )
                 return [await _outcome(future) for future in futures]
+        lender = self._reply_lender(client, key)
         if setup is None:
-            return await _raw_replies(client.connection_pool, commands)
-        replies = await _raw_replies(client.connection_pool, [setup[1], *commands])
+            return await _raw_replies(lender, commands)
+        replies = await _raw_replies(lender, [setup[1], *commands])
         if isinstance(replies[0], Exception):
             near.flush()
         return replies[1:]
+
+    if True:  # ASYNC
+
+        def _reply_pipe(self, client: Any, key: str) -> AsyncAutoPipeline:
+            """The auto-pipeline that serves ``key`` (Cluster: its node's)."""
+            return self._pipes.get(acurrent_loop())
+
+    def _reply_lender(self, client: Any, key: str) -> AsyncLender:
+        """Where a connection for ``key`` comes from without auto-pipelining."""
+        return AsyncPoolLender(client.connection_pool)
 
     async def run(self, op: Callable[[Any], Awaitable[Any]], *, idempotent: bool) -> Any:
         """Run ``op(client)``, translating errors and retrying idempotent operations.

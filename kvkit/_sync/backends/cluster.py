@@ -21,16 +21,17 @@ from typing import TYPE_CHECKING, Any
 from redis.cluster import ClusterNode
 from redis.cluster import RedisCluster as RedisClusterClient
 from redis.crc import key_slot
-from redis.exceptions import AskError, MaxConnectionsError, MovedError
+from redis.exceptions import AskError, MovedError
 
 from ..._compat import current_loop
 from ..._errors import BackendError
 from ..._keys import glob_escape
 from ..._redis_compat import drop_client, node_pool, prepare_cluster
 from ..._redis_kwargs import tls_kwargs
+from ..._threadpipeline import GatedLender, Lender, PoolLender
 from .base import LockDriver
 from .bounded import BoundedRedisBackend
-from .redis import RedisBackend, RedisCacheDriver, _raw_replies
+from .redis import RedisBackend, RedisCacheDriver
 from .redis_lock import ClusterLockDriver
 
 if TYPE_CHECKING:
@@ -53,30 +54,6 @@ def group_by_slot(keys: list[str]) -> dict[int, list[int]]:
     for index, key in enumerate(keys):
         groups.setdefault(key_slot(key.encode()), []).append(index)
     return groups
-
-
-class _GatedPool:
-    """A node's connections behind the backend's gate: one slot per connection lent."""
-
-    def __init__(self, pool: Any, gate: Any, timeout: float) -> None:
-        self._pool = pool
-        self._gate = gate
-        self._timeout = timeout
-
-    def get_connection(self) -> Any:
-        if not self._gate.acquire(self._timeout):
-            raise MaxConnectionsError("no connection available")
-        try:
-            return self._pool.get_connection()
-        except BaseException:
-            self._gate.release()
-            raise
-
-    def release(self, connection: Any) -> None:
-        try:
-            self._pool.release(connection)
-        finally:
-            self._gate.release()
 
 
 class ClusterCacheDriver(RedisCacheDriver):
@@ -227,19 +204,12 @@ class ClusterBackend(BoundedRedisBackend):
         values: list[bytes | None] = RedisBackend.run(self, read, idempotent=True)
         return values
 
-    def _replies(
-        self, client: Any, key: str, commands: list[bytes], setup: tuple[object, bytes] | None
-    ) -> list[Any]:
+    def _reply_lender(self, client: Any, key: str) -> Lender:
+        # The node's connections, each holding a gate slot like any operation's.
         node = client.get_node_from_key(key)
-        near = self.near
-        assert near is not None
-        pool = _GatedPool(node_pool(node), self._gates.get(current_loop()), self.socket_timeout)
-        if setup is None:
-            return _raw_replies(pool, commands)
-        replies = _raw_replies(pool, [setup[1], *commands])
-        if isinstance(replies[0], Exception):
-            near.flush()
-        return replies[1:]
+        return GatedLender(
+            PoolLender(node_pool(node)), self._gates.get(current_loop()), self.socket_timeout
+        )
 
     def _drop(self, client: Any) -> None:
         drop_client(client)

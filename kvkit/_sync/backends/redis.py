@@ -36,7 +36,7 @@ from ..._pipeline import pack_command
 from ..._redis_compat import drop_client
 from ..._redis_errors import REDIS_ERRORS, is_retryable, translate
 from ..._redis_kwargs import connection_kwargs, maint_notifications_off, tls_kwargs
-from ..._threadpipeline import ON_BY_DEFAULT, AutoPipeline, PoolLender
+from ..._threadpipeline import ON_BY_DEFAULT, AutoPipeline, Lender, PoolLender
 from .base import (
     Backend,
     CacheDriver,
@@ -91,13 +91,14 @@ def _abandon(pipe: AutoPipeline) -> None:
     pipe.abandon()
 
 
-def _raw_replies(pool: Any, commands: list[bytes]) -> list[Any]:
-    """Send packed commands in one write on a pooled connection; read all their replies.
+def _raw_replies(lender: Lender, commands: list[bytes]) -> list[Any]:
+    """Send packed commands in one write on a lent connection; read all their replies.
 
     Error replies come back in the list (as exceptions), so every reply is read and the
     connection stays clean; anything else that goes wrong discards the connection.
     """
-    conn = pool.get_connection()
+    conn = lender.borrow()
+    broken = True
     try:
         conn.send_packed_command([b"".join(commands)])
         replies: list[Any] = []
@@ -106,12 +107,10 @@ def _raw_replies(pool: Any, commands: list[bytes]) -> list[Any]:
                 replies.append(conn.read_response())
             except ResponseError as exc:
                 replies.append(exc)
+        broken = False
         return replies
-    except BaseException:
-        conn.disconnect(nowait=True)
-        raise
     finally:
-        pool.release(conn)
+        lender.give_back(conn, broken=broken)
 
 
 def _values(replies: list[Any]) -> list[bytes | None]:
@@ -498,12 +497,17 @@ class RedisBackend(Backend):
         """
         near = self.near
         assert near is not None
+        lender = self._reply_lender(client, key)
         if setup is None:
-            return _raw_replies(client.connection_pool, commands)
-        replies = _raw_replies(client.connection_pool, [setup[1], *commands])
+            return _raw_replies(lender, commands)
+        replies = _raw_replies(lender, [setup[1], *commands])
         if isinstance(replies[0], Exception):
             near.flush()
         return replies[1:]
+
+    def _reply_lender(self, client: Any, key: str) -> Lender:
+        """Where a connection for ``key`` comes from without auto-pipelining."""
+        return PoolLender(client.connection_pool)
 
     def run(self, op: Callable[[Any], Any], *, idempotent: bool) -> Any:
         """Run ``op(client)``, translating errors and retrying idempotent operations.
