@@ -31,13 +31,12 @@ The sync client's counterpart, for threads, is :mod:`kvkit._threadpipeline`.
 from __future__ import annotations
 
 import asyncio
-import copy
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from redis.exceptions import ConnectionError, MaxConnectionsError, TimeoutError
 
-from ._pipeline import ReplyQueue
+from ._pipeline import HOLD, ReplyQueue, fresh_error
 
 __all__ = [
     "ON_BY_DEFAULT",
@@ -46,9 +45,6 @@ __all__ = [
     "AsyncLender",
     "AsyncPoolLender",
 ]
-
-HOLD = 0.05
-"""Seconds a busy pipeline keeps one borrowed connection before it rotates to another."""
 
 ON_BY_DEFAULT = True
 """Async clients pipeline unless ``?auto_pipeline=false``: tasks share round trips for free."""
@@ -320,7 +316,7 @@ class AsyncAutoPipeline:
             self._pending.clear()
             for waiter in waiters:
                 if not waiter.done():
-                    waiter.set_exception(_fresh(exc))
+                    waiter.set_exception(fresh_error(exc))
             if not isinstance(exc, Exception):
                 raise
             return
@@ -374,7 +370,7 @@ class AsyncAutoPipeline:
             self._detach()
             self._pending.clear()  # written to nobody: their waiters are in link.queue
         self._draining.discard(link)
-        link.queue.fail_all(lambda: _fresh(error))
+        link.queue.fail_all(lambda: fresh_error(error))
         link.transport.abort()
         self._give_back(link, broken=True)
 
@@ -391,7 +387,7 @@ class AsyncAutoPipeline:
         error = ConnectionError("the client was closed")
         for waiter in self._unlinked:
             if not waiter.done():
-                waiter.set_exception(_fresh(error))
+                waiter.set_exception(fresh_error(error))
         self._unlinked.clear()
         links = [self._link, *self._draining]
         for link in links:
@@ -433,16 +429,3 @@ class _SetupWaiter:
         if self._pipe._setup is self._token:
             self._pipe._setup = None
         self._on_error(exception)
-
-
-def _fresh(exc: BaseException) -> BaseException:
-    """A copy of ``exc`` for one more waiter.
-
-    One instance raised in many tasks would accumulate all their tracebacks.
-    """
-    if not isinstance(exc, Exception):
-        return ConnectionError("the connection could not be obtained")
-    clone = copy.copy(exc)
-    clone.__cause__ = exc.__cause__
-    clone.__traceback__ = None
-    return clone

@@ -20,6 +20,7 @@ tested on its own:
 from __future__ import annotations
 
 import collections
+import copy
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -28,11 +29,13 @@ from redis.exceptions import ConnectionError, InvalidResponse, ReadOnlyError
 
 __all__ = [
     "HIREDIS",
+    "HOLD",
     "Push",
     "PyReplyReader",
     "ReplyQueue",
     "Waiter",
     "command_key",
+    "fresh_error",
     "pack_command",
     "parse_error",
     "reply_reader",
@@ -46,6 +49,9 @@ except ImportError:  # pragma: no cover - exercised when kvkit[fast] is not inst
 
 HIREDIS = _hiredis is not None
 """Whether hiredis (C packer and parser) is installed."""
+
+HOLD = 0.05
+"""Seconds a busy pipeline keeps one borrowed connection before it rotates to another."""
 
 
 def parse_error(message: str) -> Exception:
@@ -311,3 +317,16 @@ class ReplyQueue:
             waiter = waiters.popleft()
             if not waiter.done():
                 waiter.set_exception(make_error())
+
+
+def fresh_error(exc: BaseException) -> BaseException:
+    """A copy of ``exc`` for one more waiter of a failed connection.
+
+    One instance raised in many callers would accumulate all their tracebacks.
+    """
+    if not isinstance(exc, Exception):
+        return ConnectionError("the connection could not be obtained")
+    clone = copy.copy(exc)
+    clone.__cause__ = exc.__cause__
+    clone.__traceback__ = None
+    return clone

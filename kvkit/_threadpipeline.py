@@ -41,12 +41,9 @@ from typing import Any, Protocol
 
 from redis.exceptions import ConnectionError, MaxConnectionsError, ResponseError, TimeoutError
 
-from ._pipeline import ReplyQueue
+from ._pipeline import HOLD, ReplyQueue, fresh_error
 
 __all__ = ["ON_BY_DEFAULT", "AutoPipeline", "GatedLender", "Lender", "PoolLender"]
-
-HOLD = 0.05
-"""Seconds a busy pipeline keeps one borrowed connection before it rotates to another."""
 
 ON_BY_DEFAULT = False
 """Sync clients pipeline only with ``?auto_pipeline=true``.
@@ -308,7 +305,7 @@ class AutoPipeline:
         finally:
             error = link.broken
             if error is not None:
-                queue.fail_all(lambda: _copy(error))
+                queue.fail_all(lambda: fresh_error(error))
             self._give_back(link)
 
     def _give_back(self, link: _Link) -> None:
@@ -345,9 +342,3 @@ class AutoPipeline:
         self._readers = set()
         self._pid = os.getpid()
         self._direct = 0
-
-
-def _copy(error: BaseException) -> BaseException:
-    clone = type(error)(*error.args)
-    clone.__cause__ = error.__cause__
-    return clone

@@ -69,14 +69,6 @@ class AsyncBoundedRedisBackend(AsyncRedisBackend):
         """Create the redis-py client (no I/O)."""
         raise NotImplementedError
 
-    async def _pipelined(self, packed: bytes, *, idempotent: bool) -> Any:
-        # The pipeline's borrowed connection holds a gate slot of its own. Taking a slot per
-        # command as well would let the callers waiting on the pipeline hold every slot while
-        # the pipeline waits for one: nothing would move until the timeout.
-        return await AsyncRedisBackend.run(
-            self, lambda r: self._pipes.get(acurrent_loop()).call(packed), idempotent=idempotent
-        )
-
     async def run(self, op: Callable[[Any], Awaitable[Any]], *, idempotent: bool) -> Any:
         """Run ``op`` like :meth:`AsyncRedisBackend.run`, at most ``max_connections`` at once.
 

@@ -422,8 +422,12 @@ class AsyncRedisBackend(AsyncBackend):
 
     async def _pipelined(self, packed: bytes, *, idempotent: bool) -> Any:
         """Run one packed command on the auto-pipeline under :meth:`run`'s policy."""
-        return await self.run(
-            lambda r: self._pipes.get(acurrent_loop()).call(packed), idempotent=idempotent
+        # This class's run, not an override: the pipeline's borrowed connection holds what
+        # any connection needs (a bounded backend's gate slot). Taking a slot per command as
+        # well would let the callers waiting on the pipeline hold every slot while the
+        # pipeline waits for one: nothing would move until the timeout.
+        return await AsyncRedisBackend.run(
+            self, lambda r: self._pipes.get(acurrent_loop()).call(packed), idempotent=idempotent
         )
 
     async def eval(

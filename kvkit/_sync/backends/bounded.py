@@ -65,14 +65,6 @@ class BoundedRedisBackend(RedisBackend):
         """Create the redis-py client (no I/O)."""
         raise NotImplementedError
 
-    def _pipelined(self, packed: bytes, *, idempotent: bool) -> Any:
-        # The pipeline's borrowed connection holds a gate slot of its own. Taking a slot per
-        # command as well would let the callers waiting on the pipeline hold every slot while
-        # the pipeline waits for one: nothing would move until the timeout.
-        return RedisBackend.run(
-            self, lambda r: self._pipes.get(current_loop()).call(packed), idempotent=idempotent
-        )
-
     def run(self, op: Callable[[Any], Any], *, idempotent: bool) -> Any:
         """Run ``op`` like :meth:`RedisBackend.run`, at most ``max_connections`` at once.
 

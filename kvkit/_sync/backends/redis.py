@@ -391,8 +391,12 @@ class RedisBackend(Backend):
 
     def _pipelined(self, packed: bytes, *, idempotent: bool) -> Any:
         """Run one packed command on the auto-pipeline under :meth:`run`'s policy."""
-        return self.run(
-            lambda r: self._pipes.get(current_loop()).call(packed), idempotent=idempotent
+        # This class's run, not an override: the pipeline's borrowed connection holds what
+        # any connection needs (a bounded backend's gate slot). Taking a slot per command as
+        # well would let the callers waiting on the pipeline hold every slot while the
+        # pipeline waits for one: nothing would move until the timeout.
+        return RedisBackend.run(
+            self, lambda r: self._pipes.get(current_loop()).call(packed), idempotent=idempotent
         )
 
     def eval(self, script: LuaScript, keys: list[str], args: list[Any], *, idempotent: bool) -> Any:
