@@ -164,8 +164,8 @@ class InvalidationChannel:
             return
         try:
             self._drain()
-        except Exception as exc:  # the thread sees the same failure and reconnects
-            self._lost(exc)
+        except Exception:  # the thread sees the same failure and reconnects
+            self._lost()
         finally:
             self._lock.release()
 
@@ -213,7 +213,7 @@ class InvalidationChannel:
                 if not self._stop.is_set():
                     log.warning("near cache invalidations from %s lost: %s", self._where, exc)
             with self._lock:
-                self._lost(None)
+                self._lost()
             self._stop.wait(backoff_delay(min(attempt, 6)))
             attempt += 1
 
@@ -283,7 +283,7 @@ class InvalidationChannel:
             elif keys:
                 store.invalidate(keys)
 
-    def _lost(self, exc: BaseException | None) -> None:
+    def _lost(self) -> None:
         """The connection is gone or unusable (caller holds the lock)."""
         if self._session is not None or self._connection is not None:
             self._session = None
