@@ -415,19 +415,16 @@ class AsyncRedisBackend(AsyncBackend):
         other tasks of the event loop issue meanwhile.
         """
         if self.auto_pipeline:
-            return await self._pipelined(pack_command(args), idempotent=idempotent)
+            packed = pack_command(args)
+            # This class's run, not an override: the pipeline's borrowed connection holds
+            # what any connection needs (a bounded backend's gate slot). Taking a slot per
+            # command as well would let the callers waiting on the pipeline hold every slot
+            # while the pipeline waits for one: nothing would move until the timeout.
+            return await AsyncRedisBackend.run(
+                self, lambda r: self._pipes.get(acurrent_loop()).call(packed), idempotent=idempotent
+            )
         return await self.run(
             lambda r: _raw_command(r.connection_pool, args), idempotent=idempotent
-        )
-
-    async def _pipelined(self, packed: bytes, *, idempotent: bool) -> Any:
-        """Run one packed command on the auto-pipeline under :meth:`run`'s policy."""
-        # This class's run, not an override: the pipeline's borrowed connection holds what
-        # any connection needs (a bounded backend's gate slot). Taking a slot per command as
-        # well would let the callers waiting on the pipeline hold every slot while the
-        # pipeline waits for one: nothing would move until the timeout.
-        return await AsyncRedisBackend.run(
-            self, lambda r: self._pipes.get(acurrent_loop()).call(packed), idempotent=idempotent
         )
 
     async def eval(

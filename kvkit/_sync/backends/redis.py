@@ -386,18 +386,15 @@ class RedisBackend(Backend):
         other threads issue meanwhile.
         """
         if self.auto_pipeline:
-            return self._pipelined(pack_command(args), idempotent=idempotent)
+            packed = pack_command(args)
+            # This class's run, not an override: the pipeline's borrowed connection holds
+            # what any connection needs (a bounded backend's gate slot). Taking a slot per
+            # command as well would let the callers waiting on the pipeline hold every slot
+            # while the pipeline waits for one: nothing would move until the timeout.
+            return RedisBackend.run(
+                self, lambda r: self._pipes.get(current_loop()).call(packed), idempotent=idempotent
+            )
         return self.run(lambda r: _raw_command(r.connection_pool, args), idempotent=idempotent)
-
-    def _pipelined(self, packed: bytes, *, idempotent: bool) -> Any:
-        """Run one packed command on the auto-pipeline under :meth:`run`'s policy."""
-        # This class's run, not an override: the pipeline's borrowed connection holds what
-        # any connection needs (a bounded backend's gate slot). Taking a slot per command as
-        # well would let the callers waiting on the pipeline hold every slot while the
-        # pipeline waits for one: nothing would move until the timeout.
-        return RedisBackend.run(
-            self, lambda r: self._pipes.get(current_loop()).call(packed), idempotent=idempotent
-        )
 
     def eval(self, script: LuaScript, keys: list[str], args: list[Any], *, idempotent: bool) -> Any:
         """Run ``script`` with EVALSHA (raw reply), loading it first if the server lacks it.
