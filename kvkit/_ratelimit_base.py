@@ -65,6 +65,7 @@ __all__ = [
     "SlidingLog",
     "fixed_window",
     "limiter_key",
+    "limiter_parts",
     "make_spec",
     "parse_rate",
     "response_headers",
@@ -303,6 +304,17 @@ def validate_limiter_name(name: Any) -> str:
         if char in checked:
             raise InvalidArgument(f"limiter name must not contain {char!r}, got {checked!r}")
     return checked
+
+
+def limiter_parts(name: Any, rate: Any, algorithm: Any, burst: Any) -> tuple[str, Rate, LimitSpec]:
+    """Validate a limiter's definition; return its name, rate and :class:`LimitSpec`.
+
+    Raises:
+        InvalidArgument: any of them is invalid.
+    """
+    checked = validate_limiter_name(name)
+    parsed = Rate.parse(rate)
+    return checked, parsed, make_spec(parsed, algorithm, burst)
 
 
 def response_headers(decision: RateLimitDecision) -> dict[str, str]:
