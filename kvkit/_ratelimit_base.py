@@ -67,7 +67,6 @@ __all__ = [
     "limiter_key",
     "limiter_parts",
     "make_spec",
-    "parse_rate",
     "response_headers",
     "token_bucket",
     "token_bucket_expiry",
@@ -161,11 +160,6 @@ class Rate:
             if self.period == seconds:
                 return f"{self.limit}/{unit}"
         return f"{self.limit}/{self.period:g}s"
-
-
-def parse_rate(rate: Any) -> Rate:
-    """A :class:`Rate` from a rate string or a ``Rate`` (see :meth:`Rate.parse`)."""
-    return Rate.parse(rate)
 
 
 @attrs.frozen
