@@ -65,8 +65,8 @@ __all__ = [
     "SlidingLog",
     "fixed_window",
     "limiter_key",
+    "limiter_parts",
     "make_spec",
-    "parse_rate",
     "response_headers",
     "token_bucket",
     "token_bucket_expiry",
@@ -160,11 +160,6 @@ class Rate:
             if self.period == seconds:
                 return f"{self.limit}/{unit}"
         return f"{self.limit}/{self.period:g}s"
-
-
-def parse_rate(rate: Any) -> Rate:
-    """A :class:`Rate` from a rate string or a ``Rate`` (see :meth:`Rate.parse`)."""
-    return Rate.parse(rate)
 
 
 @attrs.frozen
@@ -303,6 +298,17 @@ def validate_limiter_name(name: Any) -> str:
         if char in checked:
             raise InvalidArgument(f"limiter name must not contain {char!r}, got {checked!r}")
     return checked
+
+
+def limiter_parts(name: Any, rate: Any, algorithm: Any, burst: Any) -> tuple[str, Rate, LimitSpec]:
+    """Validate a limiter's definition; return its name, rate and :class:`LimitSpec`.
+
+    Raises:
+        InvalidArgument: any of them is invalid.
+    """
+    checked = validate_limiter_name(name)
+    parsed = Rate.parse(rate)
+    return checked, parsed, make_spec(parsed, algorithm, burst)
 
 
 def response_headers(decision: RateLimitDecision) -> dict[str, str]:

@@ -10,6 +10,7 @@ import attrs
 from .._errors import ConfigError, InvalidArgument, KVKitError
 from .._lock_base import LockInfo, lock_prefix
 from .._metrics import Recorder
+from .._ratelimit_base import limiter_parts
 from .._serde import Codec, Serializer
 from .._settings import ROLES, Settings
 from .._ttl import TTLResolver
@@ -19,11 +20,11 @@ from .backends.base import AsyncBackend
 from .cache import AsyncCacheService
 from .locks import AsyncLockService, held_locks
 from .probe import ping_check
+from .ratelimit import AsyncRateLimiterService
 from .service import AsyncRedisServiceMixin
 
 if TYPE_CHECKING:
     from .queue import AsyncQueueService
-    from .ratelimit import AsyncRateLimiterService
     from .sessions import AsyncSessionService
 
 __all__ = ["AsyncClient"]
@@ -262,8 +263,6 @@ class AsyncClient(AsyncRedisServiceMixin):
         Raises:
             InvalidArgument: the name, rate, algorithm or burst is invalid.
         """
-        from .ratelimit import AsyncRateLimiterService, limiter_parts
-
         checked, parsed, spec = limiter_parts(name, rate, algorithm, burst)
         backend = self._role_backend["cache"]
         return self._metrics.build(

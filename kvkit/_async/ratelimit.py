@@ -9,7 +9,6 @@ step atomically in one round trip. Every argument is checked before anything is 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from .._errors import BackendError
 from .._keys import validate_key
@@ -20,27 +19,14 @@ from .._ratelimit_base import (
     RateLimitDecision,
     RawDecision,
     limiter_key,
-    make_spec,
     validate_cost,
-    validate_limiter_name,
 )
 from .backends.base import AsyncLimiterDriver
 from .metered import metered
 
-__all__ = ["AsyncRateLimiterService", "limiter_parts"]
+__all__ = ["AsyncRateLimiterService"]
 
 log = logging.getLogger("kvkit.ratelimit")
-
-
-def limiter_parts(name: Any, rate: Any, algorithm: Any, burst: Any) -> tuple[str, Rate, LimitSpec]:
-    """Validate a limiter's definition; return its name, rate and :class:`LimitSpec`.
-
-    Raises:
-        InvalidArgument: any of them is invalid.
-    """
-    checked = validate_limiter_name(name)
-    parsed = Rate.parse(rate)
-    return checked, parsed, make_spec(parsed, algorithm, burst)
 
 
 @metered("limiter", "hit", "peek", "reset")

@@ -12,6 +12,7 @@ import attrs
 from .._errors import ConfigError, InvalidArgument, KVKitError
 from .._lock_base import LockInfo, lock_prefix
 from .._metrics import Recorder
+from .._ratelimit_base import limiter_parts
 from .._serde import Codec, Serializer
 from .._settings import ROLES, Settings
 from .._ttl import TTLResolver
@@ -21,11 +22,11 @@ from .backends.base import Backend
 from .cache import CacheService
 from .locks import LockService, held_locks
 from .probe import ping_check
+from .ratelimit import RateLimiterService
 from .service import RedisServiceMixin
 
 if TYPE_CHECKING:
     from .queue import QueueService
-    from .ratelimit import RateLimiterService
     from .sessions import SessionService
 
 __all__ = ["Client"]
@@ -260,8 +261,6 @@ class Client(RedisServiceMixin):
         Raises:
             InvalidArgument: the name, rate, algorithm or burst is invalid.
         """
-        from .ratelimit import RateLimiterService, limiter_parts
-
         checked, parsed, spec = limiter_parts(name, rate, algorithm, burst)
         backend = self._role_backend["cache"]
         return self._metrics.build(

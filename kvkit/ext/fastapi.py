@@ -71,9 +71,9 @@ from .._async.health import (
 from .._async.protocols import AsyncCache, AsyncQueue, AsyncSessionStore
 from .._errors import ConfigError
 from .._ratelimit_base import (
+    Rate,
     RateLimitDecision,
     make_spec,
-    parse_rate,
     response_headers,
     validate_cost,
     validate_limiter_name,
@@ -363,7 +363,7 @@ class RateLimit:
         burst: int | None = None,
         fail_open: bool = False,
     ) -> None:
-        self._rate = parse_rate(rate)
+        self._rate = Rate.parse(rate)
         self._cost = validate_cost(cost, make_spec(self._rate, algorithm, burst))
         self._name = None if name is None else validate_limiter_name(name)
         self._key = key

@@ -114,8 +114,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from .._errors import BackendError, ConfigError, DecodeError, InvalidArgument, SerializationError
 from .._ratelimit_base import (
+    Rate,
     make_spec,
-    parse_rate,
     response_headers,
     validate_cost,
     validate_limiter_name,
@@ -822,7 +822,7 @@ def rate_limit(
     Raises:
         InvalidArgument: a bad rate, name, algorithm, burst or cost (at import time).
     """
-    parsed = parse_rate(rate)
+    parsed = Rate.parse(rate)
     units = validate_cost(cost, make_spec(parsed, algorithm, burst))
     options: dict[str, Any] = {"algorithm": algorithm, "burst": burst, "fail_open": fail_open}
     limiters: weakref.WeakKeyDictionary[Client, Any] = weakref.WeakKeyDictionary()
