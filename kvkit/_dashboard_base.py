@@ -23,6 +23,7 @@ Security rules:
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 from importlib import resources
@@ -91,8 +92,7 @@ class Request:
 
     def form(self) -> dict[str, list[str]]:
         """The body's parameters: a JSON object (lists kept) or an urlencoded form."""
-        kind = self.headers.get("content-type", "").split(";")[0].strip().lower()
-        if kind == "application/json":
+        if self.wants_json():
             try:
                 data = json.loads(self.body or b"{}")
             except ValueError:
@@ -165,8 +165,13 @@ def static_file(name: str) -> Response | None:
     kind = _STATIC.get(name)
     if kind is None:
         return None
-    data = resources.files("kvkit").joinpath(f"_resources/dashboard/{name}").read_bytes()
-    return Response.make(200, data, kind)
+    return Response.make(200, _static_bytes(name), kind)
+
+
+@functools.cache
+def _static_bytes(name: str) -> bytes:
+    # Package data does not change while the process runs: read each file once.
+    return resources.files("kvkit").joinpath(f"_resources/dashboard/{name}").read_bytes()
 
 
 def token_ok(expected: str | None, given: str | None) -> bool:

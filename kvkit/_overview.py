@@ -16,6 +16,7 @@ from ._queue_base import RATE_BUCKET_MS
 from ._queue_types import Message, QueueStats
 
 __all__ = [
+    "QUEUE_STATES",
     "QueueReading",
     "dead_letter_row",
     "describe_error",
@@ -23,6 +24,9 @@ __all__ = [
     "queue_row",
     "total_series",
 ]
+
+#: The message counts of a queue's stats, in the order the exporters report them.
+QUEUE_STATES = ("ready", "pending", "delayed", "dead")
 
 #: Seconds over which the per-queue ``in_per_s`` / ``out_per_s`` rates are averaged.
 RATE_WINDOW = 60

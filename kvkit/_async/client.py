@@ -10,6 +10,7 @@ import attrs
 from .._errors import ConfigError, InvalidArgument, KVKitError
 from .._lock_base import LockInfo, lock_prefix
 from .._metrics import Recorder
+from .._queue_base import queue_options
 from .._ratelimit_base import limiter_parts
 from .._serde import Codec, Serializer
 from .._settings import ROLES, Settings
@@ -20,11 +21,11 @@ from .backends.base import AsyncBackend
 from .cache import AsyncCacheService
 from .locks import AsyncLockService, held_locks
 from .probe import ping_check
+from .queue import AsyncQueueService
 from .ratelimit import AsyncRateLimiterService
 from .service import AsyncRedisServiceMixin
 
 if TYPE_CHECKING:
-    from .queue import AsyncQueueService
     from .sessions import AsyncSessionService
 
 __all__ = ["AsyncClient"]
@@ -170,9 +171,6 @@ class AsyncClient(AsyncRedisServiceMixin):
         Raises:
             InvalidArgument: the name or an option is invalid, or an option is unknown.
         """
-        from .._queue_base import queue_options
-        from .queue import AsyncQueueService
-
         backend = self._role_backend["queues"]
         queue = self._metrics.build(
             AsyncQueueService,

@@ -23,6 +23,7 @@ the ``X-KVKit-Token`` header) and redirects back to the page after a form.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from .._dashboard_base import (
@@ -35,7 +36,7 @@ from .._dashboard_base import (
     token_ok,
 )
 from .._dashboard_html import render_content, render_page
-from .._errors import KVKitError
+from .._errors import ConfigError, KVKitError
 from .._overview import describe_error
 from .overview import AsyncQueueWatch, dead_letters, overview
 
@@ -56,12 +57,15 @@ class AsyncDashboard:
     Args:
         client: The client whose queues, metrics and health are shown.
         token: Enables the actions; ``None``: the dashboard is read-only.
-        allowed_hosts: Host names (without port) requests may be addressed to; ``None``
-            accepts any (leave that to the application the dashboard is mounted in).
+        allowed_hosts: Host names (without port, any case) requests may be addressed to;
+            ``None`` accepts any (leave that to the application the dashboard is mounted in).
         refresh: Seconds between the page's refreshes.
         title: The page's title.
         discover: Also show queues found under the prefix (not only the client's).
         limit: At most this many queues are shown.
+
+    Raises:
+        ConfigError: ``token`` is not a non-empty str or ``None``.
     """
 
     def __init__(
@@ -69,15 +73,19 @@ class AsyncDashboard:
         client: AsyncClient,
         *,
         token: str | None = None,
-        allowed_hosts: frozenset[str] | None = None,
+        allowed_hosts: Iterable[str] | None = None,
         refresh: float = 2.0,
         title: str = "kvkit dashboard",
         discover: bool = True,
         limit: int = 100,
     ) -> None:
+        if token is not None and (not isinstance(token, str) or not token.strip()):
+            raise ConfigError("the dashboard token must be a non-empty str (or None: read-only)")
+        self.token = token
         self.watch = AsyncQueueWatch(client, discover=discover, limit=limit)
-        self.token = token or None
-        self.allowed_hosts = allowed_hosts
+        self.allowed_hosts = (
+            None if allowed_hosts is None else frozenset(h.lower() for h in allowed_hosts)
+        )
         self.refresh = refresh
         self.title = title
 

@@ -12,6 +12,7 @@ import attrs
 from .._errors import ConfigError, InvalidArgument, KVKitError
 from .._lock_base import LockInfo, lock_prefix
 from .._metrics import Recorder
+from .._queue_base import queue_options
 from .._ratelimit_base import limiter_parts
 from .._serde import Codec, Serializer
 from .._settings import ROLES, Settings
@@ -22,11 +23,11 @@ from .backends.base import Backend
 from .cache import CacheService
 from .locks import LockService, held_locks
 from .probe import ping_check
+from .queue import QueueService
 from .ratelimit import RateLimiterService
 from .service import RedisServiceMixin
 
 if TYPE_CHECKING:
-    from .queue import QueueService
     from .sessions import SessionService
 
 __all__ = ["Client"]
@@ -168,9 +169,6 @@ class Client(RedisServiceMixin):
         Raises:
             InvalidArgument: the name or an option is invalid, or an option is unknown.
         """
-        from .._queue_base import queue_options
-        from .queue import QueueService
-
         backend = self._role_backend["queues"]
         queue = self._metrics.build(
             QueueService,

@@ -49,18 +49,6 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
-def _check_token(token: Any) -> str | None:
-    if token is None:
-        return None
-    if not isinstance(token, str) or not token.strip():
-        raise ConfigError("the dashboard token must be a non-empty str (or None: read-only)")
-    return token
-
-
-def _hosts(allowed_hosts: Iterable[str] | None) -> frozenset[str] | None:
-    return None if allowed_hosts is None else frozenset(h.lower() for h in allowed_hosts)
-
-
 def _too_large() -> Response:
     return Response.text(413, "request body too large")
 
@@ -169,16 +157,17 @@ def asgi_app(
     """
     if not isinstance(client, AsyncClient):
         raise ConfigError("asgi_app needs a kvkit.AsyncClient; use wsgi_app for a kvkit.Client")
-    dashboard = AsyncDashboard(
-        client,
-        token=_check_token(token),
-        allowed_hosts=_hosts(allowed_hosts),
-        refresh=refresh,
-        title=title,
-        discover=discover,
-        limit=limit,
+    return DashboardApp(
+        AsyncDashboard(
+            client,
+            token=token,
+            allowed_hosts=allowed_hosts,
+            refresh=refresh,
+            title=title,
+            discover=discover,
+            limit=limit,
+        )
     )
-    return DashboardApp(dashboard)
 
 
 class WSGIDashboardApp:
@@ -250,16 +239,17 @@ def wsgi_app(
     """
     if not isinstance(client, Client):
         raise ConfigError("wsgi_app needs a kvkit.Client; use asgi_app for a kvkit.AsyncClient")
-    dashboard = Dashboard(
-        client,
-        token=_check_token(token),
-        allowed_hosts=_hosts(allowed_hosts),
-        refresh=refresh,
-        title=title,
-        discover=discover,
-        limit=limit,
+    return WSGIDashboardApp(
+        Dashboard(
+            client,
+            token=token,
+            allowed_hosts=allowed_hosts,
+            refresh=refresh,
+            title=title,
+            discover=discover,
+            limit=limit,
+        )
     )
-    return WSGIDashboardApp(dashboard)
 
 
 def run(app: DashboardApp, host: str, port: int) -> None:

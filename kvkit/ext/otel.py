@@ -64,13 +64,12 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from .._errors import ConfigError
 from .._metrics import BOUNDS, Meter
-from .._overview import QueueReading
+from .._overview import QUEUE_STATES, QueueReading
 from .._version import __version__
 from ._queues import QueueReader
 
 __all__ = ["Instrumentation", "instrument"]
 
-_STATES = ("ready", "pending", "delayed", "dead")
 # A collection asks both queue gauges in turn: one reading serves both within this time.
 _READING_TTL = 1.0
 
@@ -170,12 +169,12 @@ class Instrumentation:
     def _hits(self, options: CallbackOptions) -> Iterable[Observation]:
         if not self._active:
             return []
-        return [Observation(self.client.metrics_snapshot()["cache"]["hits"])]
+        return [Observation(self.client.metrics.cache_totals.hits)]
 
     def _misses(self, options: CallbackOptions) -> Iterable[Observation]:
         if not self._active:
             return []
-        return [Observation(self.client.metrics_snapshot()["cache"]["misses"])]
+        return [Observation(self.client.metrics.cache_totals.misses)]
 
     def _messages(self, options: CallbackOptions) -> Iterable[Observation]:
         reading = self._queues()
@@ -184,7 +183,7 @@ class Instrumentation:
         return [
             Observation(getattr(stats, state), {"queue": name, "state": state})
             for name, stats in reading.stats.items()
-            for state in _STATES
+            for state in QUEUE_STATES
         ]
 
     def _ages(self, options: CallbackOptions) -> Iterable[Observation]:

@@ -58,14 +58,12 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from .._metrics import cumulative
-from .._overview import QueueReading
+from .._overview import QUEUE_STATES, QueueReading
 from ._queues import QueueReader
 
 __all__ = ["CONTENT_TYPE_LATEST", "KVKitCollector", "collector_for", "exposition"]
 
 log = logging.getLogger("kvkit.ext.prometheus")
-
-_STATES = ("ready", "pending", "delayed", "dead")
 
 
 def _go(value: float) -> str:
@@ -163,7 +161,7 @@ class KVKitCollector:
             labels=["queue"],
         )
         for name, stats in (reading.stats if reading is not None else {}).items():
-            for state in _STATES:
+            for state in QUEUE_STATES:
                 messages.add_metric([name, state], getattr(stats, state))
             age.add_metric([name], stats.oldest_ready_s or 0.0)
         yield messages
