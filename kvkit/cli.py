@@ -553,9 +553,13 @@ def _bench(args: argparse.Namespace, out: TextIO) -> int:
 def _dashboard(args: argparse.Namespace, out: TextIO) -> int:
     """Serve the dashboard until interrupted (uvicorn; 127.0.0.1 unless --host says otherwise)."""
     from ._async.client import AsyncClient
-    from .ext.dashboard import LOOPBACK_HOSTS, asgi_app, run
+    from .ext.dashboard import LOOPBACK_HOSTS, asgi_app, require_uvicorn, run
 
     settings = _settings(args, need_config=True)
+    try:
+        require_uvicorn()  # before the URL is shown: nothing would serve it
+    except ImportError as exc:
+        raise _Fail(str(exc)) from None
     # Like a notebook server: without --token a fresh one is made and shown once, in the
     # URL to open; a page opened without it is read-only.
     token = None if args.read_only else args.token or secrets.token_urlsafe(18)
@@ -579,8 +583,6 @@ def _dashboard(args: argparse.Namespace, out: TextIO) -> int:
     out.flush()
     try:
         run(app, args.host, args.port)
-    except ImportError as exc:
-        raise _Fail(str(exc)) from None
     except SystemExit as exc:  # uvicorn exits when it cannot bind
         raise _Fail(f"could not serve on {args.host}:{args.port} (see the message above)") from exc
     finally:

@@ -252,8 +252,8 @@ def wsgi_app(
     )
 
 
-def run(app: DashboardApp, host: str, port: int) -> None:
-    """Serve ``app`` with uvicorn until interrupted (the ``kvkit dashboard`` command).
+def require_uvicorn() -> Any:
+    """Return the uvicorn module that serves the ``kvkit dashboard`` command.
 
     Raises:
         ImportError: uvicorn is not installed (the message says how to install it).
@@ -264,5 +264,15 @@ def run(app: DashboardApp, host: str, port: int) -> None:
         raise ImportError(
             "kvkit dashboard needs uvicorn; install it with: pip install 'kvkit-sdk[dashboard]'"
         ) from exc
+    return uvicorn
+
+
+def run(app: DashboardApp, host: str, port: int) -> None:
+    """Serve ``app`` with uvicorn until interrupted (the ``kvkit dashboard`` command).
+
+    Raises:
+        ImportError: uvicorn is not installed (the message says how to install it).
+    """
+    uvicorn = require_uvicorn()
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
     asyncio.run(uvicorn.Server(config).serve())
