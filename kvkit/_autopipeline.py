@@ -8,10 +8,11 @@ connection side of that; the bookkeeping without I/O lives in :mod:`kvkit._pipel
 How a connection is used:
 
 * It is *borrowed* from the backend's own pool (through a :class:`AsyncLender`) when the first
-  command arrives, and given back as soon as nothing is in flight and nothing is queued,
-  so the pool's bound (``max_connections``) and its wait-then-``BackendTimeout``
-  contract hold unchanged, and operations that need a connection of their own (a
-  transaction, a blocking read) still find one.
+  command arrives, and given back once nothing has been in flight or queued for
+  ``linger`` seconds (a few milliseconds), so the pool's bound (``max_connections``) and
+  its wait-then-``BackendTimeout`` contract hold unchanged, and operations that need a
+  connection of their own (a transaction, a blocking read) still find one. The linger
+  spares a server whose requests each make one call a pool check-out per request.
 * While borrowed, its transport delivers bytes straight to a :class:`_Link` protocol (the
   transport's protocol is swapped, and swapped back on return): replies are parsed and
   dispatched in the I/O callback itself, with no reader task and no per-command timer.
@@ -36,7 +37,7 @@ from typing import Any, Protocol
 
 from redis.exceptions import ConnectionError, MaxConnectionsError, TimeoutError
 
-from ._pipeline import HOLD, ReplyQueue, fresh_error
+from ._pipeline import HOLD, LINGER, ReplyQueue, fresh_error
 
 __all__ = [
     "ON_BY_DEFAULT",
@@ -134,6 +135,8 @@ class _Link(asyncio.Protocol):
         self.since = 0.0
         self.timer: asyncio.TimerHandle | None = None
         self.seen = 0  # replies dispatched when the timer was armed
+        self.linger: asyncio.TimerHandle | None = None  # gives the idle connection back
+        self.idle_seen = 0  # replies dispatched when the linger timer was armed
 
     # -- asyncio.Protocol ----------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
@@ -197,13 +200,17 @@ class AsyncAutoPipeline:
         timeout: Seconds without any reply, while commands are outstanding, after which
             the connection is failed with ``TimeoutError``.
         hold: Seconds a continuously busy connection is kept before rotating.
+        linger: Seconds an idle connection is kept before it goes back to the pool.
     """
 
-    def __init__(self, lender: AsyncLender, *, timeout: float, hold: float = HOLD) -> None:
+    def __init__(
+        self, lender: AsyncLender, *, timeout: float, hold: float = HOLD, linger: float = LINGER
+    ) -> None:
         self._loop = asyncio.get_running_loop()
         self._lender = lender
         self._timeout = timeout
         self._hold = hold
+        self._linger = linger
         self._link: _Link | None = None
         # Packed commands not written yet: for ``_link``, or for the next link when there
         # is none (then their waiters wait in ``_unlinked``, in the same order).
@@ -337,12 +344,30 @@ class AsyncAutoPipeline:
     def _idle(self, link: _Link) -> None:
         """``link`` has no command in flight any more."""
         if link is self._link:
-            if not self._pending:
-                # Give it back unless a task woken by these replies sends again at once.
-                self._loop.call_soon(self._release_if_idle, link)
+            if self._pending:
+                return
+            loop = self._loop
+            if loop.time() - link.since > self._hold:
+                # Held long enough: give it back unless a task woken by these replies
+                # sends again at once (pool waiters get their turn).
+                loop.call_soon(self._release_if_idle, link)
+            elif link.linger is None:
+                link.idle_seen = link.queue.replies
+                link.linger = loop.call_at(loop.time() + self._linger, self._lingered, link)
         elif link in self._draining:
             self._draining.discard(link)
             self._give_back(link, broken=False)
+
+    def _lingered(self, link: _Link) -> None:
+        link.linger = None
+        if link is not self._link or len(link.queue) or self._pending:
+            return  # gone, or busy again: its next idle moment starts a new wait
+        if link.queue.replies != link.idle_seen:
+            # Used meanwhile: idle only since its last reply, so wait once more.
+            link.idle_seen = link.queue.replies
+            link.linger = self._loop.call_at(self._loop.time() + self._linger, self._lingered, link)
+            return
+        self._release_if_idle(link)
 
     def _release_if_idle(self, link: _Link) -> None:
         if link is self._link and not len(link.queue) and not self._pending:
@@ -376,6 +401,9 @@ class AsyncAutoPipeline:
 
     def _give_back(self, link: _Link, *, broken: bool) -> None:
         link.disarm()
+        if link.linger is not None:
+            link.linger.cancel()
+            link.linger = None
         if not broken:
             link.transport.set_protocol(link.original)
         self._spawn(self._lender.give_back(link.connection, broken=broken))
