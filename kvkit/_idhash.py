@@ -8,12 +8,10 @@ correlate log lines about one session and useless for taking it over.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from ._errors import DecodeError
 
-__all__ = ["decode_errors_name", "id_hash"]
+__all__ = ["id_hash", "named_decode_error"]
 
 _HASH_CHARS = 8
 
@@ -33,14 +31,11 @@ def id_hash(session_id: str) -> str:
     return "#" + hashlib.sha256(raw).hexdigest()[:_HASH_CHARS]
 
 
-@contextmanager
-def decode_errors_name(session_id: str) -> Iterator[None]:
-    """Prefix a :class:`~kvkit.DecodeError` raised inside with the session's hash.
+def named_decode_error(session_id: str, exc: DecodeError) -> DecodeError:
+    """``exc`` again, its message prefixed with the hash of ``session_id``.
 
     Storage layers must not put the key (which contains the id) in their messages; this
     adds the one safe name of the session, so that a corrupted session can still be found.
+    Callers raise it ``from exc``.
     """
-    try:
-        yield
-    except DecodeError as exc:
-        raise DecodeError(f"session {id_hash(session_id)}: {exc}") from exc
+    return DecodeError(f"session {id_hash(session_id)}: {exc}")

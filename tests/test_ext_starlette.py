@@ -305,6 +305,32 @@ def test_nested_changes_are_saved(client):
     assert http.get("/view_session").json() == {"session": {"items": [0, 1]}}
 
 
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [(1, True), (True, 1), (1, 1.0), (1.0, 1), (0.0, -0.0), ("1", 1), (None, "x"), ("a", "b")],
+)
+def test_a_change_of_type_or_value_is_saved(client, monkeypatch, before, after):
+    """Plain values are compared by type and value (not encoded): equal-looking ones differ.
+
+    Only the changed item is sent to the store.
+    """
+    http = test_client_factory(make_app(client))
+    http.post("/update_session", json={"v": before, "same": [1, {"x": 2}]})
+    sent = []
+    original = client.sessions.update
+
+    async def spy(session_id, changes, **kwargs):
+        sent.append(dict(changes))
+        return await original(session_id, changes, **kwargs)
+
+    monkeypatch.setattr(client.sessions, "update", spy)
+    http.post("/update_session", json={"v": after})
+    assert sent == [{"v": after}]
+    shown = http.get("/view_session").json()["session"]
+    assert repr(shown["v"]) == repr(after)
+    assert shown["same"] == [1, {"x": 2}]
+
+
 def test_forged_and_tampered_ids_are_never_honoured(client):
     """Unknown or tampered ids read as empty; the next write issues a new id (no fixation)."""
     http = test_client_factory(make_app(client))

@@ -76,7 +76,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal, overload
 
-from .._idhash import decode_errors_name
+from .._errors import DecodeError
+from .._idhash import named_decode_error
 from .._serde import Codec
 from .._sessions_base import (
     SessionInfo,
@@ -199,8 +200,11 @@ class AsyncSessionService:
         key = self._keys.key(session_id)
         if key is None:
             return None
-        with decode_errors_name(session_id):
+        # try/except rather than a context manager: this is every request's path.
+        try:
             return decode_data(self._codec, await self._driver.get(key))
+        except DecodeError as exc:
+            raise named_decode_error(session_id, exc) from exc
 
     async def set(self, session_id: str, data: Mapping[str, Any]) -> bool:
         """Replace the data of an existing session (and restart its idle TTL).
@@ -248,8 +252,10 @@ class AsyncSessionService:
         key = self._keys.key(session_id)
         if key is None:
             return None
-        with decode_errors_name(session_id):
+        try:
             return decode_data(self._codec, await self._driver.update(key, fields, removed))
+        except DecodeError as exc:
+            raise named_decode_error(session_id, exc) from exc
 
     async def delete(self, session_id: str) -> bool:
         """Delete the session; return whether it existed.

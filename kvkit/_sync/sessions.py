@@ -78,7 +78,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal, overload
 
-from .._idhash import decode_errors_name
+from .._errors import DecodeError
+from .._idhash import named_decode_error
 from .._serde import Codec
 from .._sessions_base import (
     SessionInfo,
@@ -201,8 +202,11 @@ class SessionService:
         key = self._keys.key(session_id)
         if key is None:
             return None
-        with decode_errors_name(session_id):
+        # try/except rather than a context manager: this is every request's path.
+        try:
             return decode_data(self._codec, self._driver.get(key))
+        except DecodeError as exc:
+            raise named_decode_error(session_id, exc) from exc
 
     def set(self, session_id: str, data: Mapping[str, Any]) -> bool:
         """Replace the data of an existing session (and restart its idle TTL).
@@ -250,8 +254,10 @@ class SessionService:
         key = self._keys.key(session_id)
         if key is None:
             return None
-        with decode_errors_name(session_id):
+        try:
             return decode_data(self._codec, self._driver.update(key, fields, removed))
+        except DecodeError as exc:
+            raise named_decode_error(session_id, exc) from exc
 
     def delete(self, session_id: str) -> bool:
         """Delete the session; return whether it existed.

@@ -38,9 +38,10 @@ WebSocket scopes.
   costs no round trip; a request with it gets the stored data, loaded once before the app
   runs (Starlette reads ``request.session`` synchronously).
 * Changes are saved when the response starts, as one atomic ``update`` of the items that
-  changed compared with what was loaded (nested changes included: values are compared
-  encoded), so two concurrent requests of one browser that change different items both
-  survive. Nothing is written when nothing changed.
+  changed compared with what was loaded (nested changes included: a list or dict is
+  compared encoded, a ``str``, ``int``, ``bool`` or ``None`` by type and value), so two
+  concurrent requests of one browser that change different items both survive. Nothing
+  is written when nothing changed.
 * A new session is stored, and its cookie set, only once it holds data. Emptying a
   session (``request.session.clear()``) deletes it server-side and expires the cookie.
 * An id the store did not issue is never honoured: an unknown, expired, forged or
@@ -113,7 +114,7 @@ from .._async.client import AsyncClient
 from .._async.sessions import AsyncSessionService
 from .._errors import BackendError, ConfigError, DecodeError, SerializationError
 from .._idhash import id_hash
-from .._sessions_base import encode_data
+from .._serde import Codec
 from .._ttl import MAX_SECONDS
 
 __all__ = ["Session", "SessionMiddleware", "login", "logout", "session_id_hash"]
@@ -165,7 +166,7 @@ class _State:
         self.store = store
         self.ttl = ttl  # idle TTL of the sessions this middleware creates (None: default)
         self.sid: str | None = None  # an id the store confirmed (loaded) or issued
-        self.loaded: dict[str, bytes] = {}  # the stored items, encoded, as last read/written
+        self.loaded: dict[str, Any] = {}  # the stored items as last read/written (_snapshot)
         self.candidate: str | None = None  # the cookie's id when reading it failed
         self.stale = False  # the cookie names no live session: expire it
         self.ended = False  # logout(): expire the cookie
@@ -319,7 +320,7 @@ class SessionMiddleware:
             return
         session.update(data)
         state.sid = cookie
-        state.loaded = encode_data(store.codec, data, "session data")
+        state.loaded = _snapshot(store.codec, data)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send, state: _State) -> None:
         started = False
@@ -433,11 +434,18 @@ class SessionMiddleware:
                 return self._clear_cookie()
             return None
         try:
-            encoded = encode_data(store.codec, data, "session data")
+            return await self._write(state, data, can_set_cookie=can_set_cookie)
         except SerializationError as exc:
+            # Every value is encoded before anything is sent: nothing was written.
             raise SerializationError(
                 f"the session cannot be saved (nothing was written): {exc}"
             ) from exc
+
+    async def _write(
+        self, state: _State, data: Mapping[str, Any], *, can_set_cookie: bool
+    ) -> str | None:
+        """The part of :meth:`_commit` that stores a non-empty (or bound) session."""
+        store = state.store
         if state.sid is None:
             if state.candidate is not None:
                 # The cookie's session could not be read: merge into it (an id the store
@@ -445,7 +453,7 @@ class SessionMiddleware:
                 candidate, state.candidate = state.candidate, None
                 if await store.update(candidate, data) is not None:
                     state.sid = candidate
-                    state.loaded = encoded
+                    state.loaded = _snapshot(store.codec, data)
                     return self._set_cookie(candidate) if self._refresh else None
             if not can_set_cookie:
                 log.warning(
@@ -454,11 +462,9 @@ class SessionMiddleware:
                 )
                 return None
             state.sid = await store.create(data, ttl=state.ttl)
-            state.loaded = encoded
+            state.loaded = _snapshot(store.codec, data)
             return self._set_cookie(state.sid)
-        loaded = state.loaded
-        changes = {name: data[name] for name, value in encoded.items() if loaded.get(name) != value}
-        removed = [name for name in loaded if name not in encoded]
+        changes, removed, snapshot = _diff(store.codec, state.loaded, data)
         if changes or removed:
             if await store.update(state.sid, changes, remove=removed) is None:
                 # The session ended during the request (expired, or "log out everywhere"):
@@ -467,11 +473,69 @@ class SessionMiddleware:
                 state.sid = None
                 state.loaded = {}
                 return self._clear_cookie()
-            state.loaded = encoded
+            state.loaded = snapshot
         if state.issued or (self._refresh and can_set_cookie):
             state.issued = False
             return self._set_cookie(state.sid)
         return None
+
+
+# Values of these exact types cannot change in place: a snapshot keeps them as they are,
+# and comparing type and value finds a change (float is left out: -0.0 == 0.0). Anything
+# else (a list, a dict, ...) may be changed in place, so the snapshot keeps its encoding.
+# Encoding only those spares each request encoding the whole session twice.
+_IMMUTABLE = frozenset((str, int, bool, type(None)))
+_MISSING = object()
+
+
+class _Encoded:
+    """A snapshot entry: the encoding of a value that may change in place."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+
+
+def _snapshot(codec: Codec, data: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``data`` holds now, to tell later which items the app changed.
+
+    Raises:
+        SerializationError: a value that may change in place cannot be encoded.
+    """
+    encode = codec.encode
+    return {
+        name: value if type(value) in _IMMUTABLE else _Encoded(encode(name, value))
+        for name, value in data.items()
+    }
+
+
+def _diff(
+    codec: Codec, before: Mapping[str, Any], data: Mapping[str, Any]
+) -> tuple[dict[str, Any], list[str], dict[str, Any]]:
+    """Compare ``data`` with the snapshot ``before``.
+
+    Returns:
+        The changed or new items, the removed names, and the snapshot of ``data``.
+
+    Raises:
+        SerializationError: a value that may change in place cannot be encoded.
+    """
+    encode = codec.encode
+    changes: dict[str, Any] = {}
+    after: dict[str, Any] = {}
+    for name, value in data.items():
+        old = before.get(name, _MISSING)
+        if type(value) in _IMMUTABLE:
+            after[name] = value
+            if type(old) is not type(value) or old != value:
+                changes[name] = value
+        else:
+            new = after[name] = _Encoded(encode(name, value))
+            if type(old) is not _Encoded or old.raw != new.raw:
+                changes[name] = value
+    removed = [name for name in before if name not in data]
+    return changes, removed, after
 
 
 class _Replaced(Exception):
@@ -571,14 +635,14 @@ async def login(
     store = state.store
     raw = request.scope.get("session")
     data = dict(raw) if isinstance(raw, Mapping) else {}
-    encoded = encode_data(store.codec, data, "session data")
+    snapshot = _snapshot(store.codec, data)
     new_sid = await store.create(data, ttl=state.ttl, user_id=user_id, meta=meta)
     if state.sid is not None:
         # The old id dies right after the new one exists: there is no moment without a
         # session, and the old id is never valid after this returns.
         await store.delete(state.sid)
     state.sid = new_sid
-    state.loaded = encoded
+    state.loaded = snapshot
     state.candidate = None
     state.bound = state.issued = True
     state.ended = state.stale = False
