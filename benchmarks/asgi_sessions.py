@@ -193,7 +193,7 @@ for _ours, _backend, _baseline, _label, _target, _ahead in (
         baseline=_label,
         target=_target,
         ahead=_ahead,
-        ops=2400,
+        ops=4800,  # ~2 s per side and round: the per-round spread of this row is wide
         concurrency=CONNECTIONS,
         needs_redis=True,  # the app's other mounts need the server
         tags=("asgi", "peers"),
