@@ -17,6 +17,7 @@ from contextlib import contextmanager
 import pytest
 
 import kvkit
+from kvkit._pipeline import LINGER
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -141,6 +142,7 @@ async def test_no_connection_leak_after_10000_operations(redis_server):
                     task.cancel()
             await asyncio.gather(*batch, return_exceptions=True)
         assert done >= 9_900
+        await asyncio.sleep(LINGER * 4)  # the auto-pipeline keeps its connection that long
         pool = client.redis().connection_pool
         assert len(pool._in_use_connections) == 0
         assert len(pool._available_connections) <= POOL
