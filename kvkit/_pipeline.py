@@ -60,7 +60,8 @@ LINGER = 0.005
 Giving the connection back at the first idle moment costs a pool check-out (with its
 liveness check) and two task switches per request in a server whose requests each make
 one call: the usual case. Keeping it a few milliseconds covers the gap to the next
-request; a pool user that needs the connection waits at most this long for it.
+request; a pool user that needs the connection waits at most this long once the
+pipeline falls idle (and at most about ``HOLD`` while it is busy).
 """
 
 
