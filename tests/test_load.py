@@ -66,7 +66,10 @@ def _sampling(servers, name: str) -> Iterator[Callable[[], int]]:
 
 def test_100_threads_on_a_pool_of_20(redis_server):
     """100 threads x 100 operations all succeed; the server never sees > 20 connections."""
-    settings, name = _named(redis_server.url)
+    # The pool wait is the socket timeout. redis-py's pool is not fair (a thread arriving
+    # can take a freed connection before one that waits), so on a CI machine running four
+    # test workers on two cores one of 100 threads could wait out the default 5 s.
+    settings, name = _named(redis_server.url, socket_timeout=30.0)
     errors: list[BaseException] = []
     with kvkit.Client(settings=settings) as client, _sampling([redis_server], name) as peak:
         cache = client.cache
