@@ -550,9 +550,8 @@ class KVKitSessionInterface(SessionInterface):
             if session.ended:
                 self._delete_cookie(app, response)
             return
-        encoded = encode_data(
-            store.codec, data, "session data"
-        )  # SerializationError before any write
+        # Encoding everything first raises SerializationError before any write.
+        encoded = encode_data(store.codec, data, "session data")
         changes = {k: data[k] for k, raw in encoded.items() if session.loaded.get(k) != raw}
         removed = [k for k in session.loaded if k not in encoded]
         issued = False

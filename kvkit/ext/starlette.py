@@ -335,17 +335,8 @@ class SessionMiddleware:
                 return
             if message["type"] == "http.response.start" and not started:
                 started = True
-                try:
-                    header = await self._commit(scope, state, can_set_cookie=True)
-                except (BackendError, DecodeError) as exc:
-                    log.error(
-                        "the session could not be saved, answering 503: %s: %s",
-                        type(exc).__name__,
-                        exc,
-                    )
-                    state.failed = exc
+                if not await self._save_at_start(scope, state, message, "answering 503"):
                     return
-                self._add_headers(scope, message, header)
             await send(message)
 
         try:
@@ -364,18 +355,9 @@ class SessionMiddleware:
             kind = message["type"]
             if handshake and (kind == "websocket.accept" or kind in _START):
                 handshake = False
-                try:
-                    header = await self._commit(scope, state, can_set_cookie=True)
-                except (BackendError, DecodeError) as exc:
-                    log.error(
-                        "the session could not be saved, closing the WebSocket: %s: %s",
-                        type(exc).__name__,
-                        exc,
-                    )
-                    state.failed = exc
+                if not await self._save_at_start(scope, state, message, "closing the WebSocket"):
                     await send({"type": "websocket.close", "code": 1011, "reason": _SAVE_FAILED})
                     return
-                self._add_headers(scope, message, header)
             elif kind == "websocket.close":
                 handshake = False
             await send(message)
@@ -392,6 +374,23 @@ class SessionMiddleware:
                     type(exc).__name__,
                     exc,
                 )
+
+    async def _save_at_start(
+        self, scope: Scope, state: _State, message: Message, then: str
+    ) -> bool:
+        """Save the session as the response starts and add its headers to ``message``.
+
+        Returns ``False`` when the store failed: the failure is logged (``then`` says what
+        the caller does instead) and kept in ``state.failed``; ``message`` must not be sent.
+        """
+        try:
+            header = await self._commit(scope, state, can_set_cookie=True)
+        except (BackendError, DecodeError) as exc:
+            log.error("the session could not be saved, %s: %s: %s", then, type(exc).__name__, exc)
+            state.failed = exc
+            return False
+        self._add_headers(scope, message, header)
+        return True
 
     def _add_headers(self, scope: Scope, message: Message, cookie: str | None) -> None:
         session = scope.get("session")
