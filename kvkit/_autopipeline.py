@@ -360,17 +360,20 @@ class AsyncAutoPipeline:
 
     def _lingered(self, link: _Link) -> None:
         link.linger = None
-        if link is not self._link or len(link.queue) or self._pending:
-            return  # gone, or busy again: its next idle moment starts a new wait
-        if link.queue.replies != link.idle_seen:
-            # Used meanwhile: idle only since its last reply, so wait once more.
+        if link.queue.replies == link.idle_seen:
+            self._release_if_idle(link)
+        elif self._is_idle(link):
+            # Used meanwhile: idle only since its last reply, so wait once more. (Gone, or
+            # busy again: its next idle moment starts a new wait.)
             link.idle_seen = link.queue.replies
             link.linger = self._loop.call_at(self._loop.time() + self._linger, self._lingered, link)
-            return
-        self._release_if_idle(link)
+
+    def _is_idle(self, link: _Link) -> bool:
+        """``link`` is the current connection, with nothing in flight or waiting to go."""
+        return link is self._link and not len(link.queue) and not self._pending
 
     def _release_if_idle(self, link: _Link) -> None:
-        if link is self._link and not len(link.queue) and not self._pending:
+        if self._is_idle(link):
             self._detach()
             self._give_back(link, broken=False)
 

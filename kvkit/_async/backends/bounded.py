@@ -56,14 +56,16 @@ class AsyncBoundedRedisBackend(AsyncRedisBackend):
     def _build(self) -> Any:
         return self._build_client()
 
-    def _new_pipe(self) -> AsyncAutoPipeline:
-        # The pipeline's connection holds a gate slot like any other operation's.
-        lender = AsyncGatedLender(
-            AsyncPoolLender(self.client.connection_pool),
-            self._gates.get(acurrent_loop()),
-            self.socket_timeout,
+    def _gated_lender(self, pool: Any) -> AsyncGatedLender:
+        """Lends ``pool``'s connections, each holding a gate slot like any operation's."""
+        return AsyncGatedLender(
+            AsyncPoolLender(pool), self._gates.get(acurrent_loop()), self.socket_timeout
         )
-        return AsyncAutoPipeline(lender, timeout=self.socket_timeout)
+
+    def _new_pipe(self) -> AsyncAutoPipeline:
+        return AsyncAutoPipeline(
+            self._gated_lender(self.client.connection_pool), timeout=self.socket_timeout
+        )
 
     def _build_client(self) -> Any:
         """Create the redis-py client (no I/O)."""

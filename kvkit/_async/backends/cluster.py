@@ -21,7 +21,7 @@ from redis.asyncio.cluster import RedisCluster as AsyncRedisClusterClient
 from redis.crc import key_slot
 from redis.exceptions import AskError, MovedError
 
-from ..._autopipeline import AsyncGatedLender, AsyncLender, AsyncPoolLender
+from ..._autopipeline import AsyncLender
 from ..._compat import acurrent_loop
 from ..._errors import BackendError
 from ..._keys import glob_escape
@@ -218,11 +218,7 @@ class AsyncClusterBackend(AsyncBoundedRedisBackend):
             return self._node_pipe(client.get_node_from_key(key))
 
     def _reply_lender(self, client: Any, key: str) -> AsyncLender:
-        # The node's connections, each holding a gate slot like any operation's.
-        node = client.get_node_from_key(key)
-        return AsyncGatedLender(
-            AsyncPoolLender(anode_pool(node)), self._gates.get(acurrent_loop()), self.socket_timeout
-        )
+        return self._gated_lender(anode_pool(client.get_node_from_key(key)))
 
     def _drop(self, client: Any) -> None:
         adrop_client(client)
@@ -272,12 +268,9 @@ class AsyncClusterBackend(AsyncBoundedRedisBackend):
             if entry is None or entry[0] is not node:
                 # A node object redis-py replaced (new slot map) gets a pipeline of its own;
                 # the old one drains and gives its connections back by itself.
-                lender = AsyncGatedLender(
-                    AsyncPoolLender(anode_pool(node)),
-                    self._gates.get(acurrent_loop()),
-                    self.socket_timeout,
+                pipe = AsyncAutoPipeline(
+                    self._gated_lender(anode_pool(node)), timeout=self.socket_timeout
                 )
-                pipe = AsyncAutoPipeline(lender, timeout=self.socket_timeout)
                 entry = pipes[node.name] = (node, pipe)
             return entry[1]
 

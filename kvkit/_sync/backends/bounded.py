@@ -52,14 +52,14 @@ class BoundedRedisBackend(RedisBackend):
     def _build(self) -> Any:
         return self._build_client()
 
+    def _gated_lender(self, pool: Any) -> GatedLender:
+        """Lends ``pool``'s connections, each holding a gate slot like any operation's."""
+        return GatedLender(PoolLender(pool), self._gates.get(current_loop()), self.socket_timeout)
+
     def _new_pipe(self) -> AutoPipeline:
-        # The pipeline's connection holds a gate slot like any other operation's.
-        lender = GatedLender(
-            PoolLender(self.client.connection_pool),
-            self._gates.get(current_loop()),
-            self.socket_timeout,
+        return AutoPipeline(
+            self._gated_lender(self.client.connection_pool), timeout=self.socket_timeout
         )
-        return AutoPipeline(lender, timeout=self.socket_timeout)
 
     def _build_client(self) -> Any:
         """Create the redis-py client (no I/O)."""

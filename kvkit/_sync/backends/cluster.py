@@ -23,12 +23,11 @@ from redis.cluster import RedisCluster as RedisClusterClient
 from redis.crc import key_slot
 from redis.exceptions import AskError, MovedError
 
-from ..._compat import current_loop
 from ..._errors import BackendError
 from ..._keys import glob_escape
 from ..._redis_compat import drop_client, node_pool, prepare_cluster
 from ..._redis_kwargs import tls_kwargs
-from ..._threadpipeline import GatedLender, Lender, PoolLender
+from ..._threadpipeline import Lender
 from .base import LockDriver
 from .bounded import BoundedRedisBackend
 from .redis import RedisBackend, RedisCacheDriver
@@ -205,11 +204,7 @@ class ClusterBackend(BoundedRedisBackend):
         return values
 
     def _reply_lender(self, client: Any, key: str) -> Lender:
-        # The node's connections, each holding a gate slot like any operation's.
-        node = client.get_node_from_key(key)
-        return GatedLender(
-            PoolLender(node_pool(node)), self._gates.get(current_loop()), self.socket_timeout
-        )
+        return self._gated_lender(node_pool(client.get_node_from_key(key)))
 
     def _drop(self, client: Any) -> None:
         drop_client(client)
