@@ -145,9 +145,9 @@ class Response:
         return cls(status, headers, data)
 
     @classmethod
-    def text(cls, status: int, message: str) -> Response:
-        """A plain-text response (errors)."""
-        return cls.make(status, message + "\n", "text/plain; charset=utf-8")
+    def text(cls, status: int, message: str, *extra: tuple[str, str]) -> Response:
+        """A plain-text response (errors), with ``extra`` headers."""
+        return cls.make(status, message + "\n", "text/plain; charset=utf-8", *extra)
 
     @classmethod
     def redirect(cls, location: str) -> Response:

@@ -96,12 +96,10 @@ class AsyncDashboard:
         path = request.path or "/"
         if path in ("/api/requeue", "/api/delete-dead"):
             if request.method != "POST":
-                return Response.make(
-                    405, b"POST only\n", "text/plain; charset=utf-8", ("allow", "POST")
-                )
+                return Response.text(405, "POST only", ("allow", "POST"))
             return await self._act(request, path.rsplit("/", 1)[1])
         if request.method not in ("GET", "HEAD"):
-            return Response.make(405, b"GET only\n", "text/plain; charset=utf-8", ("allow", "GET"))
+            return Response.text(405, "GET only", ("allow", "GET"))
         if path.startswith("/static/"):
             found = static_file(path[len("/static/") :])
             return found if found is not None else Response.text(404, "not found")

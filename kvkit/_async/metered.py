@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from time import perf_counter
 from typing import Any, TypeVar
 
-from .._metrics import FAILED_OPEN, Meter
+from .._metrics import FAILED_OPEN, Hook, Meter
 
 __all__ = ["metered"]
 
@@ -64,8 +64,10 @@ def _measured(fn: Callable[..., Awaitable[Any]], op: str) -> Callable[..., Await
         meter: Meter | None = self._meter
         if meter is None:
             return await fn(self, *args, **kwargs)
-        if meter.hook is not None:
-            return await _hooked(meter, op, fn, self, args, kwargs)
+        # Read once: another thread may uninstrument the client meanwhile.
+        hook = meter.hook
+        if hook is not None:
+            return await _hooked(hook, meter, op, fn, self, args, kwargs)
         start = perf_counter()
         try:
             result = await fn(self, *args, **kwargs)
@@ -84,6 +86,7 @@ def _measured(fn: Callable[..., Awaitable[Any]], op: str) -> Callable[..., Await
 
 
 async def _hooked(
+    hook: Hook,
     meter: Meter,
     op: str,
     fn: Callable[..., Awaitable[Any]],
@@ -92,8 +95,6 @@ async def _hooked(
     kwargs: dict[str, Any],
 ) -> Any:
     """The measured call of an instrumented client: inside the hook's span."""
-    hook = meter.hook
-    assert hook is not None
     with hook.span(meter, op) as span:
         start = perf_counter()
         try:

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import Any, TypeVar
 
-from .._metrics import FAILED_OPEN, Meter
+from .._metrics import FAILED_OPEN, Hook, Meter
 
 __all__ = ["metered"]
 
@@ -66,8 +66,10 @@ def _measured(fn: Callable[..., Any], op: str) -> Callable[..., Any]:
         meter: Meter | None = self._meter
         if meter is None:
             return fn(self, *args, **kwargs)
-        if meter.hook is not None:
-            return _hooked(meter, op, fn, self, args, kwargs)
+        # Read once: another thread may uninstrument the client meanwhile.
+        hook = meter.hook
+        if hook is not None:
+            return _hooked(hook, meter, op, fn, self, args, kwargs)
         start = perf_counter()
         try:
             result = fn(self, *args, **kwargs)
@@ -86,6 +88,7 @@ def _measured(fn: Callable[..., Any], op: str) -> Callable[..., Any]:
 
 
 def _hooked(
+    hook: Hook,
     meter: Meter,
     op: str,
     fn: Callable[..., Any],
@@ -94,8 +97,6 @@ def _hooked(
     kwargs: dict[str, Any],
 ) -> Any:
     """The measured call of an instrumented client: inside the hook's span."""
-    hook = meter.hook
-    assert hook is not None
     with hook.span(meter, op) as span:
         start = perf_counter()
         try:
