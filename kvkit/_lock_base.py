@@ -23,7 +23,6 @@ The price is one small key per lock name ever used.
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 import os
 import secrets
@@ -35,6 +34,7 @@ import attrs
 from ._backoff import backoff_delay
 from ._errors import InvalidArgument
 from ._keys import validate_key
+from ._queue_base import as_seconds
 from ._ttl import ceil_ms, check_seconds
 
 __all__ = [
@@ -112,15 +112,7 @@ def lock_seconds(value: Any, what: str, *, zero_ok: bool = False) -> float:
         InvalidArgument: not a number or ``timedelta`` (``bool`` is refused), NaN,
             infinite, negative, zero (unless ``zero_ok``) or above 100 years.
     """
-    if isinstance(value, dt.timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
-    else:
-        raise InvalidArgument(
-            f"{what} must be a number of seconds or a timedelta, not {type(value).__name__!r}"
-        )
-    return check_seconds(seconds, what, zero_ok=zero_ok)
+    return check_seconds(as_seconds(value, what), what, zero_ok=zero_ok)
 
 
 def lock_ms(value: Any, what: str) -> int:

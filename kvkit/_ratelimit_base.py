@@ -47,13 +47,13 @@ from __future__ import annotations
 import math
 import re
 from collections import deque
-from datetime import timedelta
 from typing import Any, Final, NamedTuple
 
 import attrs
 
 from ._errors import InvalidArgument
 from ._keys import validate_key
+from ._queue_base import as_seconds
 from ._ttl import check_seconds
 
 __all__ = [
@@ -91,15 +91,7 @@ _RATE_RE: Final = re.compile(
 
 
 def _period_seconds(value: Any) -> float:
-    if isinstance(value, timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
-    else:
-        raise InvalidArgument(
-            f"rate period must be a number of seconds or a timedelta, not {type(value).__name__!r}"
-        )
-    check_seconds(seconds, "rate period")
+    seconds = check_seconds(as_seconds(value, "rate period"), "rate period")
     if round(seconds * 1_000_000) < _MIN_PERIOD_US:
         raise InvalidArgument(f"rate period must be at least 1 ms, got {seconds!r} s")
     return seconds

@@ -145,27 +145,8 @@ class AsyncCacheService:
             DecodeError: the stored bytes cannot be decoded.
             BackendError: the backend failed (unless ``cache_fail_open``).
         """
-        full = self._key(key)
-        near = self._driver.near
-        if near is not None:
-            raw = near.get(full)
-            if raw is not None:  # served in-process: no round trip
-                stats = self._stats
-                stats.hits += 1
-                stats.near_hits += 1
-                return self._codec.decode(key, raw)
-        try:
-            raw = await self._driver.get(full)
-        except BackendError as exc:
-            self._failed(exc, "get")
-            return default
-        if raw is None:
-            self._stats.misses += 1
-            self._totals.misses += 1
-            return default
-        self._stats.hits += 1
-        self._totals.hits += 1
-        return self._codec.decode(key, raw)
+        value = await self._lookup(key, self._key(key), "get")
+        return default if value is _MISSING else value
 
     async def exists(self, key: str) -> bool:
         """Return whether ``key`` holds a value."""
@@ -401,18 +382,19 @@ class AsyncCacheService:
             with self._guard:
                 self._flights.release_ref(full)
 
-    async def _lookup(self, key: str, full: str) -> Any:
+    async def _lookup(self, key: str, full: str, op: str = "get_or_set") -> Any:
+        """Read ``full``: its decoded value, or ``_MISSING`` (also when it failed open)."""
         near = self._driver.near
         if near is not None:
             raw = near.get(full)
-            if raw is not None:
+            if raw is not None:  # served in-process: no round trip
                 self._stats.hits += 1
                 self._stats.near_hits += 1
                 return self._codec.decode(key, raw)
         try:
             raw = await self._driver.get(full)
         except BackendError as exc:
-            self._failed(exc, "get_or_set")
+            self._failed(exc, op)
             return _MISSING
         if raw is None:
             self._stats.misses += 1

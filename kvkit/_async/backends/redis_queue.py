@@ -61,6 +61,7 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from ..._errors import BackendError
 from ..._keys import glob_escape
+from ..._lua import LuaScript
 from ..._queue_base import queue_name_of
 from ..._queue_types import RawMessage
 from ..._redis_queue_base import (
@@ -464,33 +465,28 @@ class AsyncRedisQueueDriver(AsyncQueueDriver):
 
     async def requeue_dead(self, key: str, ids: set[str] | None, maxlen: int | None) -> int:
         stream, _, dead, index, _ = queue_keys(key)
-        wanted = sorted(ids) if ids is not None else []
-        start = "-"
-        moved = 0
-        while True:
-            args: list[Any] = [start, maxlen or 0, _REQUEUE_BATCH, "1" if ids is None else "0"]
-            args.extend(wanted)
-            # Not strictly idempotent (a repeat could move a later batch), but it only ever
-            # moves dead letters back, which is what the caller asked for.
-            count, start = await self._b.eval(REQUEUE, [stream, dead, index], args, idempotent=True)
-            moved += int(count)
-            start = as_text(start)
-            if not start or (ids is not None and moved >= len(wanted)):
-                return moved
+        # Not strictly idempotent (a repeat could move a later batch), but it only ever
+        # moves dead letters back, which is what the caller asked for.
+        return await self._scan_dead(REQUEUE, [stream, dead, index], [maxlen or 0], ids)
 
     async def delete_dead(self, key: str, ids: set[str] | None) -> int:
-        dead = queue_keys(key)[2]
+        # A repeat after a lost reply finds those already gone: safe to retry.
+        return await self._scan_dead(DROP_DEAD, [queue_keys(key)[2]], [], ids)
+
+    async def _scan_dead(
+        self, script: LuaScript, keys: list[str], args: list[Any], ids: set[str] | None
+    ) -> int:
+        """Run a dead-letter script page by page (all, or ``ids``); return its total count."""
         wanted = sorted(ids) if ids is not None else []
         start = "-"
-        deleted = 0
+        done = 0
         while True:
-            args: list[Any] = [start, _REQUEUE_BATCH, "1" if ids is None else "0", *wanted]
-            # A repeat after a lost reply finds those already gone: safe to retry.
-            count, start = await self._b.eval(DROP_DEAD, [dead], args, idempotent=True)
-            deleted += int(count)
+            page = [start, *args, _REQUEUE_BATCH, "1" if ids is None else "0", *wanted]
+            count, start = await self._b.eval(script, keys, page, idempotent=True)
+            done += int(count)
             start = as_text(start)
-            if not start or (ids is not None and deleted >= len(wanted)):
-                return deleted
+            if not start or (ids is not None and done >= len(wanted)):
+                return done
 
     async def expire(self, key: str, ttl_ms: int, message_ids: list[str]) -> None:
         # The generation counter and the retry records of these pushes, which would

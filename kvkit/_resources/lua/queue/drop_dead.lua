@@ -4,11 +4,7 @@
 -- Returns {deleted, next start or ''}.
 --! include lib.lua
 local dead = KEYS[1]
-local wanted = nil
-if ARGV[3] == '0' then
-  wanted = {}
-  for i = 4, #ARGV do wanted[ARGV[i]] = true end
-end
+local wanted = wanted_ids(3)
 local batch = tonumber(ARGV[2])
 local entries = redis.call('XRANGE', dead, ARGV[1], '+', 'COUNT', batch)
 local deleted = 0
@@ -19,6 +15,4 @@ for _, e in ipairs(entries) do
     deleted = deleted + 1
   end
 end
-local nxt = ''
-if #entries == batch then nxt = '(' .. entries[#entries][1] end
-return {deleted, nxt}
+return {deleted, next_start(entries, batch)}

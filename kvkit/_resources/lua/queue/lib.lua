@@ -83,6 +83,19 @@ local function bury(dead, id, payload, enq, deliveries, reason, group, now)
   redis.call('XADD', dead, '*', 'id', id, 'payload', payload, 'enqueued_ms', enq,
              'deliveries', deliveries, 'reason', reason, 'group', group, 'dead_ms', fmt(now))
 end
+-- The dead-letter scans (requeue, drop_dead) take a flag, '1' for every message, then the
+-- wanted message ids. Returns the set of those ids, or nil for every message.
+local function wanted_ids(flag)
+  if ARGV[flag] ~= '0' then return nil end
+  local wanted = {}
+  for i = flag + 1, #ARGV do wanted[ARGV[i]] = true end
+  return wanted
+end
+-- Where the next page of a scan starts ('' when this page was the last).
+local function next_start(entries, batch)
+  if #entries == batch then return '(' .. entries[#entries][1] end
+  return ''
+end
 -- Members due in the same ms sort by their bytes: each starts with an order key (server
 -- time in us, then the position in the batch), so they are promoted in push order as on
 -- memory://, not in the order of their random ids.

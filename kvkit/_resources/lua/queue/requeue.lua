@@ -3,11 +3,7 @@
 -- Returns {moved, next start or ''}.
 --! include lib.lua
 local stream, dead, ids = KEYS[1], KEYS[2], KEYS[3]
-local wanted = nil
-if ARGV[4] == '0' then
-  wanted = {}
-  for i = 5, #ARGV do wanted[ARGV[i]] = true end
-end
+local wanted = wanted_ids(4)
 local batch = tonumber(ARGV[3])
 local entries = redis.call('XRANGE', dead, ARGV[1], '+', 'COUNT', batch)
 local moved = 0
@@ -22,6 +18,4 @@ for _, e in ipairs(entries) do
   end
 end
 if moved > 0 then trim(stream, ids, tonumber(ARGV[2])) end
-local nxt = ''
-if #entries == batch then nxt = '(' .. entries[#entries][1] end
-return {moved, nxt}
+return {moved, next_start(entries, batch)}
