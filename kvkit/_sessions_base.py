@@ -29,9 +29,11 @@ __all__ = [
     "SessionKeys",
     "SessionRecord",
     "decode_data",
+    "diff_data",
     "encode_data",
     "encode_meta",
     "session_info",
+    "snapshot_data",
     "update_args",
     "user_tag",
     "well_formed",
@@ -260,3 +262,62 @@ def session_info(codec: Codec, session_id: str, record: SessionRecord) -> Sessio
     return SessionInfo(
         id_hash(session_id), _utc(record.created_ms), _utc(record.last_seen_ms), meta
     )
+
+
+# Values of these exact types cannot change in place: a snapshot keeps them as they are,
+# and comparing type and value finds a change (float is left out: -0.0 == 0.0). Anything
+# else (a list, a dict, ...) may be changed in place, so the snapshot keeps its encoding.
+# Encoding only those spares a web request encoding the whole session twice (once when
+# it is loaded, once when it is saved).
+_IMMUTABLE = frozenset((str, int, bool, type(None)))
+_MISSING = object()
+
+
+class _Encoded:
+    """A snapshot entry: the encoding of a value that may change in place."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+
+
+def snapshot_data(codec: Codec, data: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``data`` holds now, to tell later (:func:`diff_data`) which items were changed.
+
+    Raises:
+        SerializationError: a value that may change in place cannot be encoded.
+    """
+    encode = codec.encode
+    return {
+        name: value if type(value) in _IMMUTABLE else _Encoded(encode(name, value))
+        for name, value in data.items()
+    }
+
+
+def diff_data(
+    codec: Codec, before: Mapping[str, Any], data: Mapping[str, Any]
+) -> tuple[dict[str, Any], list[str], dict[str, Any]]:
+    """Compare ``data`` with the snapshot ``before``.
+
+    Returns:
+        The changed or new items, the removed names, and the snapshot of ``data``.
+
+    Raises:
+        SerializationError: a value that may change in place cannot be encoded.
+    """
+    encode = codec.encode
+    changes: dict[str, Any] = {}
+    after: dict[str, Any] = {}
+    for name, value in data.items():
+        old = before.get(name, _MISSING)
+        if type(value) in _IMMUTABLE:
+            after[name] = value
+            if type(old) is not type(value) or old != value:
+                changes[name] = value
+        else:
+            new = after[name] = _Encoded(encode(name, value))
+            if type(old) is not _Encoded or old.raw != new.raw:
+                changes[name] = value
+    removed = [name for name in before if name not in data]
+    return changes, removed, after

@@ -120,7 +120,7 @@ from .._ratelimit_base import (
     validate_cost,
     validate_limiter_name,
 )
-from .._sessions_base import encode_data
+from .._sessions_base import diff_data, snapshot_data
 from .._settings import _ENV_FIELDS, Settings
 from .._sync.client import Client
 from .._sync.health import (
@@ -406,10 +406,10 @@ class KVKitSession(CallbackDict[str, Any], SessionMixin):
         self.bound = False  # login_session() ran: keep the session even when empty
         self.ended = False  # logout_session() ran: the cookie must go
         self.save_failed = False  # a save failed; Flask saves again for the error response
-        # The encoded form of what the store holds, by item: comparing encodings finds
-        # every change, including nested ones and those between values that compare
-        # equal (1 -> True, 1 -> 1.0, set -> frozenset).
-        self.loaded: dict[str, bytes] = {}
+        # What the store holds, by item (snapshot_data): comparing with it finds every
+        # change, including nested ones and those between values that compare equal
+        # (1 -> True, 1 -> 1.0, set -> frozenset).
+        self.loaded: dict[str, Any] = {}
 
     @property
     def permanent(self) -> bool:
@@ -482,7 +482,7 @@ class KVKitSessionInterface(SessionInterface):
                 data = store.get(sid)
                 if data is not None:
                     session = self.session_class(data, sid=sid, permanent_default=permanent)
-                    session.loaded = encode_data(store.codec, data, "session data")
+                    session.loaded = snapshot_data(store.codec, data)
                     return session
             except (BackendError, DecodeError) as exc:
                 # The id is a secret: the message names the session by its hash at most.
@@ -550,10 +550,9 @@ class KVKitSessionInterface(SessionInterface):
             if session.ended:
                 self._delete_cookie(app, response)
             return
-        # Encoding everything first raises SerializationError before any write.
-        encoded = encode_data(store.codec, data, "session data")
-        changes = {k: data[k] for k, raw in encoded.items() if session.loaded.get(k) != raw}
-        removed = [k for k in session.loaded if k not in encoded]
+        # A value that cannot be stored raises SerializationError before any write: the
+        # snapshot encodes what may change in place, create/update the rest before sending.
+        changes, removed, snapshot = diff_data(store.codec, session.loaded, data)
         issued = False
         if session.sid is None:
             session.sid = store.create(data)
@@ -565,7 +564,7 @@ class KVKitSessionInterface(SessionInterface):
             session.sid = None
             self._delete_cookie(app, response)
             return
-        session.loaded = encoded
+        session.loaded = snapshot
         if issued or session.rotated or changes or removed or self.should_set_cookie(app, session):
             self._set_cookie(app, session, response)
 
@@ -696,7 +695,7 @@ def login_session(user_id: str, meta: Mapping[str, Any] | None = None) -> str:
         # moment without a session, and the old id is never valid after this returns).
         store.delete(session.sid)
     session.sid = new_sid
-    session.loaded = encode_data(store.codec, data, "session data")
+    session.loaded = snapshot_data(store.codec, data)
     session.rotated = session.bound = True
     session.ended = False
     return new_sid

@@ -114,7 +114,7 @@ from .._async.client import AsyncClient
 from .._async.sessions import AsyncSessionService
 from .._errors import BackendError, ConfigError, DecodeError, SerializationError
 from .._idhash import id_hash
-from .._serde import Codec
+from .._sessions_base import diff_data, snapshot_data
 from .._ttl import MAX_SECONDS
 
 __all__ = ["Session", "SessionMiddleware", "login", "logout", "session_id_hash"]
@@ -166,7 +166,7 @@ class _State:
         self.store = store
         self.ttl = ttl  # idle TTL of the sessions this middleware creates (None: default)
         self.sid: str | None = None  # an id the store confirmed (loaded) or issued
-        self.loaded: dict[str, Any] = {}  # the stored items as last read/written (_snapshot)
+        self.loaded: dict[str, Any] = {}  # the stored items as last read/written (snapshot_data)
         self.candidate: str | None = None  # the cookie's id when reading it failed
         self.stale = False  # the cookie names no live session: expire it
         self.ended = False  # logout(): expire the cookie
@@ -320,7 +320,7 @@ class SessionMiddleware:
             return
         session.update(data)
         state.sid = cookie
-        state.loaded = _snapshot(store.codec, data)
+        state.loaded = snapshot_data(store.codec, data)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send, state: _State) -> None:
         started = False
@@ -452,7 +452,7 @@ class SessionMiddleware:
                 candidate, state.candidate = state.candidate, None
                 if await store.update(candidate, data) is not None:
                     state.sid = candidate
-                    state.loaded = _snapshot(store.codec, data)
+                    state.loaded = snapshot_data(store.codec, data)
                     return self._set_cookie(candidate) if self._refresh else None
             if not can_set_cookie:
                 log.warning(
@@ -461,9 +461,9 @@ class SessionMiddleware:
                 )
                 return None
             state.sid = await store.create(data, ttl=state.ttl)
-            state.loaded = _snapshot(store.codec, data)
+            state.loaded = snapshot_data(store.codec, data)
             return self._set_cookie(state.sid)
-        changes, removed, snapshot = _diff(store.codec, state.loaded, data)
+        changes, removed, snapshot = diff_data(store.codec, state.loaded, data)
         if changes or removed:
             if await store.update(state.sid, changes, remove=removed) is None:
                 # The session ended during the request (expired, or "log out everywhere"):
@@ -477,64 +477,6 @@ class SessionMiddleware:
             state.issued = False
             return self._set_cookie(state.sid)
         return None
-
-
-# Values of these exact types cannot change in place: a snapshot keeps them as they are,
-# and comparing type and value finds a change (float is left out: -0.0 == 0.0). Anything
-# else (a list, a dict, ...) may be changed in place, so the snapshot keeps its encoding.
-# Encoding only those spares each request encoding the whole session twice.
-_IMMUTABLE = frozenset((str, int, bool, type(None)))
-_MISSING = object()
-
-
-class _Encoded:
-    """A snapshot entry: the encoding of a value that may change in place."""
-
-    __slots__ = ("raw",)
-
-    def __init__(self, raw: bytes) -> None:
-        self.raw = raw
-
-
-def _snapshot(codec: Codec, data: Mapping[str, Any]) -> dict[str, Any]:
-    """What ``data`` holds now, to tell later which items the app changed.
-
-    Raises:
-        SerializationError: a value that may change in place cannot be encoded.
-    """
-    encode = codec.encode
-    return {
-        name: value if type(value) in _IMMUTABLE else _Encoded(encode(name, value))
-        for name, value in data.items()
-    }
-
-
-def _diff(
-    codec: Codec, before: Mapping[str, Any], data: Mapping[str, Any]
-) -> tuple[dict[str, Any], list[str], dict[str, Any]]:
-    """Compare ``data`` with the snapshot ``before``.
-
-    Returns:
-        The changed or new items, the removed names, and the snapshot of ``data``.
-
-    Raises:
-        SerializationError: a value that may change in place cannot be encoded.
-    """
-    encode = codec.encode
-    changes: dict[str, Any] = {}
-    after: dict[str, Any] = {}
-    for name, value in data.items():
-        old = before.get(name, _MISSING)
-        if type(value) in _IMMUTABLE:
-            after[name] = value
-            if type(old) is not type(value) or old != value:
-                changes[name] = value
-        else:
-            new = after[name] = _Encoded(encode(name, value))
-            if type(old) is not _Encoded or old.raw != new.raw:
-                changes[name] = value
-    removed = [name for name in before if name not in data]
-    return changes, removed, after
 
 
 class _Replaced(Exception):
@@ -634,7 +576,7 @@ async def login(
     store = state.store
     raw = request.scope.get("session")
     data = dict(raw) if isinstance(raw, Mapping) else {}
-    snapshot = _snapshot(store.codec, data)
+    snapshot = snapshot_data(store.codec, data)
     new_sid = await store.create(data, ttl=state.ttl, user_id=user_id, meta=meta)
     if state.sid is not None:
         # The old id dies right after the new one exists: there is no moment without a
